@@ -1,0 +1,132 @@
+"""The abstract base of known-physics modules."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .._types import Array, State
+from .parameter import Parameter
+
+
+class AbstractPhysics(eqx.Module):
+    """Known physics as a diffrax vector field ``(t, y, args) -> dy/dt``.
+
+    A concrete system declares
+
+    * ``state_names``: one name per state, e.g. ``("x", "y")``;
+    * ``param_names``: the names of its :class:`Parameter` fields;
+    * ``term_names``: the named additive terms of its right-hand side;
+    * ``terms(t, y)``: a dict ``term name -> contribution to dy/dt`` (a full state vector).
+
+    ``include`` selects which terms the vector field sums, so a *part* of a system is the same class
+    with fewer terms: ``LotkaVolterra(...).keep("growth", "death")`` is the UDE paper's known part.
+    """
+
+    state_names: eqx.AbstractClassVar[tuple[str, ...]]
+    param_names: eqx.AbstractClassVar[tuple[str, ...]]
+    term_names: eqx.AbstractClassVar[tuple[str, ...]]
+    term_formulas: eqx.AbstractClassVar[dict[str, str]]
+    include: eqx.AbstractVar[tuple[str, ...] | None]
+
+    def __check_init__(self):
+        if self.include is not None:
+            _check_terms(type(self), self.include)
+
+    @abc.abstractmethod
+    def terms(self, t, y: State) -> dict[str, State]:
+        """Every term's contribution to dy/dt (all terms, whatever ``include`` says)."""
+
+    def __call__(self, t, y: State, args=None) -> State:
+        contributions = self.terms(t, y)
+        out = jnp.zeros_like(y)
+        for name in self.active_terms:
+            out = out + contributions[name]
+        return out
+
+    # ---- conveniences -------------------------------------------------------------------------
+    @property
+    def active_terms(self) -> tuple[str, ...]:
+        """The terms this vector field sums (all of them unless ``include`` was given)."""
+        return self.term_names if self.include is None else tuple(self.include)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.state_names)
+
+    def p(self, name: str) -> Array:
+        """The (constrained) value of parameter ``name``."""
+        return getattr(self, name).value
+
+    def parameters(self) -> dict[str, float]:
+        """Parameter values as plain floats (for reports)."""
+        return {n: float(self.p(n)) for n in self.param_names}
+
+    def keep(self, *names: str) -> "AbstractPhysics":
+        """A copy that sums only the named terms."""
+        _check_terms(type(self), names)
+        return dataclasses.replace(self, include=tuple(names))
+
+    def drop(self, *names: str) -> "AbstractPhysics":
+        """A copy without the named terms."""
+        _check_terms(type(self), names)
+        return self.keep(*[n for n in self.active_terms if n not in names])
+
+    def with_params(self, **updates) -> "AbstractPhysics":
+        """A copy with parameters replaced. Values may be numbers or :class:`Parameter` objects;
+        a number keeps the old parameter's trainable/positive flags."""
+        unknown = sorted(set(updates) - set(self.param_names))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown parameter(s) {unknown}; "
+                             f"expected some of {list(self.param_names)}")
+        new = self
+        for name, v in updates.items():
+            old = getattr(self, name)
+            v = v if isinstance(v, Parameter) else old.with_value(v)
+            new = eqx.tree_at(lambda m, name=name: getattr(m, name), new, v)
+        return new
+
+    def set_trainable(self, *names: str, positive: bool | None = None) -> "AbstractPhysics":
+        """A copy in which the named parameters (default: all) are trainable."""
+        names = names or self.param_names
+        unknown = sorted(set(names) - set(self.param_names))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown parameter(s) {unknown}; "
+                             f"expected some of {list(self.param_names)}")
+        updates = {}
+        for n in names:
+            old = getattr(self, n)
+            pos = old.positive if positive is None else positive
+            updates[n] = Parameter(old.value, trainable=True, positive=pos)
+        return self.with_params(**updates)
+
+    def formula(self) -> dict[str, str]:
+        """Human-readable right-hand side, e.g. ``{"x": "alpha*x", "y": "-gamma*y"}``."""
+        per_state = {s: [] for s in self.state_names}
+        for name in self.active_terms:
+            state, expr = self.term_formulas[name].split(":", 1)
+            per_state[state.strip()].append(expr.strip())
+        return {s: " ".join(_join(per_state[s])) or "0" for s in self.state_names}
+
+
+def _join(exprs):
+    out = []
+    for i, e in enumerate(exprs):
+        if i == 0:
+            out.append(e)
+        elif e.startswith("-"):
+            out.append("- " + e[1:])
+        else:
+            out.append("+ " + e)
+    return out
+
+
+def _check_terms(cls, names):
+    unknown = [n for n in names if n not in cls.term_names]
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown term(s) {unknown}; "
+                         f"its terms are {list(cls.term_names)}")

@@ -1,0 +1,233 @@
+"""Classic systems: Lotka–Volterra, damped pendulum, SIR, Van der Pol, FitzHugh–Nagumo, Lorenz.
+
+Each is a final :class:`AbstractPhysics`: parameters are :class:`Parameter` fields (plain numbers are
+converted to fixed parameters) and the right-hand side is a sum of named terms, any subset of which
+can be kept with ``include=`` or :meth:`AbstractPhysics.keep`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .base import AbstractPhysics
+from .parameter import Parameter, as_parameter
+
+
+def _param():
+    return eqx.field(converter=as_parameter)
+
+
+def _vec(*components):
+    return jnp.stack([jnp.asarray(c) for c in components])
+
+
+class LotkaVolterra(AbstractPhysics):
+    """Predator–prey: ``x' = αx − βxy``, ``y' = −γy + δxy`` (x prey, y predator).
+
+    Terms: ``growth`` (αx), ``predation`` (−βxy), ``death`` (−γy), ``reproduction`` (δxy).
+    The UDE paper knows ``growth`` and ``death`` only::
+
+        LotkaVolterra(1.3, 0.9, 1.8, 0.8, include=("growth", "death"))
+    """
+
+    alpha: Parameter = _param()
+    beta: Parameter = _param()
+    gamma: Parameter = _param()
+    delta: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("x", "y")
+    param_names: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "delta")
+    term_names: ClassVar[tuple[str, ...]] = ("growth", "predation", "death", "reproduction")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "growth": "x: alpha*x", "predation": "x: -beta*x*y",
+        "death": "y: -gamma*y", "reproduction": "y: delta*x*y",
+    }
+
+    def terms(self, t, y):
+        x, z = y[0], y[1]
+        zero = jnp.zeros_like(x)
+        return {
+            "growth": _vec(self.p("alpha") * x, zero),
+            "predation": _vec(-self.p("beta") * x * z, zero),
+            "death": _vec(zero, -self.p("gamma") * z),
+            "reproduction": _vec(zero, self.p("delta") * x * z),
+        }
+
+
+class DampedPendulum(AbstractPhysics):
+    """``θ' = ω``, ``ω' = −(g/L) sin θ − c ω`` (angle θ, angular velocity ω).
+
+    Terms: ``velocity`` (ω in θ'), ``gravity`` (−(g/L) sin θ), ``friction`` (−cω).
+    """
+
+    g_over_l: Parameter = _param()
+    friction: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("theta", "omega")
+    param_names: ClassVar[tuple[str, ...]] = ("g_over_l", "friction")
+    term_names: ClassVar[tuple[str, ...]] = ("velocity", "gravity", "damping")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "velocity": "theta: omega", "gravity": "omega: -g_over_l*sin(theta)",
+        "damping": "omega: -friction*omega",
+    }
+
+    def terms(self, t, y):
+        th, om = y[0], y[1]
+        zero = jnp.zeros_like(th)
+        return {
+            "velocity": _vec(om, zero),
+            "gravity": _vec(zero, -self.p("g_over_l") * jnp.sin(th)),
+            "damping": _vec(zero, -self.p("friction") * om),
+        }
+
+
+class SIR(AbstractPhysics):
+    """Epidemic in population fractions: ``S' = −βSI``, ``I' = βSI − γI``, ``R' = γI``.
+
+    Terms: ``infection`` (βSI moved from S to I), ``recovery`` (γI moved from I to R).
+    """
+
+    beta: Parameter = _param()
+    gamma: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("S", "I", "R")
+    param_names: ClassVar[tuple[str, ...]] = ("beta", "gamma")
+    term_names: ClassVar[tuple[str, ...]] = ("infection", "recovery")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "infection": "S: -beta*S*I", "recovery": "I: -gamma*I",
+    }
+
+    def terms(self, t, y):
+        s, i = y[0], y[1]
+        inf = self.p("beta") * s * i
+        rec = self.p("gamma") * i
+        zero = jnp.zeros_like(s)
+        return {"infection": _vec(-inf, inf, zero), "recovery": _vec(zero, -rec, rec)}
+
+    def formula(self):
+        f = {"S": [], "I": [], "R": []}
+        if "infection" in self.active_terms:
+            f["S"].append("-beta*S*I"); f["I"].append("beta*S*I")
+        if "recovery" in self.active_terms:
+            f["I"].append("-gamma*I"); f["R"].append("gamma*I")
+        return {k: " + ".join(v).replace("+ -", "- ") or "0" for k, v in f.items()}
+
+
+class VanDerPol(AbstractPhysics):
+    """``x' = y``, ``y' = μ(1 − x²)y − x``.
+
+    Terms: ``velocity`` (y in x'), ``damping`` (μ(1 − x²)y), ``restoring`` (−x).
+    """
+
+    mu: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("x", "y")
+    param_names: ClassVar[tuple[str, ...]] = ("mu",)
+    term_names: ClassVar[tuple[str, ...]] = ("velocity", "damping", "restoring")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "velocity": "x: y", "damping": "y: mu*(1 - x^2)*y", "restoring": "y: -x",
+    }
+
+    def terms(self, t, y):
+        x, v = y[0], y[1]
+        zero = jnp.zeros_like(x)
+        return {
+            "velocity": _vec(v, zero),
+            "damping": _vec(zero, self.p("mu") * (1 - x**2) * v),
+            "restoring": _vec(zero, -x),
+        }
+
+
+class FitzHughNagumo(AbstractPhysics):
+    """``v' = v − v³/3 − w + I``, ``w' = (v + a − b w)/τ``.
+
+    Terms: ``cubic`` (v − v³/3), ``coupling`` (−w in v'), ``current`` (I), ``recovery`` ((v + a − bw)/τ).
+    """
+
+    a: Parameter = _param()
+    b: Parameter = _param()
+    tau: Parameter = _param()
+    current: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("v", "w")
+    param_names: ClassVar[tuple[str, ...]] = ("a", "b", "tau", "current")
+    term_names: ClassVar[tuple[str, ...]] = ("cubic", "coupling", "input", "recovery")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "cubic": "v: v - v^3/3", "coupling": "v: -w", "input": "v: current",
+        "recovery": "w: (v + a - b*w)/tau",
+    }
+
+    def terms(self, t, y):
+        v, w = y[0], y[1]
+        zero = jnp.zeros_like(v)
+        return {
+            "cubic": _vec(v - v**3 / 3, zero),
+            "coupling": _vec(-w, zero),
+            "input": _vec(self.p("current") + zero, zero),
+            "recovery": _vec(zero, (v + self.p("a") - self.p("b") * w) / self.p("tau")),
+        }
+
+
+class Lorenz(AbstractPhysics):
+    """``x' = σ(y − x)``, ``y' = x(ρ − z) − y``, ``z' = xy − βz``.
+
+    Terms: ``convection`` (σ(y − x)), ``shear`` (x(ρ − z)), ``dissipation`` (−y), ``heating`` (xy),
+    ``cooling`` (−βz).
+    """
+
+    sigma: Parameter = _param()
+    rho: Parameter = _param()
+    beta: Parameter = _param()
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    state_names: ClassVar[tuple[str, ...]] = ("x", "y", "z")
+    param_names: ClassVar[tuple[str, ...]] = ("sigma", "rho", "beta")
+    term_names: ClassVar[tuple[str, ...]] = ("convection", "shear", "dissipation", "heating", "cooling")
+    term_formulas: ClassVar[dict[str, str]] = {
+        "convection": "x: sigma*(y - x)", "shear": "y: x*(rho - z)", "dissipation": "y: -y",
+        "heating": "z: x*y", "cooling": "z: -beta*z",
+    }
+
+    def terms(self, t, y):
+        x, v, z = y[0], y[1], y[2]
+        zero = jnp.zeros_like(x)
+        return {
+            "convection": _vec(self.p("sigma") * (v - x), zero, zero),
+            "shear": _vec(zero, x * (self.p("rho") - z), zero),
+            "dissipation": _vec(zero, -v, zero),
+            "heating": _vec(zero, zero, x * v),
+            "cooling": _vec(zero, zero, -self.p("beta") * z),
+        }
+
+
+class NoPhysics(AbstractPhysics):
+    """No known physics (dy/dt = 0): the known part of a pure neural ODE."""
+
+    state_names: tuple[str, ...] = eqx.field(static=True, default=("x", "y"))
+    include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
+
+    param_names: ClassVar[tuple[str, ...]] = ()
+    term_names: ClassVar[tuple[str, ...]] = ()
+    term_formulas: ClassVar[dict[str, str]] = {}
+
+    def terms(self, t, y):
+        return {}
+
+
+SYSTEMS: dict[str, type[AbstractPhysics]] = {
+    "lotka_volterra": LotkaVolterra,
+    "damped_pendulum": DampedPendulum,
+    "sir": SIR,
+    "van_der_pol": VanDerPol,
+    "fitzhugh_nagumo": FitzHughNagumo,
+    "lorenz": Lorenz,
+    "none": NoPhysics,
+}

@@ -1,0 +1,210 @@
+"""One entry point for solving: vector field, initial state(s), save times, options → Solution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._types import Array, Float, Int
+
+SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "heun": diffrax.Heun,
+    "bosh3": diffrax.Bosh3,
+    "euler": diffrax.Euler,
+    "kvaerno5": diffrax.Kvaerno5,
+    "kvaerno3": diffrax.Kvaerno3,
+}
+
+ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
+    "recursive": diffrax.RecursiveCheckpointAdjoint,
+    "backsolve": diffrax.BacksolveAdjoint,
+    "forward": diffrax.ForwardMode,
+    "direct": diffrax.DirectAdjoint,
+}
+
+
+class SolverOptions(eqx.Module):
+    """How to solve. Names and counts are static (they fix the compiled program); tolerances are
+    arrays, so sweeping them never recompiles.
+
+    Args:
+        solver: a name from :data:`SOLVERS` or a ``diffrax.AbstractSolver`` instance.
+        rtol, atol: tolerances of the PID step-size controller (ignored by ``fixed_steps``).
+        adjoint: a name from :data:`ADJOINTS` or a ``diffrax.AbstractAdjoint`` instance.
+        max_steps: the solver's step budget; a solve that needs more fails with a result code.
+        dt0: the first step (default: chosen by diffrax).
+        fixed_steps: if set, take this many equal steps with no error control.
+        dtype: ``"float32"`` / ``"float64"`` / None (keep the input's dtype).
+        checkpoints: number of checkpoints for the recursive-checkpoint adjoint (None: diffrax's).
+    """
+
+    solver: diffrax.AbstractSolver = eqx.field(static=True)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True)
+    rtol: Array
+    atol: Array
+    max_steps: int = eqx.field(static=True)
+    dt0: float | None = eqx.field(static=True)
+    fixed_steps: int | None = eqx.field(static=True)
+    dtype: str | None = eqx.field(static=True)
+
+    def __init__(self, solver="tsit5", *, rtol=1e-6, atol=1e-6, adjoint="recursive", max_steps=4096,
+                 dt0=None, fixed_steps=None, dtype=None, checkpoints=None):
+        if isinstance(solver, str):
+            if solver.lower() not in SOLVERS:
+                raise ValueError(f"SolverOptions: unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
+            solver = SOLVERS[solver.lower()]()
+        elif not isinstance(solver, diffrax.AbstractSolver):
+            raise ValueError(f"SolverOptions: solver must be a name or a diffrax solver, got {solver!r}")
+        if isinstance(adjoint, str):
+            if adjoint.lower() not in ADJOINTS:
+                raise ValueError(f"SolverOptions: unknown adjoint {adjoint!r}; choose from {sorted(ADJOINTS)}")
+            name = adjoint.lower()
+            adjoint = (diffrax.RecursiveCheckpointAdjoint(checkpoints) if name == "recursive"
+                       else ADJOINTS[name]())
+        elif not isinstance(adjoint, diffrax.AbstractAdjoint):
+            raise ValueError(f"SolverOptions: adjoint must be a name or a diffrax adjoint, got {adjoint!r}")
+        for name, v in (("rtol", rtol), ("atol", atol)):
+            if not isinstance(v, jax.core.Tracer) and not np.all(np.asarray(v) > 0):
+                raise ValueError(f"SolverOptions: {name} must be > 0, got {v!r}")
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"SolverOptions: max_steps must be a positive integer, got {max_steps!r}")
+        if fixed_steps is not None and (not isinstance(fixed_steps, int) or fixed_steps < 1):
+            raise ValueError(f"SolverOptions: fixed_steps must be a positive integer, got {fixed_steps!r}")
+        if dtype not in (None, "float32", "float64"):
+            raise ValueError(f"SolverOptions: dtype must be 'float32', 'float64' or None, got {dtype!r}")
+        self.solver = solver
+        self.adjoint = adjoint
+        self.rtol = jnp.asarray(rtol, dtype=jnp.result_type(float))
+        self.atol = jnp.asarray(atol, dtype=jnp.result_type(float))
+        self.max_steps = max_steps
+        self.dt0 = dt0
+        self.fixed_steps = fixed_steps
+        self.dtype = dtype
+
+
+class Solution(eqx.Module):
+    """States at the save times, solver statistics and diffrax's result code.
+
+    ``ys`` has shape ``(times, state)``, or ``(batch, times, state)`` for a batch of initial states.
+    Where a solve failed (``ok`` is False), ``ys`` holds ``inf`` after the failure.
+    """
+
+    ts: Float[Array, "*batch times"]
+    ys: Float[Array, "*batch times state"]
+    result: diffrax.RESULTS
+    num_steps: Int[Array, "*batch"]
+    num_rejected: Int[Array, "*batch"]
+
+    @property
+    def ok(self) -> Array:
+        return self.result == diffrax.RESULTS.successful
+
+    def message(self) -> str:
+        """A readable description of the first failure, or ``"successful"``."""
+        ok = np.asarray(self.ok)
+        if ok.all():
+            return "successful"
+        res = self.result
+        if ok.ndim:
+            i = int(np.argmin(ok.reshape(-1)))
+            res = jax.tree_util.tree_map(lambda x: x.reshape(-1)[i], res)
+            return f"member {i}: {diffrax.RESULTS[res]}"
+        return str(diffrax.RESULTS[res])
+
+
+def _as_dtype(x, dtype):
+    if dtype is None:
+        return x
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, x)
+
+
+def check_times(ts) -> None:
+    """Raise ``ValueError`` unless ``ts`` is a 1-D, finite, strictly increasing array."""
+    if isinstance(ts, jax.core.Tracer):
+        return
+    t = np.asarray(ts)
+    if t.ndim != 1 or t.size < 1:
+        raise ValueError(f"ts: save times must be a non-empty 1-D array, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("ts: save times must be finite")
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        i = int(np.argmin(np.diff(t) > 0))
+        raise ValueError(f"ts: save times must be strictly increasing; ts[{i}]={t[i]} >= ts[{i + 1}]={t[i + 1]}")
+
+
+def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, t0=None):
+    term = diffrax.ODETerm(vector_field)
+    t0 = ts[0] if t0 is None else t0
+    t1 = ts[-1]
+    if options.fixed_steps is not None:
+        controller = diffrax.ConstantStepSize()
+        dt0 = (t1 - t0) / options.fixed_steps
+        max_steps = options.fixed_steps + 1
+    else:
+        controller = diffrax.PIDController(rtol=options.rtol.astype(y0.dtype),
+                                           atol=options.atol.astype(y0.dtype))
+        dt0 = options.dt0
+        max_steps = options.max_steps
+    sol = diffrax.diffeqsolve(
+        term, options.solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=options.adjoint,
+        max_steps=max_steps, throw=throw,
+    )
+    return Solution(ts=sol.ts, ys=sol.ys, result=sol.result,
+                    num_steps=sol.stats["num_steps"],
+                    num_rejected=sol.stats.get("num_rejected_steps", jnp.zeros((), int)))
+
+
+def solve(vector_field, y0: Float[Array, "*batch state"], ts: Float[Array, " times"],
+          options: SolverOptions | None = None, *, args=None, throw: bool = False,
+          t0=None) -> Solution:
+    """Solve ``dy/dt = vector_field(t, y, args)`` from ``y0`` and save at ``ts``.
+
+    A 2-D ``y0`` (batch, state) is solved for every row with ``jax.vmap`` (one compiled program).
+    With ``throw=False`` (the default) a failed solve is reported in ``Solution.result`` rather than
+    raised. ``t0`` defaults to ``ts[0]``. Call it inside your own ``jit``, or use ``solve_jit``.
+
+    Example::
+
+        sol = solve(UDE(known, net), jnp.array([0.44, 4.6]), jnp.linspace(0, 3, 31),
+                    SolverOptions("tsit5", rtol=1e-6, atol=1e-6))
+        sol.ys.shape  # (31, 2)
+    """
+    options = options or SolverOptions()
+    check_times(ts)
+    y0 = jnp.asarray(y0)
+    if options.dtype is not None:
+        y0 = y0.astype(options.dtype)
+        ts = jnp.asarray(ts, dtype=options.dtype)
+        vector_field = _as_dtype(vector_field, options.dtype)
+    if y0.ndim == 1:
+        return _solve_one(vector_field, y0, ts, options, args, throw, t0)
+    if y0.ndim == 2:
+        return jax.vmap(lambda y: _solve_one(vector_field, y, ts, options, args, throw, t0))(y0)
+    raise ValueError(f"y0: expected shape (state,) or (batch, state), got {y0.shape}")
+
+
+solve_jit = eqx.filter_jit(solve)
+
+
+def solve_batch(vector_fields, y0, ts, options: SolverOptions | None = None, *, args=None,
+                throw: bool = False) -> Solution:
+    """Solve a *batch of models* (a vector field whose array leaves carry a leading batch axis,
+    e.g. from ``eqx.filter_vmap`` over keys), each from its own (or a shared) ``y0``."""
+    y0 = jnp.asarray(y0)
+    in_y0 = 0 if y0.ndim == 2 else None
+
+    @eqx.filter_vmap(in_axes=(eqx.if_array(0), in_y0))
+    def one(vf, y):
+        return solve(vf, y, ts, options, args=args, throw=throw)
+
+    return one(vector_fields, y0)
