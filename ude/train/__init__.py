@@ -1,0 +1,18 @@
+"""Fitting: losses, strategies, optimiser stages, the fused fit loop and checkpoints."""
+
+from .checkpoint import atomic_write_bytes as atomic_write_bytes, atomic_write_text as atomic_write_text
+from .fit import FitResult as FitResult, fit as fit, loss_value as loss_value
+from .losses import l2_penalty as l2_penalty, squared_error as squared_error
+from .stages import (
+    LBFGS as LBFGS,
+    AbstractStage as AbstractStage,
+    Adam as Adam,
+    growing_horizon as growing_horizon,
+)
+from .strategies import (
+    AbstractStrategy as AbstractStrategy,
+    MultipleShooting as MultipleShooting,
+    SingleShooting as SingleShooting,
+    WindowMinibatch as WindowMinibatch,
+    initial_states as initial_states,
+)

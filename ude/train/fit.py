@@ -1,0 +1,265 @@
+"""The fit loop: optimiser stages over a strategy, K steps fused per jitted ``lax.scan``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ..model import partition
+from .checkpoint import load_carry, load_index, save_checkpoint
+from .losses import tree_all_finite
+from .stages import LBFGS, AbstractStage
+from .strategies import AbstractStrategy
+
+HISTORY_KEYS = ("step", "stage", "loss", "accepted", "lr_scale")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: the trained model (same structure as the input).
+        extra: the strategy's extra parameters (segment starts, learned initial states) or None.
+        history: numpy arrays, one entry per optimiser step: ``step``, ``stage`` (index),
+            ``loss`` (before the step), ``accepted`` (False: rejected and not applied), ``lr_scale``.
+        final_loss: the strategy's full loss of the final model on the training data.
+        rejected: rejected steps per stage. stopped: why each stage ended.
+        wall_seconds: time spent in :func:`fit`, compilation included.
+    """
+
+    model: object
+    extra: object
+    history: dict
+    final_loss: float
+    rejected: list
+    stopped: list
+    wall_seconds: float
+
+
+def _where_tree(pred, new, old):
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(pred, a, b) if isinstance(a, jax.Array) or isinstance(b, jax.Array) else a,
+        new, old)
+
+
+@eqx.filter_jit
+def _run_chunk(carry, static, data, strategy, stage, remaining, chunk: int):
+    """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops."""
+    opt = stage.optimizer()
+    is_lbfgs = isinstance(stage, LBFGS)
+
+    def body(carry, i):
+        params, extra, opt_state, key, lr_scale, done, prev_loss = carry
+        key, sub = jr.split(key)
+        active = (i < remaining) & ~done
+
+        def objective(p):
+            model = eqx.combine(p[0], static)
+            return strategy.loss(model, p[1], data, sub)
+
+        trainable = (params, extra)
+        (loss, ok), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+        if is_lbfgs:
+            updates, new_state = opt.update(grads, opt_state, trainable, value=loss, grad=grads,
+                                            value_fn=lambda p: objective(p)[0])
+        else:
+            updates, new_state = opt.update(grads, opt_state, trainable)
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+        new = optax.apply_updates(trainable, updates)
+        good = active & jnp.isfinite(loss) & ok & tree_all_finite(grads) & tree_all_finite(new)
+        new_params, new_extra = _where_tree(good, new, trainable)
+        new_state = _where_tree(good, new_state, opt_state)
+        lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
+        if is_lbfgs:
+            gnorm = optax.tree_utils.tree_l2_norm(grads)
+            rel = jnp.abs(prev_loss - loss) / jnp.maximum(jnp.abs(prev_loss), 1e-300)
+            converged = (gnorm < stage.gtol) | (jnp.isfinite(prev_loss) & (rel < stage.ftol))
+            done = done | (active & good & converged)
+        prev_loss = jnp.where(good, loss, prev_loss)
+        out = (new_params, new_extra, new_state, key, lr_scale, done, prev_loss)
+        return out, (loss, good, active, lr_scale)
+
+    carry, (losses, good, active, scales) = jax.lax.scan(body, carry, jnp.arange(chunk))
+    return carry, losses, good, active, scales
+
+
+@eqx.filter_jit
+def _full_loss(model, extra, data, strategy):
+    return strategy.full_loss(model, extra, data)
+
+
+def loss_value(model, data, strategy: AbstractStrategy, extra=None) -> float:
+    """The strategy's deterministic loss of ``model`` on ``data`` (extra parameters initialised
+    from the model and data when not given)."""
+    if extra is None:
+        extra = strategy.init(model, data)
+    return float(_full_loss(model, extra, data, strategy))
+
+
+def _stage_data(data, stage):
+    if stage.horizon is None:
+        return data
+    return data.window(float(data.ts[0]), float(stage.horizon))
+
+
+def _fingerprint(model, strategy, stages) -> str:
+    text = repr(jax.tree_util.tree_structure(model)) + repr(strategy) + repr(stages)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage], *, key,
+        chunk: int = 100, verbose: bool = True, checkpoint_dir=None, checkpoint_every: int | None = None,
+        resume: bool = False, validation=None, patience: int | None = None,
+        callback: Callable | None = None) -> FitResult:
+    """Train ``model`` on ``data``: each stage runs its optimiser for ``stage.steps`` steps.
+
+    Args:
+        model: a UDE (any pytree); arrays selected by :func:`ude.model.trainable_filter` learn.
+        data: a :class:`ude.data.Dataset` (the training window).
+        strategy: how model and data are compared (:class:`SingleShooting`, ...).
+        stages: e.g. ``[Adam(lr=0.1, steps=200), LBFGS(steps=1000)]``.
+        key: a ``jax.random`` key (minibatch draws).
+        chunk: optimiser steps fused in one jitted ``lax.scan`` (one host sync per chunk).
+        verbose: a tqdm progress bar per stage.
+        checkpoint_dir, checkpoint_every: write an atomic checkpoint every N steps (rounded up to
+            whole chunks) and at the end of each stage. ``resume=True`` continues from it; the
+            result is bit-for-bit that of an uninterrupted run.
+        validation, patience: optional early stopping: after each chunk the full loss on
+            ``validation`` is measured; the stage stops when it has not improved for ``patience``
+            chunks, keeping the best parameters.
+        callback: called after each chunk with ``(stage_index, global_step, model, loss)``.
+
+    A step whose loss or gradient is not finite, or whose solve failed (e.g. hit ``max_steps``),
+    is rejected: parameters and optimiser state stay as they were, the step is recorded with
+    ``accepted=False``, and the learning rate is multiplied by ``stage.backoff``.
+    """
+    t_start = time.perf_counter()
+    if not stages:
+        raise ValueError("fit: stages is empty; give at least one stage, e.g. [Adam(lr=0.1, steps=200)]")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"fit: chunk must be a positive integer, got {chunk!r}")
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError("fit: checkpoint_every needs checkpoint_dir")
+    params, static = partition(model)
+    history = {k: [] for k in HISTORY_KEYS}
+    rejected, stopped = [], []
+    fingerprint = _fingerprint(model, strategy, stages)
+    extra = None
+    index = load_index(checkpoint_dir) if (resume and checkpoint_dir is not None) else None
+    if index is not None and index.get("fingerprint") != fingerprint:
+        raise ValueError(f"{Path(checkpoint_dir)}: the checkpoint belongs to a different model, "
+                         "strategy or stage list; refusing to resume from it")
+    global_step = 0
+    prev_horizon = object()
+
+    for s_idx, stage in enumerate(stages):
+        sdata = _stage_data(data, stage)
+        if extra is None or stage.horizon != prev_horizon:
+            extra = strategy.init(eqx.combine(params, static), sdata, None)
+        prev_horizon = stage.horizon
+        opt_state = stage.optimizer().init((params, extra))
+        leaves = jax.tree_util.tree_leaves(params)
+        dtype = leaves[0].dtype if leaves else jnp.result_type(float)
+        carry = (params, extra, opt_state, jr.fold_in(key, s_idx), jnp.ones((), dtype),
+                 jnp.array(False), jnp.array(jnp.inf, dtype))
+        step = 0
+        if index is not None and s_idx < index["stage"]:
+            global_step += stage.steps
+            continue
+        if index is not None:  # resume inside this stage
+            carry = load_carry(checkpoint_dir, index, carry)
+            step, global_step = index["step_in_stage"], index["global_step"]
+            history = {k: list(v) for k, v in index["history"].items()}
+            rejected, stopped = list(index["rejected"][:s_idx]), list(index["stopped"][:s_idx])
+            n_rej = index["rejected"][s_idx] if len(index["rejected"]) > s_idx else 0
+            index = None
+        else:
+            n_rej = 0
+            if checkpoint_dir is not None:
+                _checkpoint(checkpoint_dir, carry, s_idx, 0, global_step, history, rejected,
+                            stopped, fingerprint)
+        reason = "steps"
+        best, stale = (np.inf, None), 0
+        bar = tqdm(total=stage.steps, initial=step, disable=not verbose, leave=False,
+                   desc=f"stage {s_idx + 1}/{len(stages)} {stage.name}", file=sys.stderr,
+                   dynamic_ncols=True)
+        last_ckpt = global_step
+        while step < stage.steps:
+            remaining = jnp.asarray(stage.steps - step)
+            carry, losses, good, active, scales = _run_chunk(carry, static, sdata, strategy, stage,
+                                                             remaining, chunk)
+            losses, good, active, scales = map(np.asarray, (losses, good, active, scales))
+            n = int(active.sum())
+            history["step"].extend(range(global_step, global_step + n))
+            history["stage"].extend([s_idx] * n)
+            history["loss"].extend(losses[:n].tolist())
+            history["accepted"].extend(good[:n].tolist())
+            history["lr_scale"].extend(scales[:n].tolist())
+            n_rej += int((~good[:n]).sum())
+            step += n
+            global_step += n
+            bar.update(n)
+            if n:
+                bar.set_postfix(loss=f"{losses[n - 1]:.4g}", rejected=n_rej)
+            if callback is not None and n:
+                callback(s_idx, global_step, eqx.combine(carry[0], static), float(losses[n - 1]))
+            if validation is not None and patience is not None:
+                v = loss_value(eqx.combine(carry[0], static), validation, strategy)
+                if v < best[0]:
+                    best, stale = (v, carry), 0
+                else:
+                    stale += 1
+                    if stale >= patience:
+                        carry, reason = best[1], "early_stop"
+                        break
+            if bool(carry[5]):
+                reason = "converged"
+                break
+            if n < chunk:
+                break
+            if (checkpoint_every and global_step - last_ckpt >= checkpoint_every
+                    and step < stage.steps):
+                _checkpoint(checkpoint_dir, carry, s_idx, step, global_step, history,
+                            rejected + [n_rej], stopped, fingerprint)
+                last_ckpt = global_step
+        bar.close()
+        params, extra = carry[0], carry[1]
+        rejected.append(n_rej)
+        stopped.append(reason)
+
+    if index is not None:  # the checkpoint is of a finished fit
+        params, extra = load_carry(checkpoint_dir, index, (params, extra))
+        history = {k: list(v) for k, v in index["history"].items()}
+        rejected, stopped = index["rejected"], index["stopped"]
+    elif checkpoint_dir is not None:
+        _checkpoint(checkpoint_dir, (params, extra), len(stages), 0, global_step, history, rejected,
+                    stopped, fingerprint)
+
+    final_model = eqx.combine(params, static)
+    if stages[-1].horizon is not None:  # the extra parameters belong to a shorter window
+        extra = strategy.init(final_model, data, None)
+    final_loss = float(_full_loss(final_model, extra, data, strategy))
+    hist = {k: np.asarray(v) for k, v in history.items()}
+    hist["accepted"] = hist["accepted"].astype(bool)
+    return FitResult(model=final_model, extra=extra, history=hist, final_loss=final_loss,
+                     rejected=rejected, stopped=stopped, wall_seconds=time.perf_counter() - t_start)
+
+
+def _checkpoint(directory, carry, stage, step_in_stage, global_step, history, rejected, stopped,
+                fingerprint):
+    meta = {"stage": stage, "step_in_stage": step_in_stage, "global_step": global_step,
+            "rejected": rejected, "stopped": stopped, "fingerprint": fingerprint}
+    save_checkpoint(directory, carry, meta, history)

@@ -1,0 +1,49 @@
+"""Losses: (masked, weighted) squared errors and the L2 penalty on network weights."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .._types import Array, Scalar
+from ..model import network_weights
+
+REDUCTIONS = ("sse", "mse")
+
+
+def squared_error(pred: Array, target: Array, mask: Array | None = None,
+                  weights: Array | None = None, reduction: str = "sse") -> Scalar:
+    """Sum (``"sse"``) or mean (``"mse"``) of squared errors over observed entries.
+
+    ``mask`` (same shape, bool) drops unobserved values; ``weights`` (one per state, last axis)
+    scales each state's errors. Non-finite predictions at unobserved entries do not leak in.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    err = pred - target
+    if mask is None:
+        mask = jnp.ones(err.shape, bool)
+    sq = jnp.where(mask, err**2, 0.0)
+    if weights is not None:
+        sq = sq * weights
+    total = jnp.sum(sq)
+    if reduction == "mse":
+        total = total / jnp.maximum(jnp.sum(mask), 1)
+    return total
+
+
+def l2_penalty(model, scale) -> Scalar:
+    """The UDE paper's weight penalty ``scale · ‖θ‖² / |θ|`` over the network's trainable arrays."""
+    ws = network_weights(model)
+    if not ws:
+        return jnp.zeros(())
+    n = sum(w.size for w in ws)
+    return scale * sum(jnp.sum(w**2) for w in ws) / n
+
+
+def tree_all_finite(tree) -> Array:
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "dtype")
+              and jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))

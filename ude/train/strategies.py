@@ -1,0 +1,237 @@
+"""Training strategies: how a model is compared with data.
+
+A strategy is an equinox Module with
+
+* ``init(model, data, key) -> extra``: extra trainable arrays it needs (segment initial states,
+  learned initial conditions) or ``None``;
+* ``loss(model, extra, data, key) -> (loss, ok)``: the training objective (``ok`` is False when a
+  solve failed) — pure, jittable, vectorised over trajectories and segments;
+* ``full_loss(model, extra, data) -> loss``: the deterministic loss on all the data (what the
+  history and reports show; equal to ``loss`` except for random minibatches).
+
+All of them solve through :func:`ude.solve.solve`, so solver, tolerances and adjoint are options.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._types import Array
+from ..solve import SolverOptions, solve
+from .losses import REDUCTIONS, l2_penalty, squared_error
+
+
+class AbstractStrategy(eqx.Module):
+    options: eqx.AbstractVar[SolverOptions]
+    reduction: eqx.AbstractVar[str]
+    l2: eqx.AbstractVar[Array]
+    weights: eqx.AbstractVar[Array | None]
+
+    def init(self, model, data, key=None):
+        return None
+
+    @abc.abstractmethod
+    def loss(self, model, extra, data, key=None):
+        ...
+
+    def full_loss(self, model, extra, data):
+        return self.loss(model, extra, data, None)[0]
+
+    def _penalty(self, model):
+        return l2_penalty(model, self.l2)
+
+    def _err(self, pred, data_ys, mask):
+        return squared_error(pred, data_ys, mask, self.weights, self.reduction)
+
+
+def _check_common(name, reduction, l2):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: loss must be one of {REDUCTIONS}, got {reduction!r}")
+    if not isinstance(l2, jax.core.Tracer) and not float(l2) >= 0:
+        raise ValueError(f"{name}: l2 must be >= 0, got {l2!r}")
+
+
+def _observed_mean(data):
+    """Per (trajectory, state) mean of the observed values (a fallback for unobserved starts)."""
+    m = data.mask.astype(data.ys.dtype)
+    return jnp.sum(data.ys * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+
+
+def initial_states(data):
+    """Starting states from the data: the first sample where observed, else that state's mean."""
+    first = data.ys[:, 0, :]
+    return jnp.where(data.mask[:, 0, :], first, _observed_mean(data))
+
+
+class SingleShooting(AbstractStrategy):
+    """Solve each trajectory from its start over the whole window and compare at every sample.
+
+    Args:
+        options: solver options. loss: ``"sse"`` (the paper's) or ``"mse"``.
+        l2: weight of the ``‖θ‖²/|θ|`` penalty on network weights (the paper's noise sweep: 1e-4).
+        weights: per-state weights of the squared errors.
+        learn_y0: ``"auto"`` learns the initial state when some state is unobserved at the first
+            time (scenario 2), ``True``/``False`` force it. Otherwise the first *noisy* sample is
+            the initial state, as in the paper.
+    """
+
+    options: SolverOptions = SolverOptions()
+    reduction: str = eqx.field(static=True, default="sse")
+    l2: Array = 0.0
+    weights: Array | None = None
+    learn_y0: bool | str = eqx.field(static=True, default="auto")
+
+    def __check_init__(self):
+        _check_common("SingleShooting", self.reduction, self.l2)
+
+    def _learns_y0(self, data) -> bool:
+        if self.learn_y0 == "auto":
+            return not bool(np.all(np.asarray(data.mask[:, 0, :])))
+        return bool(self.learn_y0)
+
+    def init(self, model, data, key=None):
+        return {"y0": initial_states(data)} if self._learns_y0(data) else None
+
+    def predict(self, model, extra, data):
+        y0 = extra["y0"] if extra is not None and "y0" in extra else initial_states(data)
+        return solve(model, y0, data.ts, self.options)
+
+    def loss(self, model, extra, data, key=None):
+        sol = self.predict(model, extra, data)
+        return self._err(sol.ys, data.ys, data.mask) + self._penalty(model), jnp.all(sol.ok)
+
+
+def segment_bounds(n_times: int, segments: int) -> np.ndarray:
+    """Start indices of ``segments`` near-equal segments over ``n_times`` points (plus the end)."""
+    if segments < 1 or segments > n_times - 1:
+        raise ValueError(f"segments must be in [1, {n_times - 1}] for {n_times} time points, got {segments}")
+    return np.round(np.linspace(0, n_times - 1, segments + 1)).astype(int)
+
+
+class MultipleShooting(AbstractStrategy):
+    """Split the window into segments, each solved from its own (trainable) starting state.
+
+    The starting states are extra parameters initialised from the data where observed and from the
+    initial model's own trajectory elsewhere; ``continuity`` weighs the squared mismatch between a
+    segment's end and the next segment's start. This keeps every solve short, so a poor early model
+    cannot drift off, and it works when some states are never observed.
+
+    Args:
+        segments: number of segments. continuity: weight of the continuity penalty.
+        fix_observed: keep segment starts equal to the data where observed (only unobserved
+            components learn). Default False: all starts learn, regularised by the data term.
+    """
+
+    options: SolverOptions = SolverOptions()
+    segments: int = eqx.field(static=True, default=5)
+    continuity: Array = 1.0
+    reduction: str = eqx.field(static=True, default="sse")
+    l2: Array = 0.0
+    weights: Array | None = None
+    fix_observed: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        _check_common("MultipleShooting", self.reduction, self.l2)
+        if not isinstance(self.segments, int) or self.segments < 1:
+            raise ValueError(f"MultipleShooting: segments must be a positive integer, got {self.segments!r}")
+
+    def _layout(self, n_times):
+        bounds = segment_bounds(n_times, self.segments)
+        length = int(np.max(np.diff(bounds))) + 1
+        idx = np.stack([np.minimum(b + np.arange(length), e) for b, e in zip(bounds[:-1], bounds[1:])])
+        valid = np.stack([b + np.arange(length) <= e for b, e in zip(bounds[:-1], bounds[1:])])
+        return bounds, idx, valid
+
+    def init(self, model, data, key=None):
+        bounds, _, _ = self._layout(data.ts.shape[0])
+        starts = bounds[:-1]
+        y0 = initial_states(data)
+        guess = solve(model, y0, data.ts, self.options).ys  # (traj, times, state)
+        guess = jnp.where(jnp.isfinite(guess), guess, y0[:, None, :])
+        obs = data.mask[:, starts, :]
+        return {"starts": jnp.where(obs, data.ys[:, starts, :], guess[:, starts, :])}
+
+    def _segments(self, model, extra, data):
+        bounds, idx, valid = self._layout(data.ts.shape[0])
+        starts = extra["starts"]
+        if self.fix_observed:
+            s = bounds[:-1]
+            starts = jnp.where(data.mask[:, s, :], data.ys[:, s, :], starts)
+        seg_ts = data.ts[idx]  # (segments, length); padded entries repeat the segment's end time
+
+        def one(y0, ts):
+            return solve(model, y0, ts, self.options)
+
+        per_traj = jax.vmap(one, in_axes=(0, 0))  # over segments
+        sols = jax.vmap(per_traj, in_axes=(0, None))(starts, seg_ts)  # (traj, seg, length, state)
+        return sols, idx, valid, starts
+
+    def loss(self, model, extra, data, key=None):
+        sols, idx, valid, starts = self._segments(model, extra, data)
+        ys = data.ys[:, idx, :]
+        mask = data.mask[:, idx, :] & jnp.asarray(valid)[None, :, :, None]
+        # each interior boundary point belongs to two segments: count it once (in the later one)
+        last = np.argmax(np.cumsum(valid, axis=1), axis=1)
+        not_end = np.ones_like(valid)
+        not_end[np.arange(len(last))[:-1], last[:-1]] = False
+        mask = mask & jnp.asarray(not_end)[None, :, :, None]
+        fit = self._err(sols.ys, ys, mask)
+        ends = sols.ys[:, jnp.arange(len(last))[:-1], jnp.asarray(last[:-1]), :]
+        gap = jnp.sum((ends - starts[:, 1:, :]) ** 2)
+        return fit + self.continuity * gap + self._penalty(model), jnp.all(sols.ok)
+
+    def full_loss(self, model, extra, data):
+        """Single-shooting loss of the model from the first learned start (comparable across strategies)."""
+        y0 = jnp.where(data.mask[:, 0, :], data.ys[:, 0, :], extra["starts"][:, 0, :])
+        sol = solve(model, y0, data.ts, self.options)
+        return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
+
+
+class WindowMinibatch(AbstractStrategy):
+    """Random time windows over all trajectories: each step draws ``batch`` windows of ``window``
+    samples, solves each from the observed data at its first sample, and compares.
+
+    Needs every state observed at window starts (windows start only at fully observed samples).
+    ``full_loss`` is the single-shooting loss on all the data.
+    """
+
+    options: SolverOptions = SolverOptions()
+    window: int = eqx.field(static=True, default=10)
+    batch: int = eqx.field(static=True, default=8)
+    reduction: str = eqx.field(static=True, default="sse")
+    l2: Array = 0.0
+    weights: Array | None = None
+
+    def __check_init__(self):
+        _check_common("WindowMinibatch", self.reduction, self.l2)
+        if not isinstance(self.window, int) or self.window < 2:
+            raise ValueError(f"WindowMinibatch: window must be an integer >= 2, got {self.window!r}")
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"WindowMinibatch: batch must be a positive integer, got {self.batch!r}")
+
+    def loss(self, model, extra, data, key=None):
+        n_traj, n_times, _ = data.ys.shape
+        if self.window > n_times:
+            raise ValueError(f"WindowMinibatch: window={self.window} exceeds the {n_times} samples")
+        if key is None:  # deterministic: every start
+            return self.full_loss(model, extra, data), jnp.array(True)
+        ok_start = jnp.all(data.mask, axis=-1)[:, : n_times - self.window + 1]  # (traj, starts)
+        logits = jnp.where(ok_start, 0.0, -jnp.inf).reshape(-1)
+        flat = jr.categorical(key, logits, shape=(self.batch,))
+        traj, start = flat // ok_start.shape[1], flat % ok_start.shape[1]
+        idx = start[:, None] + jnp.arange(self.window)[None, :]
+        ys = data.ys[traj[:, None], idx]
+        mask = data.mask[traj[:, None], idx]
+        ts = data.ts[idx]
+        sols = jax.vmap(lambda y0, t: solve(model, y0, t, self.options))(ys[:, 0], ts)
+        return self._err(sols.ys, ys, mask) + self._penalty(model), jnp.all(sols.ok)
+
+    def full_loss(self, model, extra, data):
+        sol = solve(model, initial_states(data), data.ts, self.options)
+        return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
