@@ -1,0 +1,249 @@
+"""Candidate-term libraries Θ(y) for sparse regression: monomials, sin/cos, user functions.
+
+A library maps states ``Y: (n, state)`` (or one state ``(state,)``) to the candidate terms
+``Θ: (n, terms)`` (or ``(terms,)``) and names every column with a SymPy-parseable string built from
+the state names (``"1"``, ``"x"``, ``"x*y"``, ``"x^2*y"``, ``"sin(x)"``). Libraries hold no arrays,
+only static structure, so they sit inside models without adding trainable leaves. ``+`` joins
+libraries; the paper's library is::
+
+    PolynomialLibrary(("x", "y"), degree=5) + TrigLibrary(("x", "y"), functions=("sin",))  # 23 terms
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .._types import Array, Float
+
+TRIG: dict[str, Callable] = {"sin": jnp.sin, "cos": jnp.cos}
+
+
+class AbstractLibrary(eqx.Module):
+    """``Θ(Y)``: columns are candidate terms, named by :attr:`names`."""
+
+    state_names: eqx.AbstractVar[tuple[str, ...]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _columns(self, Y: Float[Array, "n state"]) -> list[Array]:
+        raise NotImplementedError
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return self.n_terms
+
+    def __call__(self, Y: Float[Array, "*n state"]) -> Float[Array, "*n terms"]:
+        """Evaluate every term at ``Y`` of shape ``(n, state)`` or ``(state,)``."""
+        Y = jnp.asarray(Y)
+        if Y.ndim not in (1, 2) or Y.shape[-1] != len(self.state_names):
+            raise ValueError(f"{type(self).__name__}: Y must have shape (n, {len(self.state_names)}) "
+                             f"or ({len(self.state_names)},), got {Y.shape}")
+        single = Y.ndim == 1
+        Y2 = Y[None] if single else Y
+        cols = self._columns(Y2)
+        out = jnp.stack([jnp.broadcast_to(c, Y2.shape[:1]).astype(Y2.dtype) for c in cols], axis=-1)
+        return out[0] if single else out
+
+    def __add__(self, other: "AbstractLibrary") -> "CombinedLibrary":
+        if not isinstance(other, AbstractLibrary):
+            return NotImplemented
+        return CombinedLibrary((self, other))
+
+
+def _check_state_names(cls, state_names) -> tuple[str, ...]:
+    names = tuple(state_names)
+    if not names or not all(isinstance(s, str) and s.isidentifier() for s in names):
+        raise ValueError(f"{cls.__name__}: state_names must be non-empty identifiers, got {state_names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{cls.__name__}: state_names must be distinct, got {names}")
+    return names
+
+
+def monomial_name(exponents: Sequence[int], state_names: Sequence[str]) -> str:
+    """``(2, 1) , ("x", "y") -> "x^2*y"``; all zeros give ``"1"``."""
+    parts = []
+    for e, s in zip(exponents, state_names):
+        if e == 1:
+            parts.append(s)
+        elif e > 1:
+            parts.append(f"{s}^{e}")
+    return "*".join(parts) if parts else "1"
+
+
+class PolynomialLibrary(AbstractLibrary):
+    """All monomials of the states up to total degree ``degree``.
+
+    Ordered by degree, then as ``itertools.combinations_with_replacement`` (pysindy's order):
+    ``1, x, y, x^2, x*y, y^2, ...``. For s states there are C(s + degree, degree) terms
+    (minus one without the bias).
+
+    Args:
+        state_names: names of the states, e.g. ``("x", "y")``.
+        degree: highest total degree (>= 1).
+        include_bias: include the constant term ``"1"``.
+    """
+
+    state_names: tuple[str, ...] = eqx.field(static=True)
+    degree: int = eqx.field(static=True)
+    include_bias: bool = eqx.field(static=True)
+    exponents: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+
+    def __init__(self, state_names: Sequence[str], degree: int = 2, include_bias: bool = True):
+        self.state_names = _check_state_names(type(self), state_names)
+        if not isinstance(degree, int) or degree < 1:
+            raise ValueError(f"PolynomialLibrary: degree must be an integer >= 1, got {degree!r}")
+        self.degree = degree
+        self.include_bias = bool(include_bias)
+        s = len(self.state_names)
+        exps = []
+        for d in range(0 if include_bias else 1, degree + 1):
+            for combo in itertools.combinations_with_replacement(range(s), d):
+                exps.append(tuple(combo.count(i) for i in range(s)))
+        self.exponents = tuple(exps)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(monomial_name(e, self.state_names) for e in self.exponents)
+
+    def _columns(self, Y):
+        cols = []
+        for e in self.exponents:
+            c = jnp.ones(Y.shape[:1], Y.dtype)
+            for i, k in enumerate(e):
+                if k:
+                    c = c * Y[:, i] ** k  # Python int power: exact repeated multiplication
+            cols.append(c)
+        return cols
+
+
+class TrigLibrary(AbstractLibrary):
+    """``f(k·s)`` for each function f in ``functions`` (``"sin"``, ``"cos"``), frequency k and state s.
+
+    Named ``sin(x)`` (k = 1) or ``sin(2*x)``.
+    """
+
+    state_names: tuple[str, ...] = eqx.field(static=True)
+    functions: tuple[str, ...] = eqx.field(static=True)
+    frequencies: tuple[int | float, ...] = eqx.field(static=True)
+
+    def __init__(self, state_names: Sequence[str], functions: Sequence[str] = ("sin", "cos"),
+                 frequencies: Sequence[int | float] = (1,)):
+        self.state_names = _check_state_names(type(self), state_names)
+        functions = tuple(functions)
+        bad = [f for f in functions if f not in TRIG]
+        if bad or not functions:
+            raise ValueError(f"TrigLibrary: functions must be some of {sorted(TRIG)}, got {functions!r}")
+        frequencies = tuple(frequencies)
+        if not frequencies or any(not isinstance(k, (int, float)) or k == 0 for k in frequencies):
+            raise ValueError(f"TrigLibrary: frequencies must be non-zero numbers, got {frequencies!r}")
+        self.functions = functions
+        self.frequencies = frequencies
+
+    def _terms(self):
+        for k in self.frequencies:
+            for f in self.functions:
+                for i, s in enumerate(self.state_names):
+                    yield f, k, i, (f"{f}({s})" if k == 1 else f"{f}({k}*{s})")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for *_, name in self._terms())
+
+    def _columns(self, Y):
+        return [TRIG[f](k * Y[:, i]) for f, k, i, _ in self._terms()]
+
+
+class CustomLibrary(AbstractLibrary):
+    """User-supplied named terms: ``{"exp(-x)": lambda y: jnp.exp(-y[0])}``.
+
+    Each function maps one state vector ``(state,)`` to a scalar (it is vmapped over rows). Names
+    should be SymPy-parseable in the state names if the result is to be printed and parsed.
+    """
+
+    state_names: tuple[str, ...] = eqx.field(static=True)
+    functions: tuple[tuple[str, Callable], ...] = eqx.field(static=True)
+
+    def __init__(self, state_names: Sequence[str], functions: Mapping[str, Callable]):
+        self.state_names = _check_state_names(type(self), state_names)
+        items = tuple(dict(functions).items())
+        if not items:
+            raise ValueError("CustomLibrary: functions must name at least one term")
+        for name, fn in items:
+            if not isinstance(name, str) or not callable(fn):
+                raise ValueError(f"CustomLibrary: functions must map names to callables, got {name!r}: {fn!r}")
+        self.functions = items
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.functions)
+
+    def _columns(self, Y):
+        import jax
+
+        return [jax.vmap(fn)(Y) for _, fn in self.functions]
+
+
+class CombinedLibrary(AbstractLibrary):
+    """The columns of several libraries side by side (what ``lib_a + lib_b`` builds)."""
+
+    parts: tuple[AbstractLibrary, ...]
+    state_names: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, parts: Sequence[AbstractLibrary]):
+        flat = []
+        for p in parts:
+            if not isinstance(p, AbstractLibrary):
+                raise ValueError(f"CombinedLibrary: parts must be libraries, got {type(p).__name__}")
+            flat.extend(p.parts if isinstance(p, CombinedLibrary) else [p])
+        if not flat:
+            raise ValueError("CombinedLibrary: parts must not be empty")
+        states = flat[0].state_names
+        for p in flat[1:]:
+            if p.state_names != states:
+                raise ValueError(f"CombinedLibrary: parts disagree on state_names: {states} vs {p.state_names}")
+        names = [n for p in flat for n in p.names]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"CombinedLibrary: duplicate term names {dup}")
+        self.parts = tuple(flat)
+        self.state_names = states
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for p in self.parts for n in p.names)
+
+    def _columns(self, Y):
+        return [c for p in self.parts for c in p._columns(Y)]
+
+
+def paper_library(state_names: Sequence[str] = ("x", "y"), degree: int = 5) -> CombinedLibrary:
+    """The UDE paper's library: monomials up to ``degree`` (5) plus ``sin`` of each state (23 terms)."""
+    return PolynomialLibrary(state_names, degree=degree) + TrigLibrary(state_names, functions=("sin",))
+
+
+def library_from_spec(state_names: Sequence[str], spec: Mapping | Sequence[Mapping]) -> AbstractLibrary:
+    """Build a library from plain data (for configs), e.g.
+    ``[{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]}]``."""
+    items = [spec] if isinstance(spec, Mapping) else list(spec)
+    if not items:
+        raise ValueError("library_from_spec: spec must name at least one library")
+    libs = []
+    for i, item in enumerate(items):
+        item = dict(item)
+        kind = item.pop("kind", None)
+        if kind == "polynomial":
+            libs.append(PolynomialLibrary(state_names, **item))
+        elif kind == "trig":
+            libs.append(TrigLibrary(state_names, **item))
+        else:
+            raise ValueError(f"library_from_spec: spec[{i}].kind must be 'polynomial' or 'trig', got {kind!r}")
+    return libs[0] if len(libs) == 1 else CombinedLibrary(libs)
