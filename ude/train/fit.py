@@ -56,9 +56,12 @@ def _where_tree(pred, new, old):
 
 
 @eqx.filter_jit
-def _run_chunk(carry, static, data, strategy, stage, remaining, chunk: int):
-    """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops."""
-    opt = stage.optimizer()
+def _run_chunk(carry, static, data, strategy, stage, total, remaining, chunk: int):
+    """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops.
+
+    ``stage`` arrives with ``steps=0`` and its length as the traced ``total``, so stages that differ
+    only in length (or learning rate, tolerances ...) share one compiled program."""
+    opt = stage.optimizer(total)
     is_lbfgs = isinstance(stage, LBFGS)
 
     def body(carry, i):
@@ -84,7 +87,7 @@ def _run_chunk(carry, static, data, strategy, stage, remaining, chunk: int):
         new_state = _where_tree(good, new_state, opt_state)
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
         if is_lbfgs:
-            gnorm = optax.tree_utils.tree_l2_norm(grads)
+            gnorm = optax.tree_utils.tree_norm(grads)
             rel = jnp.abs(prev_loss - loss) / jnp.maximum(jnp.abs(prev_loss), 1e-300)
             converged = (gnorm < stage.gtol) | (jnp.isfinite(prev_loss) & (rel < stage.ftol))
             done = done | (active & good & converged)
@@ -180,7 +183,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
             global_step += stage.steps
             continue
         if index is not None:  # resume inside this stage
-            carry = load_carry(checkpoint_dir, index, carry)
+            carry = _restore(checkpoint_dir, index, carry)
             step, global_step = index["step_in_stage"], index["global_step"]
             history = {k: list(v) for k, v in index["history"].items()}
             rejected, stopped = list(index["rejected"][:s_idx]), list(index["stopped"][:s_idx])
@@ -191,6 +194,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
             if checkpoint_dir is not None:
                 _checkpoint(checkpoint_dir, carry, s_idx, 0, global_step, history, rejected,
                             stopped, fingerprint)
+        jit_stage = dataclasses.replace(stage, steps=0)
         reason = "steps"
         best, stale = (np.inf, None), 0
         bar = tqdm(total=stage.steps, initial=step, disable=not verbose, leave=False,
@@ -199,8 +203,8 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
         last_ckpt = global_step
         while step < stage.steps:
             remaining = jnp.asarray(stage.steps - step)
-            carry, losses, good, active, scales = _run_chunk(carry, static, sdata, strategy, stage,
-                                                             remaining, chunk)
+            carry, losses, good, active, scales = _run_chunk(
+                carry, static, sdata, strategy, jit_stage, jnp.asarray(stage.steps), remaining, chunk)
             losses, good, active, scales = map(np.asarray, (losses, good, active, scales))
             n = int(active.sum())
             history["step"].extend(range(global_step, global_step + n))
@@ -241,7 +245,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
         stopped.append(reason)
 
     if index is not None:  # the checkpoint is of a finished fit
-        params, extra = load_carry(checkpoint_dir, index, (params, extra))
+        params, extra = _restore(checkpoint_dir, index, (params, extra))
         history = {k: list(v) for k, v in index["history"].items()}
         rejected, stopped = index["rejected"], index["stopped"]
     elif checkpoint_dir is not None:
@@ -258,8 +262,24 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
                      rejected=rejected, stopped=stopped, wall_seconds=time.perf_counter() - t_start)
 
 
+def _keys_as_data(tree):
+    """Typed PRNG keys cannot be serialised: store their raw data."""
+    return jax.tree_util.tree_map(
+        lambda x: jr.key_data(x) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+        else x, tree)
+
+
+def _restore(directory, index, like):
+    loaded = load_carry(directory, index, _keys_as_data(like))
+    return jax.tree_util.tree_map(
+        lambda new, old: jr.wrap_key_data(new, impl=jr.key_impl(old))
+        if isinstance(old, jax.Array) and jnp.issubdtype(old.dtype, jax.dtypes.prng_key) else new,
+        loaded, like)
+
+
 def _checkpoint(directory, carry, stage, step_in_stage, global_step, history, rejected, stopped,
                 fingerprint):
+    carry = _keys_as_data(carry)
     meta = {"stage": stage, "step_in_stage": step_in_stage, "global_step": global_step,
             "rejected": rejected, "stopped": stopped, "fingerprint": fingerprint}
     save_checkpoint(directory, carry, meta, history)

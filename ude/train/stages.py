@@ -18,6 +18,11 @@ from .._types import Array
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
 
 
+def _arr(default):
+    """A float hyper-parameter stored as an array, so changing it never recompiles."""
+    return eqx.field(default=default, converter=lambda x: x if x is None else jnp.asarray(x, float))
+
+
 def _positive(cls, name, v, allow_zero=False):
     if isinstance(v, jax.core.Tracer):
         return
@@ -30,7 +35,8 @@ class AbstractStage(eqx.Module):
     steps: eqx.AbstractVar[int]
     horizon: eqx.AbstractVar[float | None]
 
-    def optimizer(self) -> optax.GradientTransformationExtraArgs:
+    def optimizer(self, total_steps=None) -> optax.GradientTransformationExtraArgs:
+        """The optax transformation; ``total_steps`` (maybe traced) stands in for ``steps``."""
         raise NotImplementedError
 
     @property
@@ -50,14 +56,14 @@ class Adam(AbstractStage):
         horizon: train on data up to this time only (growing-horizon training); None: all of it.
     """
 
-    lr: Array = 0.1
+    lr: Array = _arr(0.1)
     steps: int = eqx.field(static=True, default=200)
     schedule: str = eqx.field(static=True, default="constant")
-    final_fraction: Array = 0.01
-    clip: Array | None = None
-    b1: Array = 0.9
-    b2: Array = 0.999
-    backoff: Array = 0.5
+    final_fraction: Array = _arr(0.01)
+    clip: Array | None = _arr(None)
+    b1: Array = _arr(0.9)
+    b2: Array = _arr(0.999)
+    backoff: Array = _arr(0.5)
     horizon: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -69,19 +75,28 @@ class Adam(AbstractStage):
         if self.clip is not None:
             _positive("Adam", "clip", self.clip)
 
-    def learning_rate(self):
-        n = max(self.steps, 1)
+    def learning_rate(self, total_steps=None):
+        """The learning rate, or a schedule ``count -> lr`` written with array arithmetic so that
+        ``total_steps`` (default ``steps``) may be traced: stages differing only in length share
+        one compiled program."""
         if self.schedule == "constant":
             return self.lr
-        if self.schedule == "cosine":
-            return optax.cosine_decay_schedule(self.lr, n, alpha=self.final_fraction)
-        if self.schedule == "exponential":
-            return optax.exponential_decay(self.lr, n, self.final_fraction)
-        return optax.warmup_cosine_decay_schedule(0.0, self.lr, max(n // 10, 1), n,
-                                                  end_value=self.lr * self.final_fraction)
+        n = jnp.maximum(jnp.asarray(self.steps if total_steps is None else total_steps, float), 1.0)
+        lr, final = self.lr, self.final_fraction
 
-    def optimizer(self):
-        adam = optax.adam(self.learning_rate(), b1=self.b1, b2=self.b2)
+        def cosine(frac):
+            return lr * (final + (1 - final) * 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0.0, 1.0))))
+
+        if self.schedule == "cosine":
+            return lambda count: cosine(count / n)
+        if self.schedule == "exponential":
+            return lambda count: lr * final ** jnp.clip(count / n, 0.0, 1.0)
+        warm = jnp.maximum(jnp.floor(n / 10), 1.0)
+        return lambda count: jnp.where(count < warm, lr * count / warm,
+                                       cosine((count - warm) / jnp.maximum(n - warm, 1.0)))
+
+    def optimizer(self, total_steps=None):
+        adam = optax.adam(self.learning_rate(total_steps), b1=self.b1, b2=self.b2)
         if self.clip is None:
             return adam
         return optax.chain(optax.clip_by_global_norm(self.clip), adam)
@@ -92,11 +107,11 @@ class LBFGS(AbstractStage):
     norm falls below ``gtol``, or the relative loss change of a step falls below ``ftol``."""
 
     steps: int = eqx.field(static=True, default=1000)
-    gtol: Array = 1e-8
-    ftol: Array = 1e-12
+    gtol: Array = _arr(1e-8)
+    ftol: Array = _arr(1e-12)
     memory: int = eqx.field(static=True, default=10)
     linesearch_steps: int = eqx.field(static=True, default=20)
-    backoff: Array = 0.5
+    backoff: Array = _arr(0.5)
     horizon: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -107,7 +122,7 @@ class LBFGS(AbstractStage):
         if not isinstance(self.memory, int) or self.memory < 1:
             raise ValueError(f"LBFGS: memory must be a positive integer, got {self.memory!r}")
 
-    def optimizer(self):
+    def optimizer(self, total_steps=None):
         return optax.lbfgs(
             memory_size=self.memory,
             linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=self.linesearch_steps,

@@ -27,6 +27,11 @@ from ..solve import SolverOptions, solve
 from .losses import REDUCTIONS, l2_penalty, squared_error
 
 
+def _as_array(x):
+    """Numbers become arrays so that changing them never recompiles."""
+    return x if x is None else jnp.asarray(x, float)
+
+
 class AbstractStrategy(eqx.Module):
     options: eqx.AbstractVar[SolverOptions]
     reduction: eqx.AbstractVar[str]
@@ -83,8 +88,8 @@ class SingleShooting(AbstractStrategy):
 
     options: SolverOptions = SolverOptions()
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = 0.0
-    weights: Array | None = None
+    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    weights: Array | None = eqx.field(default=None, converter=_as_array)
     learn_y0: bool | str = eqx.field(static=True, default="auto")
 
     def __check_init__(self):
@@ -130,10 +135,10 @@ class MultipleShooting(AbstractStrategy):
 
     options: SolverOptions = SolverOptions()
     segments: int = eqx.field(static=True, default=5)
-    continuity: Array = 1.0
+    continuity: Array = eqx.field(default=1.0, converter=_as_array)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = 0.0
-    weights: Array | None = None
+    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    weights: Array | None = eqx.field(default=None, converter=_as_array)
     fix_observed: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
@@ -205,8 +210,8 @@ class WindowMinibatch(AbstractStrategy):
     window: int = eqx.field(static=True, default=10)
     batch: int = eqx.field(static=True, default=8)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = 0.0
-    weights: Array | None = None
+    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    weights: Array | None = eqx.field(default=None, converter=_as_array)
 
     def __check_init__(self):
         _check_common("WindowMinibatch", self.reduction, self.l2)
