@@ -55,8 +55,7 @@ def _where_tree(pred, new, old):
         new, old)
 
 
-@eqx.filter_jit
-def _run_chunk(carry, static, data, strategy, stage, total, remaining, chunk: int):
+def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: int):
     """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops.
 
     ``stage`` arrives with ``steps=0`` and its length as the traced ``total``, so stages that differ
@@ -97,6 +96,9 @@ def _run_chunk(carry, static, data, strategy, stage, total, remaining, chunk: in
 
     carry, (losses, good, active, scales) = jax.lax.scan(body, carry, jnp.arange(chunk))
     return carry, losses, good, active, scales
+
+
+_run_chunk = eqx.filter_jit(chunk_steps)
 
 
 @eqx.filter_jit

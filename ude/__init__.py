@@ -1,0 +1,63 @@
+"""ude — universal differential equations in JAX.
+
+Known physics + neural corrections (:mod:`ude.physics`, :mod:`ude.nn`, :mod:`ude.model`), solved with
+diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back into equations
+(:mod:`ude.discovery`) and evaluated by extrapolation (:mod:`ude.evaluate`).
+"""
+
+from . import data as data
+from . import discovery as discovery
+from . import evaluate as evaluate
+from . import model as model
+from . import nn as nn
+from . import physics as physics
+from . import train as train
+from .data import (
+    Dataset as Dataset,
+    GaussianNoise as GaussianNoise,
+    LogNormalNoise as LogNormalNoise,
+    NoNoise as NoNoise,
+    RelativeMeanNoise as RelativeMeanNoise,
+    hudson_bay as hudson_bay,
+    load_table as load_table,
+    simulate as simulate,
+)
+from .discovery import (
+    SR3 as SR3,
+    STLSQ as STLSQ,
+    DiscoveredModel as DiscoveredModel,
+    Discovery as Discovery,
+    Ensemble as Ensemble,
+    PolynomialLibrary as PolynomialLibrary,
+    TrigLibrary as TrigLibrary,
+    discover as discover,
+    paper_library as paper_library,
+    refit as refit,
+)
+from .model import UDE as UDE, HybridUDE as HybridUDE, partition as partition, trainable_filter as trainable_filter
+from .nn import MLP as MLP, rbf as rbf
+from .physics import (
+    SIR as SIR,
+    AbstractPhysics as AbstractPhysics,
+    DampedPendulum as DampedPendulum,
+    FitzHughNagumo as FitzHughNagumo,
+    LotkaVolterra as LotkaVolterra,
+    Lorenz as Lorenz,
+    NoPhysics as NoPhysics,
+    Parameter as Parameter,
+    VanDerPol as VanDerPol,
+)
+from .solve import Solution as Solution, SolverOptions as SolverOptions, solve as solve
+from .train import (
+    LBFGS as LBFGS,
+    Adam as Adam,
+    FitResult as FitResult,
+    MultipleShooting as MultipleShooting,
+    SingleShooting as SingleShooting,
+    WindowMinibatch as WindowMinibatch,
+    fit as fit,
+    growing_horizon as growing_horizon,
+    loss_value as loss_value,
+)
+
+__version__ = "0.1.0"
