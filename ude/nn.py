@@ -31,6 +31,12 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+# Aliases, not inline strings, in signatures: with ``from __future__ import annotations`` typeguard
+# (jaxtyping's runtime checker) would parse " in" as Python and fail.
+Inputs = Float[Array, " in"]
+Outputs = Float[Array, " out"]
+
+
 class AbstractCorrection(eqx.Module):
     """A learned term ``(t, y) -> correction``; ``in_size`` inputs, ``out_size`` outputs."""
 
@@ -38,7 +44,7 @@ class AbstractCorrection(eqx.Module):
     out_size: eqx.AbstractVar[int]
 
     @abc.abstractmethod
-    def __call__(self, t, y: Float[Array, " in"]) -> Float[Array, " out"]:
+    def __call__(self, t, y: Inputs) -> Outputs:
         ...
 
 
@@ -95,10 +101,13 @@ class MLP(AbstractCorrection):
         keys = jr.split(key, len(sizes) - 1)
         layers = []
         for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
-            lin = eqx.nn.Linear(a, b, key=k, dtype=dtype)
             if init == "glorot":
+                # only the structure of equinox's Linear: its own random init would be discarded
+                lin = eqx.filter_eval_shape(eqx.nn.Linear, a, b, key=k, dtype=dtype)
                 lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin,
                                   (_glorot_uniform(k, (b, a), dtype), jnp.zeros((b,), dtype)))
+            else:
+                lin = eqx.nn.Linear(a, b, key=k, dtype=dtype)
             if i == len(sizes) - 2 and output_scale != 1.0:
                 lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin,
                                   (lin.weight * output_scale, lin.bias * output_scale))

@@ -130,3 +130,7 @@ def _check_terms(cls, names):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown term(s) {unknown}; "
                          f"its terms are {list(cls.term_names)}")
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        # a repeated term would be summed twice
+        raise ValueError(f"{cls.__name__}: duplicate term(s) {duplicates} in include")

@@ -61,7 +61,7 @@ class LotkaVolterra(AbstractPhysics):
 class DampedPendulum(AbstractPhysics):
     """``θ' = ω``, ``ω' = −(g/L) sin θ − c ω`` (angle θ, angular velocity ω).
 
-    Terms: ``velocity`` (ω in θ'), ``gravity`` (−(g/L) sin θ), ``friction`` (−cω).
+    Terms: ``velocity`` (ω in θ'), ``gravity`` (−(g/L) sin θ), ``damping`` (−cω, c = ``friction``).
     """
 
     g_over_l: Parameter = _param()
@@ -148,7 +148,8 @@ class VanDerPol(AbstractPhysics):
 class FitzHughNagumo(AbstractPhysics):
     """``v' = v − v³/3 − w + I``, ``w' = (v + a − b w)/τ``.
 
-    Terms: ``cubic`` (v − v³/3), ``coupling`` (−w in v'), ``current`` (I), ``recovery`` ((v + a − bw)/τ).
+    Terms: ``cubic`` (v − v³/3), ``coupling`` (−w in v'), ``input`` (I, the parameter ``current``),
+    ``recovery`` ((v + a − bw)/τ).
     """
 
     a: Parameter = _param()
