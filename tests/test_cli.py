@@ -1,0 +1,238 @@
+"""The `ude` command and the pipeline: every shipped config runs end to end (tiny overrides), the
+run directory's contents, resume after an interruption, exit codes and error messages.
+
+Most runs call ``ude.cli.main`` in-process (compiled programs are shared); one real subprocess
+checks the console entry point's exit code and output. Training steps are kept at zero or a few:
+the fit itself is tested in test_train.py; here the plumbing is under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ude import cli
+from ude.config import load_config, read_yaml
+from ude.experiment import FILES, read_history, run_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
+    """Few (default: no) optimiser steps, a tiny network, a small library, and the evaluation on
+    the data grid (no extra compilations)."""
+    raw = read_yaml(path.read_text())
+    out = [f"train.stages=[{{kind: adam, lr: 0.01, steps: {steps}}}]", "train.chunk=5",
+           "output.figures=false", "evaluate.t_end=null", "solver.name=euler",
+           "solver.fixed_steps=40"]
+    data = raw.get("data", {})
+    if (raw.get("truth") or {}).get("system") == "lotka_volterra" and not data.get("observe"):
+        # the Lotka-Volterra variants share one data grid here, hence compiled programs
+        data = {**data, "dt": 0.1}
+        out += ["data.t_span=[0.0, 3.0]", "data.dt=0.1", "data.samples=null"]
+    if data.get("dt") is not None:
+        out += [f"evaluate.dt={data['dt']}", f"discovery.dt={data['dt']}"]
+    net = raw.get("model", {}).get("network", {})
+    if net is not None:
+        depth_list = isinstance(net.get("activation"), list)
+        out += ["model.network.width=3"] + ([] if depth_list else ["model.network.depth=1"])
+    if raw.get("discovery", {}).get("enabled", True):
+        out += ["discovery.library=[{kind: polynomial, degree: 2}]", "discovery.lams=[0.001, 0.1]",
+                "discovery.refit.stages=[{kind: lbfgs, steps: 0}]"]
+        if path.stem != "lotka_volterra":  # the refit plumbing is exercised once
+            out += ["discovery.refit.enabled=false"]
+    return out
+
+
+def _args(overrides):
+    return [a for o in overrides for a in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every shipped config run once through `ude run` (in-process): name -> (exit code, dir)."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for path in CONFIGS:
+        d = root / path.stem
+        code = cli.main(["run", str(path), "--out", str(d), "--quiet", *_args(tiny_overrides(path))])
+        out[path.stem] = (code, d)
+    return out
+
+
+@pytest.mark.parametrize("name", [p.stem for p in CONFIGS])
+def test_every_shipped_config_runs(runs, name):
+    code, d = runs[name]
+    assert code == 0
+    for f in ("config.yaml", "data.npz", "data.json", "model.eqx", "history.csv", "fit.json",
+              "results.npz", "metrics.json"):
+        assert (d / f).is_file(), f
+    m = json.loads((d / "metrics.json").read_text())
+    cfg = load_config(d / "config.yaml")
+    assert isinstance(m["final_loss"], float) and np.isfinite(m["final_loss"])
+    assert m["wall_seconds"] > 0
+    assert set(m["extrapolation"]) >= {"t_end", "rmse"}
+    if cfg.truth is None:
+        assert m["noise_floor"] is None
+    else:
+        assert m["noise_floor"] > 0
+        assert m["extrapolation"]["rmse"] is None or m["extrapolation"]["rmse"] >= 0
+    if cfg.discovery.enabled:
+        assert set(m["discovered"]) <= set(cfg.state_names)
+        assert (d / "discovery.json").is_file() and (d / "discovered.eqx").is_file()
+        for terms in m["discovered"].values():  # known terms are not included: library names only
+            assert all(isinstance(c, float) for c in terms.values())
+    else:
+        assert m["discovered"] is None
+
+
+def test_noise_floor_and_losses_are_consistent(runs):
+    """The fit's zero-step loss is the initial model's; the noise floor is the truth's loss on the
+    same data, which must be far smaller than an untrained network's."""
+    m = json.loads((runs["lotka_volterra"][1] / "metrics.json").read_text())
+    assert m["noise_floor"] < 1.0 < m["final_loss"]
+
+
+def test_config_snapshot_is_resolved(runs):
+    d = runs["lotka_volterra_partial"][1]
+    text = (d / "config.yaml").read_text()
+    assert text.startswith("# The UDE paper's scenario 2")
+    cfg = load_config(d / "config.yaml")
+    assert cfg.model.parameters["gamma"] == 1.5 and cfg.model.parameters["alpha"] == 1.3
+    assert cfg.train.strategy.segments == 5
+    assert cfg.train.stages[0].steps == 0
+
+
+def test_refuses_to_overwrite_a_run(runs, capsys):
+    d = runs["sir"][1]
+    before = sorted(p.name for p in d.iterdir())
+    code = cli.main(["run", str(ROOT / "configs" / "sir.yaml"), "--out", str(d), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "already exists and is not empty" in err and "Traceback" not in err
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_figures_and_discover_commands(runs, capsys):
+    d = runs["lotka_volterra"][1]
+    assert cli.main(["figures", str(d), "--quiet"]) == 0
+    for name in ("trajectories", "missing_term", "extrapolation", "error"):
+        for fmt in ("png", "pdf"):
+            assert (d / "figures" / f"{name}.{fmt}").stat().st_size > 1000
+    capsys.readouterr()
+    assert cli.main(["discover", str(d), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "discovered" in out and "x'" in out
+
+
+# ---- interruption and resume ------------------------------------------------------------------
+class _Interrupt:
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, stage, step, model, loss):
+        if step >= self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys):
+    path = ROOT / "configs" / "lotka_volterra.yaml"
+    ov = tiny_overrides(path, steps=6) + ["train.chunk=2", "train.checkpoint_every=2",
+                                          "output.figures=true", "output.formats=[png]"]
+    cfg = load_config(path, ov)
+    straight = run_experiment(cfg, tmp_path / "straight", verbose=False)
+
+    d = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, d, verbose=False, fit_callback=_Interrupt(at=4))
+    assert (d / "checkpoints" / "checkpoint.json").is_file()
+    assert not (d / "metrics.json").exists() and not (d / "model.eqx").exists()
+    assert cli.main(["resume", str(d), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "final" in out and "discovered" in out and "wall time" in out
+    resumed = json.loads((d / "metrics.json").read_text())
+    assert resumed["final_loss"] == pytest.approx(straight["final_loss"], rel=1e-12)
+    assert resumed["discovered"] == straight["discovered"]
+    hist = read_history(d / FILES["history"])
+    assert hist["step"].tolist() == list(range(6)) and hist["accepted"].all()
+    assert (d / "figures" / "loss.png").is_file()
+    # resuming a finished run redoes nothing and reports the same
+    assert cli.main(["resume", str(d), "--quiet"]) == 0
+    again = json.loads((d / "metrics.json").read_text())
+    assert again["final_loss"] == resumed["final_loss"]
+
+
+# ---- messages and exit codes ------------------------------------------------------------------
+def test_config_errors_exit_2_without_traceback(capsys):
+    code = cli.main(["run", str(ROOT / "configs" / "lotka_volterra.yaml"), "--set",
+                     "train.stages[1].lr=0.1", "--set", "solver.rtol=-1", "--set", "trian.x=1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "3 problems in the config" in err
+    assert "train.stages[1].lr: L-BFGS takes no learning rate" in err
+    assert "solver.rtol: must be > 0, got -1" in err
+    assert "trian: unknown key (did you mean 'train'?)" in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    code = cli.main(["run", "no/such/config.yaml", "--debug"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "config file not found: no/such/config.yaml" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["resume", "--help"],
+                                  ["simulate", "--help"], ["discover", "--help"],
+                                  ["figures", "--help"], ["configs", "--help"]])
+def test_help(argv, capsys):
+    assert cli.main(argv) == 0
+    assert "usage: ude" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    assert cli.main([]) == 2
+    assert cli.main(["frobnicate"]) == 2
+    assert cli.main(["resume", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_configs_lists_every_config_with_its_description(capsys):
+    assert cli.main(["configs", "--dir", str(ROOT / "configs")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [l.split()[0] for l in lines] == [p.stem for p in CONFIGS]
+    assert all("(no description)" not in l for l in lines)
+
+
+def test_simulate_writes_the_data_only(tmp_path, capsys):
+    d = tmp_path / "sim"
+    assert cli.main(["simulate", str(ROOT / "configs" / "lotka_volterra_partial.yaml"), "--out",
+                     str(d), "--quiet"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == ["config.yaml", "data.json", "data.npz"]
+    assert "61 times" in capsys.readouterr().out
+
+
+def test_console_script_subprocess(tmp_path):
+    """The real entry point: exit codes 0 and 2, the summary on stdout, messages on stderr."""
+    exe = Path(sys.executable).with_name("ude")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ude.cli"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    path = ROOT / "configs" / "lotka_volterra_physics_only.yaml"
+    ok = subprocess.run(cmd + ["run", str(path), "--out", str(tmp_path / "r"), "--quiet",
+                               *_args(tiny_overrides(path, steps=0))],
+                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    assert "loss" in ok.stdout and "noise floor" in ok.stdout and "wall time" in ok.stdout
+    assert ok.stderr == ""  # --quiet
+    bad = subprocess.run(cmd + ["run", str(path), "--set", "model.trainable=[bta]"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert bad.returncode == 2
+    assert "model.trainable[0]: unknown parameter 'bta' of lotka_volterra (did you mean 'beta'?)" in bad.stderr
+    assert "Traceback" not in bad.stderr and bad.stdout == ""

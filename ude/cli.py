@@ -1,0 +1,303 @@
+"""The ``ude`` command: run experiments from YAML configs.
+
+    ude run CONFIG [--set KEY=VALUE ...] [--out DIR] [--quiet] [--debug]
+    ude resume DIR            continue an interrupted run
+    ude simulate CONFIG       the data only
+    ude discover DIR          redo discovery, refit, evaluation and figures of a fitted run
+    ude figures DIR           redraw the figures of a finished run
+    ude configs               list the shipped configs
+
+Exit codes: 0 success, 2 a usage or config error, 1 a run that failed (or was interrupted).
+This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
+work when the config asks for it (and whenever data are simulated: the ground truth is float64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Quiet:
+    """Progress messages to stderr unless quiet."""
+
+    def __init__(self, quiet: bool):
+        import time
+
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        import time
+
+        if not self.quiet:
+            _err(f"[ude {time.perf_counter() - self.t0:6.1f}s] {msg}")
+
+
+def _enable_x64(cfg) -> None:
+    import jax
+
+    if cfg.solver.dtype == "float64" or cfg.data.file is None:
+        jax.config.update("jax_enable_x64", True)
+
+
+def _find_config(name: str) -> Path:
+    p = Path(name)
+    if p.is_file() or p.suffix in (".yaml", ".yml") or "/" in name:
+        return p
+    for root in (Path("configs"), PACKAGE_CONFIGS):
+        for ext in (".yaml", ".yml"):
+            if (root / f"{name}{ext}").is_file():
+                return root / f"{name}{ext}"
+    return p
+
+
+def _load(args):
+    from .config import load_config
+
+    return load_config(_find_config(args.config), args.set or ())
+
+
+# ------------------------------------------------------------------------------------------------
+# summary
+# ------------------------------------------------------------------------------------------------
+def _fmt(x, spec=".4g") -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return format(x, spec)
+    return str(x)
+
+
+def summary(metrics: dict) -> str:
+    """The short table printed at the end of a run."""
+    rows = [("run", metrics.get("run_dir", ""))]
+    loss = f"final {_fmt(metrics.get('final_loss'))}"
+    if metrics.get("noise_floor") is not None:
+        loss += f"   noise floor {_fmt(metrics['noise_floor'])}"
+    if metrics.get("refit_loss") is not None:
+        loss += f"   after refit {_fmt(metrics['refit_loss'])}"
+    rows.append(("loss", loss))
+    if metrics.get("parameters"):
+        rows.append(("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items())))
+    eqs = metrics.get("equations")
+    if eqs:
+        rows.append(("discovered", eqs[0]))
+        rows.extend(("", e) for e in eqs[1:])
+    elif metrics.get("discovered") is None:
+        rows.append(("discovered", "(discovery off)"))
+    if metrics.get("refit_parameters"):
+        rows.append(("refit", ", ".join(f"{k} = {_fmt(v)}" for k, v in
+                                        sorted(metrics["refit_parameters"].items()))))
+    ex = metrics.get("extrapolation") or {}
+    if ex:
+        what = {"discovered": "recovered model", "ude": "UDE"}.get(ex.get("model"), ex.get("model"))
+        line = f"to t = {_fmt(ex.get('t_end'))}: RMSE {_fmt(ex.get('rmse'))} ({what}"
+        line += f" vs {ex['reference']})" if ex.get("reference") else ", no reference)"
+        if ex.get("ude_rmse") is not None:
+            line += f"   UDE {_fmt(ex['ude_rmse'])}"
+        if ex.get("held_out_rmse") is not None and ex.get("reference") != "held-out data":
+            line += f"   held-out data {_fmt(ex['held_out_rmse'])}"
+        if not ex.get("ok", True):
+            line += "   (the model blew up)"
+        rows.append(("extrapolation", line))
+    rows.append(("wall time", f"{_fmt(metrics.get('wall_seconds'), '.1f')} s"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from .experiment import default_run_dir, run_experiment
+
+    cfg = _load(args)
+    _enable_x64(cfg)
+    out = Path(args.out) if args.out else default_run_dir(cfg)
+    args._out = out
+    log = _Quiet(args.quiet)
+    log(f"run {cfg.name} → {out}")
+    metrics = run_experiment(cfg, out, verbose=not args.quiet, log=log)
+    print(summary(metrics))
+    return EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from .experiment import load_run, run_experiment
+
+    out = Path(args.dir)
+    args._out = out
+    cfg = load_run(out)
+    _enable_x64(cfg)
+    log = _Quiet(args.quiet)
+    log(f"resume {cfg.name} in {out}")
+    metrics = run_experiment(cfg, out, verbose=not args.quiet, resume=True, log=log)
+    print(summary(metrics))
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from .experiment import default_run_dir, run_simulate
+
+    cfg = _load(args)
+    _enable_x64(cfg)
+    out = Path(args.out) if args.out else default_run_dir(cfg)
+    d = run_simulate(cfg, out, log=_Quiet(args.quiet))
+    print(f"wrote {out}/data.npz: {d.n_traj} trajectory(ies), {d.n_times} times "
+          f"[{float(d.ts[0]):g}, {float(d.ts[-1]):g}], states {', '.join(d.state_names)}, "
+          f"{d.n_observed()} observed values")
+    return EXIT_OK
+
+
+def cmd_discover(args) -> int:
+    from .experiment import load_run, run_discovery
+
+    out = Path(args.dir)
+    args._out = out
+    _enable_x64(load_run(out))
+    metrics = run_discovery(out, verbose=not args.quiet, log=_Quiet(args.quiet))
+    print(summary(metrics))
+    return EXIT_OK
+
+
+def cmd_figures(args) -> int:
+    from .experiment import run_figures
+
+    paths = run_figures(Path(args.dir), log=_Quiet(args.quiet))
+    print(f"wrote {len(paths)} figure files to {Path(args.dir) / 'figures'}")
+    return EXIT_OK
+
+
+def cmd_configs(args) -> int:
+    from .config import describe
+
+    roots = [Path(args.dir)] if args.dir else [r for r in (Path("configs"), PACKAGE_CONFIGS) if r.is_dir()][:1]
+    if not roots or not roots[0].is_dir():
+        _err(f"error: no configs directory {roots[0] if roots else 'configs/'}")
+        return EXIT_USAGE
+    files = sorted(roots[0].glob("*.yaml")) + sorted(roots[0].glob("*.yml"))
+    if not files:
+        _err(f"error: no *.yaml files in {roots[0]}")
+        return EXIT_USAGE
+    width = max(len(f.stem) for f in files)
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError:
+            text = ""
+        print(f"{f.stem:<{width}}  {describe(text) or '(no description)'}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# parser and entry point
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress messages or bars")
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
+                           help="override a config value, e.g. --set train.stages[0].steps=50 "
+                                "(values are YAML scalars; repeatable)")
+    overrides.add_argument("--out", "-o", metavar="DIR",
+                           help="run directory (default: <output.dir>/<name>-<timestamp>); must "
+                                "not exist or be empty")
+
+    p = argparse.ArgumentParser(
+        prog="ude", description="Universal differential equations: fit known physics plus a "
+                                "neural network to data, then recover the missing equations.",
+        epilog="Exit codes: 0 success, 1 the run failed, 2 usage or config error.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("run", parents=[common, overrides], help="run a whole experiment",
+                       description="Run the pipeline of CONFIG: data → fit → discover → refit → "
+                                   "evaluate → figures, into a new run directory.")
+    s.add_argument("config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("resume", parents=[common], help="continue an interrupted run",
+                       description="Re-read DIR/config.yaml and continue from the fit's last "
+                                   "checkpoint, then finish the remaining steps.")
+    s.add_argument("dir", metavar="DIR", help="a run directory")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("simulate", parents=[common, overrides], help="generate the data only",
+                       description="Write config.yaml and the dataset of CONFIG into a run directory.")
+    s.add_argument("config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("discover", parents=[common], help="redo discovery of a fitted run",
+                       description="Redo sparse regression, refit, evaluation and figures of the "
+                                   "fitted run in DIR (e.g. after editing the discovery section of "
+                                   "DIR/config.yaml).")
+    s.add_argument("dir", metavar="DIR", help="a run directory with a finished fit")
+    s.set_defaults(func=cmd_discover)
+
+    s = sub.add_parser("figures", parents=[common], help="redraw the figures of a run",
+                       description="Redraw DIR/figures from DIR/results.npz and DIR/history.csv.")
+    s.add_argument("dir", metavar="DIR", help="a finished run directory")
+    s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("configs", parents=[common], help="list the available configs",
+                       description="List configs/*.yaml with the first comment line of each.")
+    s.add_argument("--dir", metavar="DIR", help="the configs directory (default: ./configs)")
+    s.set_defaults(func=cmd_configs)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``ude`` console script; returns the exit code."""
+    from .config import ConfigError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed by argparse)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        if args.debug:
+            traceback.print_exc()
+        where = f"{e.source}: " if e.source else ""
+        n = len(e.messages)
+        if n == 1:
+            _err(f"ude {args.command}: error: {where}{e.messages[0]}")
+        else:
+            _err(f"ude {args.command}: error: {where}{n} problems in the config:")
+            for m in e.messages:
+                _err(f"  {m}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        out = getattr(args, "_out", None)
+        hint = f"; continue with: ude resume {out}" if out is not None and Path(out).is_dir() else ""
+        _err(f"ude {args.command}: interrupted{hint}")
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 — a failed run is reported, not a traceback
+        from .experiment import RunDirError
+
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(e, RunDirError):
+            _err(f"ude {args.command}: error: {e}")
+            return EXIT_USAGE
+        out = getattr(args, "_out", None)
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        where = f" in {out}" if out is not None else ""
+        _err(f"ude {args.command}: the run failed{where}: {type(e).__name__}: {e}{hint}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
