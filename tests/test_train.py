@@ -18,11 +18,13 @@ from ude.train import (
     MultipleShooting,
     SingleShooting,
     WindowMinibatch,
+    Collocation,
     fit,
     growing_horizon,
     l2_penalty,
     loss_value,
     squared_error,
+    smooth_derivatives,
 )
 
 TRUTH = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
@@ -103,7 +105,27 @@ def test_multiple_shooting_counts_every_sample_once(data):
 
 
 # ---------------------------------------------------------------- strategies decrease the loss
-@pytest.mark.parametrize("name", ["single", "multiple", "minibatch", "growing"])
+def test_smooth_derivatives_match_analytic_ones():
+    ts = jnp.linspace(0.0, 3.0, 31)
+    ys = jnp.stack([jnp.sin(ts), ts**2], axis=-1)[None]
+    mask = jnp.ones(ys.shape, bool).at[0, 5, 0].set(False)  # a missing value is simply skipped
+    vals, ders, valid = smooth_derivatives(ts, ys, mask)
+    assert bool(valid.all())
+    # a local quadratic is exact for t^2; for sin the error is O(h^2) (h = 0.4), worst at the edges
+    np.testing.assert_allclose(ders[0, :, 1], 2 * ts, atol=1e-8)
+    np.testing.assert_allclose(ders[0, :, 0], jnp.cos(ts), atol=2e-2)
+    np.testing.assert_allclose(vals[0, :, 0], jnp.sin(ts), atol=1e-3)
+
+
+def test_collocation_scores_truth_near_zero(data):
+    d = _data(t1=1.0, n=41)
+    coll = Collocation()
+    truth = float(coll.loss(UDE(TRUTH), None, d)[0])
+    wrong = float(coll.loss(UDE(TRUTH.keep("growth", "death")), None, d)[0])
+    assert truth < 1e-3 * wrong
+
+
+@pytest.mark.parametrize("name", ["single", "multiple", "minibatch", "growing", "collocation"])
 def test_each_strategy_decreases_the_loss(name):
     if name == "minibatch":
         d = _data(n_traj=3, n=11)
@@ -116,6 +138,10 @@ def test_each_strategy_decreases_the_loss(name):
         mask[0, [0, 5, 10], 1] = True
         d = _data(mask=jnp.asarray(mask))
         strategy = MultipleShooting(options=OPTS, segments=3, continuity=10.0)
+        stages = [Adam(lr=0.02, steps=40)]
+    elif name == "collocation":
+        d = _data()
+        strategy = Collocation()
         stages = [Adam(lr=0.02, steps=40)]
     elif name == "growing":
         d = _data()

@@ -11,8 +11,10 @@ from .stages import (
 )
 from .strategies import (
     AbstractStrategy as AbstractStrategy,
+    Collocation as Collocation,
     MultipleShooting as MultipleShooting,
     SingleShooting as SingleShooting,
     WindowMinibatch as WindowMinibatch,
     initial_states as initial_states,
+    smooth_derivatives as smooth_derivatives,
 )
