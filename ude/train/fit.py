@@ -92,7 +92,10 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
             done = done | (active & good & converged)
         prev_loss = jnp.where(good, loss, prev_loss)
         out = (new_params, new_extra, new_state, key, lr_scale, done, prev_loss)
-        return out, (loss, good, active, lr_scale)
+        # float64 hyper-parameters (jax_enable_x64) must not promote a float32 model's carry
+        out = jax.tree_util.tree_map(
+            lambda n, o: n.astype(o.dtype) if eqx.is_inexact_array(o) else n, out, carry)
+        return out, (loss, good, active, out[4])
 
     carry, (losses, good, active, scales) = jax.lax.scan(body, carry, jnp.arange(chunk))
     return carry, losses, good, active, scales
