@@ -123,8 +123,21 @@ def _stage_data(data, stage):
     return data.window(float(data.ts[0]), float(stage.horizon))
 
 
+def _describe(obj) -> str:
+    """A stable text of a module's fields and values (``repr`` hides defaults by identity)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        inner = ", ".join(f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj))
+        return f"{type(obj).__name__}({inner})"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ", ".join(_describe(o) for o in obj) + "]"
+    if isinstance(obj, (jax.Array, np.ndarray)):
+        return f"array({np.asarray(obj).tolist()!r})"
+    return repr(obj)
+
+
 def _fingerprint(model, strategy, stages) -> str:
-    text = repr(jax.tree_util.tree_structure(model)) + repr(strategy) + repr(stages)
+    """Identifies a fit's set-up so that a checkpoint is only resumed by the same one."""
+    text = repr(jax.tree_util.tree_structure(model)) + _describe(strategy) + _describe(list(stages))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
