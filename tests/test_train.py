@@ -264,3 +264,13 @@ def test_chunk_program_is_compiled_once_per_stage_kind(data):
     strategy2 = _CountingShooting(options=SolverOptions("tsit5", rtol=1e-6, atol=1e-6), l2=1e-4)
     fit(_model(1), data, strategy2, [Adam(lr=0.03, steps=8)], key=jr.key(1), chunk=10, verbose=False)
     assert len(TRACES) == first
+
+
+def test_forward_mode_adjoint_trains_like_reverse_mode(data):
+    results = {}
+    for adjoint in ("recursive", "forward"):
+        strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-7, atol=1e-7, adjoint=adjoint))
+        results[adjoint] = fit(_model(), data, strategy, [Adam(lr=0.02, steps=5)], key=jr.key(0),
+                               chunk=10, verbose=False)
+    for a, b in zip(_params(results["recursive"].model), _params(results["forward"].model)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

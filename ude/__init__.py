@@ -5,13 +5,16 @@ diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back in
 (:mod:`ude.discovery`) and evaluated by extrapolation (:mod:`ude.evaluate`).
 """
 
+from . import config as config
 from . import data as data
 from . import discovery as discovery
 from . import evaluate as evaluate
+from . import experiment as experiment
 from . import model as model
 from . import nn as nn
 from . import physics as physics
 from . import train as train
+from .config import ConfigError as ConfigError, ExperimentConfig as ExperimentConfig, load_config as load_config
 from .data import (
     Dataset as Dataset,
     GaussianNoise as GaussianNoise,
@@ -34,6 +37,7 @@ from .discovery import (
     paper_library as paper_library,
     refit as refit,
 )
+from .experiment import run_experiment as run_experiment
 from .model import UDE as UDE, HybridUDE as HybridUDE, partition as partition, trainable_filter as trainable_filter
 from .nn import MLP as MLP, rbf as rbf
 from .physics import (
@@ -55,6 +59,7 @@ from .train import (
     MultipleShooting as MultipleShooting,
     SingleShooting as SingleShooting,
     WindowMinibatch as WindowMinibatch,
+    Collocation as Collocation,
     fit as fit,
     growing_horizon as growing_horizon,
     loss_value as loss_value,

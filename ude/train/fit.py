@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,23 @@ def _where_tree(pred, new, old):
         new, old)
 
 
+def _value_and_grad(objective, forward: bool):
+    """``value_and_grad`` with ``has_aux``; forward-mode (``jacfwd``) when the solver's adjoint is
+    ``diffrax.ForwardMode``, which cannot be reverse-differentiated."""
+    if not forward:
+        return jax.value_and_grad(objective, has_aux=True)
+
+    def vg(p):
+        def both(q):
+            loss, ok = objective(q)
+            return loss, (loss, ok)
+
+        grads, (loss, ok) = jax.jacfwd(both, has_aux=True)(p)
+        return (loss, ok), grads
+
+    return vg
+
+
 def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: int):
     """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops.
 
@@ -62,6 +80,7 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
     only in length (or learning rate, tolerances ...) share one compiled program."""
     opt = stage.optimizer(total)
     is_lbfgs = isinstance(stage, LBFGS)
+    forward = isinstance(getattr(strategy.options, "adjoint", None), diffrax.ForwardMode)
 
     def body(carry, i):
         params, extra, opt_state, key, lr_scale, done, prev_loss = carry
@@ -73,7 +92,7 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
             return strategy.loss(model, p[1], data, sub)
 
         trainable = (params, extra)
-        (loss, ok), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+        (loss, ok), grads = _value_and_grad(objective, forward)(trainable)
         if is_lbfgs:
             updates, new_state = opt.update(grads, opt_state, trainable, value=loss, grad=grads,
                                             value_fn=lambda p: objective(p)[0])
