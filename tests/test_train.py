@@ -274,3 +274,21 @@ def test_forward_mode_adjoint_trains_like_reverse_mode(data):
                                chunk=10, verbose=False)
     for a, b in zip(_params(results["recursive"].model), _params(results["forward"].model)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_early_stopping_on_a_validation_window_keeps_the_best_parameters(data):
+    # the validation data come from the known part alone, which the zero-initialised model starts
+    # at: training towards the real data can only make the validation loss worse
+    known = TRUTH.keep("growth", "death")
+    model = UDE(known, MLP(2, 2, width=4, depth=1, output_scale=0.0, key=jr.key(0)))
+    valid = Dataset(ts=data.ts, ys=solve(known, data.ys[:, 0], data.ts, OPTS).ys, state_names=("x", "y"))
+    strategy = SingleShooting(options=OPTS)
+    seen = []
+    res = fit(model, data, strategy, [Adam(lr=0.02, steps=100)], key=jr.key(0), chunk=10,
+              verbose=False, validation=valid, patience=2,
+              callback=lambda s, step, m, loss: seen.append(loss_value(m, valid, strategy)))
+    assert res.stopped == ["early_stop"]
+    best = int(np.argmin(seen))
+    assert len(seen) == best + 3  # stopped after two chunks without improvement
+    assert len(res.history["loss"]) == 10 * len(seen)
+    assert loss_value(res.model, valid, strategy) == pytest.approx(seen[best], rel=1e-12)
