@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -225,3 +226,119 @@ def evaluate(truth, models: Mapping[str, object], y0, *, t_train: float, t0: flo
     if true_coefficients is not None and found_coefficients is not None:
         result["coefficients"] = coefficient_errors(found_coefficients, true_coefficients)
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# ensemble uncertainty (members stacked along a leading axis, see ude.train.ensemble)
+# ------------------------------------------------------------------------------------------------
+def _spread(values: np.ndarray, ok: np.ndarray, quantiles: Sequence[float]) -> dict:
+    """Mean, std and quantiles over the members (axis 0) where ``ok``; NaN when none is."""
+    sel = values[np.asarray(ok, bool)]
+    if sel.shape[0] == 0:
+        nan = np.full(values.shape[1:], np.nan)
+        return {"mean": nan, "std": nan, "quantiles": {float(q): nan for q in quantiles}}
+    return {"mean": sel.mean(axis=0), "std": sel.std(axis=0),
+            "quantiles": {float(q): np.quantile(sel, q, axis=0) for q in quantiles}}
+
+
+def trajectory_spread(models, y0, ts, *, options: SolverOptions | None = None,
+                      quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> dict:
+    """The spread of an ensemble's trajectories: each member solved from ``y0`` at ``ts``.
+
+    Args:
+        models: stacked vector fields (leading member axis), e.g. ``EnsembleResult.models``.
+        y0: ``(state,)`` or ``(traj, state)`` shared by all members, or ``(members, traj, state)``.
+        ts: ``(times,)`` save times.
+        quantiles: the quantiles reported at each time.
+
+    Returns ``{"ts", "ys" (members, traj, times, state), "ok" (members,), "n_ok", "mean", "std",
+    "quantiles": {q: (traj, times, state)}}``; members whose solve failed (or blew up) are left
+    out of the statistics.
+    """
+    from .train.ensemble import n_members
+
+    n = n_members(models)
+    y0 = jnp.asarray(y0)
+    ts = jnp.asarray(ts, dtype=y0.dtype if jnp.issubdtype(y0.dtype, jnp.floating) else None)
+    options = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8)
+    y0 = y0[None] if y0.ndim == 1 else y0
+    if y0.ndim not in (2, 3) or (y0.ndim == 3 and y0.shape[0] != n):
+        raise ValueError(f"trajectory_spread: y0 must be (state,), (traj, state) or ({n}, traj, "
+                         f"state), got {np.shape(y0)}")
+    per_member = y0.ndim == 3
+    sols = _solve_members(models, y0, ts, options, per_member)
+    ys = np.asarray(sols.ys)
+    ok = np.asarray(sols.ok).reshape(n, -1).all(axis=1) & np.isfinite(ys).reshape(n, -1).all(axis=1)
+    out = {"ts": np.asarray(ts), "ys": ys, "ok": ok, "n_ok": int(ok.sum())}
+    out.update(_spread(ys, ok, quantiles))
+    return out
+
+
+@eqx.filter_jit
+def _solve_members(models, y0, ts, options, per_member: bool):
+    return eqx.filter_vmap(lambda m, y: solve(m, y, ts, options),
+                           in_axes=(eqx.if_array(0), 0 if per_member else None))(models, y0)
+
+
+def ensemble_discover(models, data, library=None, regressor=None, *, y0=None,
+                      expected: Mapping[str, Sequence[str]] | None = None,
+                      quantiles: Sequence[float] = (0.05, 0.5, 0.95), **discover_kwargs) -> dict:
+    """Discovery on every member of an ensemble, and the spread of the coefficients found.
+
+    Args:
+        models: stacked trained UDEs (leading member axis).
+        data: a shared :class:`ude.data.Dataset`, or a stacked one (one per member).
+        library, regressor, discover_kwargs: as in :func:`ude.discovery.discover`.
+        y0: the initial states of the trajectories regressed on: None (the data's first sample),
+            shared ``(traj, state)``, or ``(members, traj, state)`` (e.g. learned ones).
+        expected: ``{state: [term, ...]}``, the right structure (the paper's ``{"x": ["x*y"],
+            "y": ["x*y"]}``); a member *succeeds* when it keeps exactly these terms.
+
+    Returns ``{"discoveries" (list, None where a member's discovery failed), "ok" (members,),
+    "names", "state_names", "coefficients" (members, terms, states; NaN where failed), "kept"
+    (members, terms, states), "inclusion" (terms, states: fraction of ok members keeping each
+    term), "mean", "std", "quantiles", and with ``expected``: "success" (members,),
+    "success_rate"}``.
+    """
+    from .discovery import discover
+    from .train.ensemble import member, n_members
+
+    n = n_members(models)
+    stacked_data = getattr(data, "ys", None) is not None and np.ndim(data.ys) == 4
+    y0s = None if y0 is None else np.asarray(y0)
+    per_member_y0 = y0s is not None and y0s.ndim == 3
+    found = []
+    for i in range(n):
+        yi = None if y0s is None else (y0s[i] if per_member_y0 else y0s)
+        try:
+            found.append(discover(member(models, i), member(data, i) if stacked_data else data,
+                                  library, regressor, y0=yi, **discover_kwargs))
+        except ValueError:  # e.g. this member's trajectory cannot be solved
+            found.append(None)
+    ok = np.array([d is not None for d in found])
+    ref = next((d for d in found if d is not None), None)
+    if ref is None:
+        raise ValueError("ensemble_discover: discovery failed for every member")
+    coefs = np.full((n,) + ref.coefficients.shape, np.nan)
+    kept = np.zeros((n,) + ref.mask.shape, bool)
+    for i, d in enumerate(found):
+        if d is not None:
+            coefs[i], kept[i] = d.coefficients, d.mask
+    out = {"discoveries": found, "ok": ok, "names": ref.names, "state_names": ref.state_names,
+           "coefficients": coefs, "kept": kept, "inclusion": kept[ok].mean(axis=0)}
+    out.update(_spread(coefs, ok, quantiles))
+    if expected is not None:
+        unknown = [s for s in expected if s not in ref.state_names]
+        bad = [t for terms in expected.values() for t in terms if t not in ref.names]
+        if unknown or bad:
+            raise ValueError(f"ensemble_discover: expected names unknown states {unknown} or terms "
+                             f"{bad}")
+        want = np.zeros(ref.mask.shape, bool)
+        for s, terms in expected.items():
+            for t in terms:
+                want[ref.names.index(t), ref.state_names.index(s)] = True
+        cols = [ref.state_names.index(s) for s in ref.states]
+        success = ok & np.all(kept[:, :, cols] == want[None, :, cols], axis=(1, 2))
+        out["success"] = success
+        out["success_rate"] = float(success.mean())
+    return out
