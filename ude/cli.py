@@ -7,7 +7,11 @@
     ude figures DIR           redraw the figures of a finished run
     ude configs               list the shipped configs
 
-Exit codes: 0 success, 2 a usage or config error, 1 a run that failed (or was interrupted).
+Exit codes: 0 success, 2 a usage, config or data error (nothing is written), 1 a run that failed
+(training diverged: every step of a stage rejected, or a non-finite final loss) or was interrupted.
+SIGINT (Ctrl-C) and SIGTERM during a fit write a checkpoint after the current chunk of steps and
+exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run directory is locked
+(``DIR/.lock``) while a command writes it.
 This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
 work when the config asks for it (and whenever data are simulated: the ground truth is float64).
 """
@@ -87,6 +91,13 @@ def summary(metrics: dict) -> str:
     if metrics.get("refit_loss") is not None:
         loss += f"   after refit {_fmt(metrics['refit_loss'])}"
     rows.append(("loss", loss))
+    fit = metrics.get("fit") or {}
+    if fit.get("steps") is not None:
+        rej = fit.get("rejected") or []
+        line = f"{fit['steps']} steps, "
+        line += (f"{sum(rej)} rejected (per stage: {', '.join(map(str, rej))})" if any(rej)
+                 else "none rejected")
+        rows.append(("fit", line))
     if metrics.get("parameters"):
         rows.append(("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items())))
     eqs = metrics.get("equations")
@@ -118,6 +129,12 @@ def summary(metrics: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 # commands
 # ------------------------------------------------------------------------------------------------
+def graceful_signals():
+    from .interrupt import graceful_signals as g
+
+    return g()
+
+
 def cmd_run(args) -> int:
     from .experiment import default_run_dir, run_experiment
 
@@ -127,7 +144,8 @@ def cmd_run(args) -> int:
     args._out = out
     log = _Quiet(args.quiet)
     log(f"run {cfg.name} → {out}")
-    metrics = run_experiment(cfg, out, verbose=not args.quiet, log=log)
+    with graceful_signals() as args._stop:
+        metrics = run_experiment(cfg, out, verbose=not args.quiet, log=log, stop=args._stop)
     print(summary(metrics))
     return EXIT_OK
 
@@ -141,7 +159,9 @@ def cmd_resume(args) -> int:
     _enable_x64(cfg)
     log = _Quiet(args.quiet)
     log(f"resume {cfg.name} in {out}")
-    metrics = run_experiment(cfg, out, verbose=not args.quiet, resume=True, log=log)
+    with graceful_signals() as args._stop:
+        metrics = run_experiment(cfg, out, verbose=not args.quiet, resume=True, log=log,
+                                 stop=args._stop)
     print(summary(metrics))
     return EXIT_OK
 
@@ -217,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ude", description="Universal differential equations: fit known physics plus a "
                                 "neural network to data, then recover the missing equations.",
-        epilog="Exit codes: 0 success, 1 the run failed, 2 usage or config error.")
+        epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint is "
+               "written; continue with `ude resume DIR`), 2 usage, config or data error.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("run", parents=[common, overrides], help="run a whole experiment",
@@ -279,22 +300,30 @@ def main(argv=None) -> int:
             for m in e.messages:
                 _err(f"  {m}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         out = getattr(args, "_out", None)
         hint = f"; continue with: ude resume {out}" if out is not None and Path(out).is_dir() else ""
-        _err(f"ude {args.command}: interrupted{hint}")
+        stop = getattr(args, "_stop", None)
+        why = [f"{stop.name} received"] if stop is not None and stop.signum is not None else []
+        why += [str(e)] if str(e) and str(e) not in why else []
+        _err(f"ude {args.command}: interrupted" + (f" ({'; '.join(why)})" if why else "") + hint)
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 — a failed run is reported, not a traceback
-        from .experiment import RunDirError
+        from .experiment import DataError, RunDirError
 
         if args.debug:
             traceback.print_exc()
-        if isinstance(e, RunDirError):
+        if isinstance(e, (RunDirError, DataError)):
             _err(f"ude {args.command}: error: {e}")
             return EXIT_USAGE
         out = getattr(args, "_out", None)
         hint = "" if args.debug else " (--debug shows the traceback)"
         where = f" in {out}" if out is not None else ""
+        from .experiment import FitFailed
+
+        if isinstance(e, FitFailed):
+            _err(f"ude {args.command}: the run failed{where}: {e}")
+            return EXIT_FAILED
         _err(f"ude {args.command}: the run failed{where}: {type(e).__name__}: {e}{hint}")
         return EXIT_FAILED
 

@@ -19,6 +19,7 @@ Nothing here prints: progress goes to the ``log`` callback (and fit's tqdm bars 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as _dt
@@ -37,6 +38,7 @@ import jax.random as jr
 import numpy as np
 
 from . import data as data_mod
+from . import runlock
 from .config import ExperimentConfig, dump_config, load_config, time_grid, train_end
 from .discovery import (SR3, STLSQ, DiscoveredModel, Discovery, discover, library_from_spec,
                         refit)
@@ -51,7 +53,8 @@ from .train import (LBFGS, Adam, MultipleShooting, SingleShooting, WindowMinibat
 __all__ = ["build_truth", "build_data", "split_data", "build_options", "build_model",
            "build_strategy", "build_stages", "build_library", "build_regressor", "build_lams",
            "true_missing", "fitted_y0", "prepare_run_dir", "default_run_dir", "run_experiment",
-           "run_simulate", "run_discovery", "run_figures", "load_run", "RunDirError", "FILES"]
+           "run_simulate", "run_discovery", "run_figures", "load_run", "RunDirError", "DataError",
+           "FitFailed", "locked_run_dir", "FILES"]
 
 FILES = {"config": "config.yaml", "data": "data", "model": "model.eqx", "fit": "fit.json",
          "history": "history.csv", "discovery": "discovery.json", "discovered": "discovered.eqx",
@@ -62,7 +65,17 @@ Log = Callable[[str], None] | None
 
 
 class RunDirError(ValueError):
-    """The run directory cannot be used (exists and is not empty, or is not a run)."""
+    """The run directory cannot be used (exists and is not empty, is not a run, or another process
+    holds its lock)."""
+
+
+class DataError(ValueError):
+    """The data cannot be read or built (a broken table or saved dataset, a failed truth solve)."""
+
+
+class FitFailed(RuntimeError):
+    """Training ended without a usable model: every step of a stage was rejected, or the final loss
+    is not finite. fit.json, history.csv and metrics.json record it; the checkpoints are kept."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,12 +294,40 @@ def prepare_run_dir(cfg: ExperimentConfig, out_dir, *, resume: bool = False) -> 
         if not (out / FILES["config"]).is_file():
             raise RunDirError(f"{out} is not a run directory (no {FILES['config']})")
         return out
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"{out} already exists and is not empty; choose another --out, or "
-                          f"continue it with `ude resume {out}`")
+    _check_new_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / FILES["config"], dump_config(cfg))
     return out
+
+
+def _check_new_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} exists and is not a directory")
+    if out.exists() and any(p.name != runlock.LOCK_NAME for p in out.iterdir()):
+        raise RunDirError(f"{out} already exists and is not empty; choose another --out, or "
+                          f"continue it with `ude resume {out}`")
+
+
+@contextlib.contextmanager
+def locked_run_dir(cfg: ExperimentConfig, out_dir, *, resume: bool = False, command: str = ""):
+    """:func:`prepare_run_dir` under the directory's lock (``DIR/.lock``, held until the block
+    ends): a second process writing the same directory gets a :class:`RunDirError` naming the
+    holder."""
+    out = Path(out_dir)
+    if resume and not (out / FILES["config"]).is_file():
+        raise RunDirError(f"{out} is not a run directory (no {FILES['config']})")
+    if not resume:
+        _check_new_dir(out)
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = runlock.acquire(out, command=command)
+    except runlock.RunLocked as e:
+        raise RunDirError(str(e)) from None
+    with lock:
+        if resume:  # temporary files of a writer that was killed mid-write (we hold the lock)
+            for tmp in [*out.glob(".*.tmp"), *(out / FILES["checkpoints"]).glob(".*.tmp")]:
+                tmp.unlink(missing_ok=True)
+        yield prepare_run_dir(cfg, out, resume=resume)
 
 
 def load_run(out_dir) -> ExperimentConfig:
@@ -370,17 +411,48 @@ def _log(log: Log, msg: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # steps
 # ------------------------------------------------------------------------------------------------
-def step_data(cfg: ExperimentConfig, out: Path, log: Log = None) -> data_mod.Dataset:
-    """Build and save the dataset, or load it when the run already has it."""
+def input_data(cfg: ExperimentConfig) -> data_mod.Dataset:
+    """:func:`build_data`, its failures as :class:`DataError` (a broken table, a failed truth solve)."""
+    try:
+        return build_data(cfg)
+    except (ValueError, OSError) as e:
+        raise DataError(f"data: {e}") from None
+
+
+def step_data(cfg: ExperimentConfig, out: Path, log: Log = None,
+              data: data_mod.Dataset | None = None) -> data_mod.Dataset:
+    """Save ``data`` (default: build it), or load the dataset when the run already has it (its
+    sidecar, written last, marks a complete save)."""
     path = out / FILES["data"]
-    if path.with_name(path.name + ".npz").is_file():
-        return data_mod.load(path)
-    data = build_data(cfg)
+    if path.with_name(path.name + ".json").is_file():
+        try:
+            return data_mod.load(path)
+        except ValueError as e:
+            raise DataError(f"{e}; delete {path.name}.npz and {path.name}.json to rebuild the data "
+                            f"with `ude resume {out}`") from None
+    data = input_data(cfg) if data is None else data
     data_mod.save(data, path)
     src = cfg.data.file.path if cfg.data.file else f"simulated {cfg.truth.system}"
     _log(log, f"data: {src}, {data.n_traj} trajectory(ies) × {data.n_times} times × "
               f"{data.n_states} states, {data.n_observed()} observed values")
     return data
+
+
+def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss) -> str | None:
+    """Why a fit is unusable (every step of a stage rejected, a non-finite final loss), or None."""
+    stage_of = np.asarray(history.get("stage", []))
+    for i, (st, n_rej) in enumerate(zip(cfg.train.stages, rejected)):
+        n = int((stage_of == i).sum())
+        if n and n_rej >= n:
+            hint = (f"the solve failed (solver.max_steps = {cfg.solver.max_steps} exhausted?) or "
+                    "the loss or its gradients were not finite")
+            fix = "lower the learning rate, " if st.kind == "adam" else ""
+            return (f"training diverged: all {n} steps of stage {i + 1} ({st.kind}) were rejected "
+                    f"({hint}); {fix}raise solver.max_steps or shrink model.network.output_scale")
+    if final_loss is None or not math.isfinite(final_loss):
+        return (f"training diverged: the final loss is {final_loss} (the fitted model cannot be "
+                "solved over the training data)")
+    return None
 
 
 @dataclasses.dataclass
@@ -392,7 +464,7 @@ class Fitted:
 
 
 def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = True, log: Log = None,
-             callback=None) -> Fitted:
+             callback=None, stop=None) -> Fitted:
     """Fit the UDE (continuing from checkpoints when there are some), or load the fitted model."""
     k_model, k_fit = jr.split(key)
     model = build_model(cfg, k_model)
@@ -407,12 +479,26 @@ def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = Tr
     resume = (ckpt / "checkpoint.json").is_file()
     _log(log, "fit: " + ("resuming from the last checkpoint" if resume else
                          " → ".join(f"{s.kind} × {s.steps}" for s in cfg.train.stages)))
-    res = fit(model, train, strategy, stages, key=k_fit, chunk=cfg.train.chunk, verbose=verbose,
-              checkpoint_dir=ckpt, checkpoint_every=cfg.train.checkpoint_every, resume=resume,
-              callback=callback)
+    armed = stop.armed() if hasattr(stop, "armed") else contextlib.nullcontext()
+    with armed:
+        res = fit(model, train, strategy, stages, key=k_fit, chunk=cfg.train.chunk, verbose=verbose,
+                  checkpoint_dir=ckpt, checkpoint_every=cfg.train.checkpoint_every, resume=resume,
+                  callback=callback, should_stop=stop)
     info = {"final_loss": res.final_loss, "wall_seconds": res.wall_seconds,
             "stages": [s.kind for s in cfg.train.stages], "stopped": res.stopped,
             "rejected": res.rejected, "steps": int(len(res.history["step"]))}
+    problem = fit_problem(cfg, res.history, res.rejected, res.final_loss)
+    if problem is not None:
+        # no model.eqx: `ude resume` re-reads the last checkpoint and reports the same
+        info["failed"] = problem
+        _write_history(out / FILES["history"], res.history)
+        _write_json(out / FILES["fit"], info)
+        _write_json(out / FILES["metrics"], {
+            "name": cfg.name, "status": "failed", "error": problem,
+            "final_loss": res.final_loss, "fit": {k: info.get(k) for k in
+                                                  ("steps", "stages", "stopped", "rejected")},
+            "run_dir": str(out)})
+        raise FitFailed(f"{problem}; the last checkpoint is kept in {ckpt}")
     _save_eqx(out / FILES["model"], (res.model, res.extra))
     _write_history(out / FILES["history"], res.history)
     _write_json(out / FILES["fit"], info)
@@ -689,6 +775,7 @@ def _finish(cfg, out, data, train, held, fitted, found, t_start, log, figures=Tr
     results, metrics = step_evaluate(cfg, out, data, train, held, fitted, found, log=log)
     if figures and cfg.output.figures:
         step_figures(cfg, out, log=log)
+    metrics["status"] = "ok"
     metrics["wall_seconds"] = time.perf_counter() - t_start
     metrics["run_dir"] = str(out)
     _write_json(out / FILES["metrics"], metrics)
@@ -696,7 +783,7 @@ def _finish(cfg, out, data, train, held, fitted, found, t_start, log, figures=Tr
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resume: bool = False,
-                   log: Log = None, fit_callback=None) -> dict:
+                   log: Log = None, fit_callback=None, stop=None) -> dict:
     """Run the whole pipeline into ``out_dir`` and return the metrics (also in metrics.json).
 
     Args:
@@ -706,22 +793,35 @@ def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resu
         resume: continue a run in ``out_dir`` (its data, checkpoints and finished steps are reused).
         log: called with one-line progress messages.
         fit_callback: passed to :func:`ude.train.fit` (``(stage, step, model, loss)`` per chunk).
+        stop: a :class:`ude.interrupt.StopRequest` (or any ``() -> bool``) polled between chunks
+            of the fit: when set, a checkpoint is written and ``KeyboardInterrupt`` raised.
+
+    A new run validates its data before the directory is created (a broken table is a
+    :class:`DataError` and leaves nothing behind); the directory is locked while the run writes.
+    Raises :class:`FitFailed` when training diverged (see :func:`fit_problem`).
     """
     t_start = time.perf_counter()
-    out = prepare_run_dir(cfg, out_dir, resume=resume)
-    key = jr.key(cfg.seed)
-    k_fit, k_refit = jr.split(key)
-    data = step_data(cfg, out, log)
-    train, held = split_data(cfg, data)
-    fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log, callback=fit_callback)
-    found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log)
-    return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+    if not resume:
+        _check_new_dir(Path(out_dir))
+    data = None if resume else input_data(cfg)  # before the run directory exists
+    with locked_run_dir(cfg, out_dir, resume=resume, command="resume" if resume else "run") as out:
+        key = jr.key(cfg.seed)
+        k_fit, k_refit = jr.split(key)
+        data = step_data(cfg, out, log, data=data)
+        train, held = split_data(cfg, data)
+        fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log,
+                          callback=fit_callback, stop=stop)
+        found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log)
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
 
 
 def run_simulate(cfg: ExperimentConfig, out_dir, *, log: Log = None) -> data_mod.Dataset:
-    """Only the data step: write config.yaml and the dataset into ``out_dir``."""
-    out = prepare_run_dir(cfg, out_dir)
-    return step_data(cfg, out, log)
+    """Only the data step: write config.yaml and the dataset into ``out_dir`` (the data are built
+    first: a failure leaves no directory behind)."""
+    _check_new_dir(Path(out_dir))
+    data = input_data(cfg)
+    with locked_run_dir(cfg, out_dir, command="simulate") as out:
+        return step_data(cfg, out, log, data=data)
 
 
 def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
@@ -736,12 +836,13 @@ def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
         raise RunDirError(f"{out}: discovery is disabled in its config.yaml (discovery.enabled: false)")
     key = jr.key(cfg.seed)
     k_fit, k_refit = jr.split(key)
-    data = step_data(cfg, out, log)
-    train, held = split_data(cfg, data)
-    fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log)
-    found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log,
-                          force=True)
-    return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+    with locked_run_dir(cfg, out, resume=True, command="discover"):
+        data = step_data(cfg, out, log)
+        train, held = split_data(cfg, data)
+        fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log)
+        found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log,
+                              force=True)
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
 
 
 def run_figures(out_dir, *, log: Log = None) -> list[Path]:

@@ -163,7 +163,7 @@ def _fingerprint(model, strategy, stages) -> str:
 def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage], *, key,
         chunk: int = 100, verbose: bool = True, checkpoint_dir=None, checkpoint_every: int | None = None,
         resume: bool = False, validation=None, patience: int | None = None,
-        callback: Callable | None = None) -> FitResult:
+        callback: Callable | None = None, should_stop: Callable[[], bool] | None = None) -> FitResult:
     """Train ``model`` on ``data``: each stage runs its optimiser for ``stage.steps`` steps.
 
     Args:
@@ -181,6 +181,8 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
             ``validation`` is measured; the stage stops when it has not improved for ``patience``
             chunks, keeping the best parameters.
         callback: called after each chunk with ``(stage_index, global_step, model, loss)``.
+        should_stop: polled after each chunk (e.g. a SIGINT flag, :mod:`ude.interrupt`): when true,
+            a checkpoint of exactly that state is written and :class:`KeyboardInterrupt` raised.
 
     A step whose loss or gradient is not finite, or whose solve failed (e.g. hit ``max_steps``),
     is rejected: parameters and optimiser state stay as they were, the step is recorded with
@@ -271,6 +273,13 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
                 break
             if n < chunk:
                 break
+            if should_stop is not None and step < stage.steps and should_stop():
+                bar.close()
+                if checkpoint_dir is not None:
+                    _checkpoint(checkpoint_dir, carry, s_idx, step, global_step, history,
+                                rejected + [n_rej], stopped, fingerprint)
+                raise KeyboardInterrupt(f"stopped at step {global_step}"
+                                        + ("; checkpoint written" if checkpoint_dir else ""))
             if (checkpoint_every and global_step - last_ckpt >= checkpoint_every
                     and step < stage.steps):
                 _checkpoint(checkpoint_dir, carry, s_idx, step, global_step, history,
