@@ -507,26 +507,44 @@ def _default_library():
 
 
 class RefitConfig(_Section):
-    """Refit the kept coefficients (and ``train_known`` physics parameters) through the solver."""
+    """Refit the kept coefficients (and ``train_known`` physics parameters) through the solver,
+    learning the initial states too (``learn_y0``; the first sample is noisy) with squared errors
+    weighted per state by ``1/mean(|y|)²`` (``weights: scale``) or not (``equal``)."""
 
     enabled: Bool = True
     stages: list[StageConfig] = Field(
         default_factory=lambda: [StageConfig(kind="lbfgs", steps=200)], min_length=1)
     train_known: list[Name] = []
+    learn_y0: Bool = True
+    weights: Literal["scale", "equal"] = "scale"
 
 
 class DiscoveryConfig(_Section):
     """Sparse regression of the trained network's output on a candidate library (the paper's: on
-    the UDE's own trajectory every ``dt``), then a refit."""
+    the UDE's own trajectory every ``dt``), then a refit.
+
+    ``criterion`` picks the sparsity: ``paper``, ``aicc`` or ``knee`` from the regression alone;
+    ``simulation`` refits candidate supports (best subsets of up to ``max_terms`` terms per
+    equation, and the regressor's pick) through the solver and keeps the sparsest within ``delta``
+    of the smallest AICc on the data (:mod:`ude.discovery.simulation`)."""
 
     enabled: Bool = True
     library: list[LibraryConfig] = Field(default_factory=_default_library, min_length=1)
     regressor: RegressorConfig = RegressorConfig()
     lams: LamsConfig = LamsConfig()
-    criterion: Literal["paper", "aicc", "knee"] = "paper"
+    criterion: Literal["paper", "aicc", "knee", "simulation"] = "paper"
+    max_terms: PosInt = 3
+    delta: NonNegFloat = 2.0
     dt: PosFloat = 0.05
     states: list[Name] | None = None
     refit: RefitConfig = RefitConfig()
+
+    @model_validator(mode="after")
+    def _check_simulation(self):
+        if self.criterion == "simulation" and not self.refit.enabled:
+            raise _Problems([("refit.enabled", "criterion 'simulation' refits its candidates: "
+                                               "refit.enabled must be true")])
+        return self
 
 
 class EvaluateConfig(_Section):

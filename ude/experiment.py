@@ -42,6 +42,7 @@ from . import runlock
 from .config import ExperimentConfig, dump_config, load_config, time_grid, train_end
 from .discovery import (SR3, STLSQ, DiscoveredModel, Discovery, discover, library_from_spec,
                         refit)
+from .discovery.simulation import candidate_table_text, select_by_simulation, state_weights
 from .evaluate import coefficient_errors, oscillation_stats, rmse
 from .model import UDE
 from .nn import MLP
@@ -558,6 +559,14 @@ def _discovered_like(cfg, fitted_model, library, coefficients, mask) -> Discover
     return DiscoveredModel(known, library, coefficients, mask)
 
 
+def _plain_loss(cfg, model, train, extra, learn_y0: bool) -> float:
+    """The training loss's definition (``train.strategy.loss``, unweighted) of a refitted model with
+    its refitted initial states: comparable with the fit's ``final_loss``."""
+    strategy = SingleShooting(options=build_options(cfg), reduction=_static(cfg.train.strategy.loss),
+                              learn_y0=learn_y0)
+    return loss_value(model, train, strategy, extra)
+
+
 def step_discover(cfg: ExperimentConfig, out: Path, fitted: Fitted, data, train, *, key,
                   verbose: bool = True, log: Log = None, force: bool = False) -> Found | None:
     """Sparse-regress the trained network's output, then refit the kept terms; or load them."""
@@ -581,19 +590,38 @@ def step_discover(cfg: ExperimentConfig, out: Path, fitted: Fitted, data, train,
     inside = ts <= float(np.asarray(train.ts)[-1]) + 1e-9 * max(1.0, abs(float(ts[-1])))
     T = np.tile(ts[inside], n)
     Y = ys[:n, inside].reshape(-1, ys.shape[-1])
+    simulate = dc.criterion == "simulation"
     d = discover(fitted.model, (T, Y), library, build_regressor(cfg), lams=build_lams(cfg),
-                 criterion=dc.criterion, states=dc.states)
+                 criterion="paper" if simulate else dc.criterion, states=dc.states)
     info = {"names": list(d.names), "state_names": list(d.state_names), "states": list(d.states),
             "coefficients": d.coefficients.tolist(), "mask": d.mask.tolist(),
             "before_refit": d.as_dict(), "equations_before_refit": d.equations(),
             "selection": d.selection_info()}
     model = _discovered_like(cfg, fitted.model, library, d.coefficients, d.mask)
-    if dc.refit.enabled:
-        strategy = SingleShooting(options=build_options(cfg), reduction=_static(cfg.train.strategy.loss))
+    weights = state_weights(train, dc.refit.weights)
+    if simulate:
+        sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms, delta=dc.delta,
+                                   weights=weights, learn_y0=dc.refit.learn_y0,
+                                   options=build_options(cfg), stages=build_stages(dc.refit.stages),
+                                   key=key, verbose=verbose)
+        for line in candidate_table_text(sel.table, rows=5):
+            _log(log, "  " + line)
+        d, model = sel.discovery, sel.model
+        info.update(coefficients=d.coefficients.tolist(), mask=d.mask.tolist(),
+                    refit_loss=_plain_loss(cfg, model, train, sel.extra, dc.refit.learn_y0),
+                    refit_objective=sel.loss, candidates=sel.table,
+                    equations_before_refit=None, before_refit=None)
+        info["selection"]["criterion"] = "simulation"
+        info["selection"]["refit_weights"] = weights.tolist()
+    elif dc.refit.enabled:
+        strategy = SingleShooting(options=build_options(cfg), reduction="sse", weights=weights,
+                                  learn_y0=dc.refit.learn_y0)
         res = refit(model, train, strategy=strategy, stages=build_stages(dc.refit.stages), key=key,
                     verbose=verbose, chunk=cfg.train.chunk)
         model = res.model
-        info["refit_loss"] = res.final_loss
+        info["refit_loss"] = _plain_loss(cfg, model, train, res.extra, dc.refit.learn_y0)
+        info["refit_objective"] = res.final_loss
+        info["selection"]["refit_weights"] = weights.tolist()
         _write_history(out / FILES["refit_history"], res.history)
     info["discovered"] = model.as_dict()
     info["equations"] = model.equations()
