@@ -525,8 +525,9 @@ class DiscoveryConfig(_Section):
 
     ``criterion`` picks the sparsity: ``paper``, ``aicc`` or ``knee`` from the regression alone;
     ``simulation`` refits candidate supports (best subsets of up to ``max_terms`` terms per
-    equation, and the regressor's pick) through the solver and keeps the sparsest within ``delta``
-    of the smallest AICc on the data (:mod:`ude.discovery.simulation`)."""
+    equation, and the regressor's pick) through the solver (``refit_iterations`` of
+    Levenberg–Marquardt) and keeps the sparsest within ``delta`` of the smallest AICc on the data
+    (:mod:`ude.discovery.simulation`); ``refit.stages`` are then not used."""
 
     enabled: Bool = True
     library: list[LibraryConfig] = Field(default_factory=_default_library, min_length=1)
@@ -535,6 +536,7 @@ class DiscoveryConfig(_Section):
     criterion: Literal["paper", "aicc", "knee", "simulation"] = "paper"
     max_terms: PosInt = 3
     delta: NonNegFloat = 2.0
+    refit_iterations: PosInt = 100
     dt: PosFloat = 0.05
     states: list[Name] | None = None
     refit: RefitConfig = RefitConfig()

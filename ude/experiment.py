@@ -600,10 +600,10 @@ def step_discover(cfg: ExperimentConfig, out: Path, fitted: Fitted, data, train,
     model = _discovered_like(cfg, fitted.model, library, d.coefficients, d.mask)
     weights = state_weights(train, dc.refit.weights)
     if simulate:
+        lm_opts = build_options(cfg)
         sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms, delta=dc.delta,
-                                   weights=weights, learn_y0=dc.refit.learn_y0,
-                                   options=build_options(cfg), stages=build_stages(dc.refit.stages),
-                                   key=key, verbose=verbose)
+                                   weights=weights, learn_y0=dc.refit.learn_y0, options=lm_opts,
+                                   max_steps=dc.refit_iterations)
         for line in candidate_table_text(sel.table, rows=5):
             _log(log, "  " + line)
         d, model = sel.discovery, sel.model

@@ -17,8 +17,9 @@ Here:
    forward steps beyond), plus the supports the sparse regressor's sweep kept with at most
    ``max_terms`` terms (the paper's own pick among them);
 2. joint candidates: every combination over the regressed states;
-3. all candidates refitted at once through the solver (:func:`ude.train.fit_ensemble`: one vmapped
-   program, members = candidate models), starting from their least-squares coefficients;
+3. all candidates (and their initial states) refitted at once through the solver by
+   Levenberg–Marquardt (``optimistix``, Jacobians by forward-mode JVPs through ``diffrax``), one
+   vmapped and jitted program, starting from their least-squares coefficients;
 4. scored by ``AICc = n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``, with ``n`` the observed values,
    ``k`` the kept terms and SSE weighted per state by ``1 / mean(|y_j|)²`` (noise proportional to
    each state's scale, as in the paper's noise model; ``weights`` overrides). Candidates within
@@ -33,16 +34,18 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
+import optimistix as optx
 
+from ..model import partition
 from ..physics import AbstractPhysics
-from ..solve import SolverOptions
+from ..solve import SolverOptions, solve
 from .discover import Discovery
 from .discovered import DiscoveredModel
 
-__all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "aicc", "state_weights",
+__all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "select_many", "aicc", "state_weights",
            "candidate_table_text"]
 
 
@@ -139,8 +142,8 @@ class SimulationSelection:
         loss: its weighted SSE on the data after the refit.
         weights: the per-state weights used.
         table: one row per candidate: ``terms`` ({state: [names]}), ``k``, ``sse``, ``aicc``,
-            ``chosen``; sorted by AICc.
-        fit: the :class:`ude.train.EnsembleResult` of the candidates' refit.
+            ``delta`` (to the smallest AICc), ``iterations`` (of its refit), ``chosen``; sorted
+            by AICc.
     """
 
     discovery: Discovery
@@ -149,7 +152,6 @@ class SimulationSelection:
     loss: float
     weights: np.ndarray
     table: list[dict]
-    fit: object
 
 
 def _candidates(discovery: Discovery, max_terms: int, top: int) -> list[list[tuple[int, ...]]]:
@@ -165,31 +167,7 @@ def _candidates(discovery: Discovery, max_terms: int, top: int) -> list[list[tup
     return per_state
 
 
-def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, data, *,
-                         max_terms: int = 3, top: int = 1, delta: float = 2.0, weights="scale",
-                         learn_y0: bool = True, options: SolverOptions | None = None, stages=None,
-                         key=None, max_candidates: int = 256,
-                         verbose: bool = False) -> SimulationSelection:
-    """Choose the discovered support by refitting candidates through the ODE (see the module doc).
-
-    Args:
-        discovery: a :class:`Discovery` (from :func:`ude.discovery.discover`); its samples give the
-            candidate supports, its own pick is one of the candidates.
-        known: the known physics of the discovered model.
-        data: the training :class:`ude.data.Dataset` the candidates are refitted and scored on.
-        max_terms: largest number of terms per equation considered.
-        top: best subsets kept per size and state.
-        delta: AICc tolerance of the parsimony rule (0: plain smallest AICc).
-        weights: per-state weights of the squared errors (:func:`state_weights`).
-        learn_y0: refit the initial states too (the first sample is noisy; default True).
-        options: solver options of the refit (default Tsit5 at rtol = atol = 1e-8).
-        stages: default ``[LBFGS(steps=200)]``.
-        key: a ``jax.random`` key.
-        max_candidates: refuse more joint candidates than this (lower ``max_terms`` or ``top``).
-    """
-    from ..train import LBFGS, SingleShooting  # discovery sits after train
-    from ..train.ensemble import fit_ensemble, stack
-
+def _candidate_models(discovery: Discovery, known, max_terms: int, top: int, max_candidates: int):
     per_state = _candidates(discovery, max_terms, top)
     joint = list(itertools.product(*per_state))
     if len(joint) > max_candidates:
@@ -208,37 +186,147 @@ def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, da
             mask[cols, c] = True
         models.append(DiscoveredModel(known, discovery.library, xi, mask))
         masks.append(mask)
-    w = state_weights(data, weights)
+    return models, masks
+
+
+def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, data, *,
+                         max_terms: int = 3, top: int = 1, delta: float = 2.0, weights="scale",
+                         learn_y0: bool = True, options: SolverOptions | None = None,
+                         max_steps: int = 100, rtol: float = 1e-8, max_candidates: int = 256
+                         ) -> SimulationSelection:
+    """Choose the discovered support by refitting candidates through the ODE (see the module doc).
+
+    Args:
+        discovery: a :class:`Discovery` (from :func:`ude.discovery.discover`); its samples give the
+            candidate supports, its own pick is one of the candidates.
+        known: the known physics of the discovered model (trainable parameters are refitted too).
+        data: the training :class:`ude.data.Dataset` the candidates are refitted and scored on.
+        max_terms: largest number of terms per equation considered.
+        top: best subsets kept per size and state.
+        delta: AICc tolerance of the parsimony rule (0: plain smallest AICc).
+        weights: per-state weights of the squared errors (:func:`state_weights`).
+        learn_y0: refit the initial states too (the first sample is noisy; default True).
+        options: solver options of the refit (default Tsit5 at rtol = atol = 1e-8, 1024 steps at
+            most); the adjoint is replaced by forward mode (the Jacobian is built by JVPs).
+        max_steps, rtol: Levenberg–Marquardt iterations and relative tolerance.
+        max_candidates: refuse more joint candidates than this (lower ``max_terms`` or ``top``).
+    """
+    return select_many([discovery], known, data, max_terms=max_terms, top=top, delta=delta,
+                       weights=weights, learn_y0=learn_y0, options=options, max_steps=max_steps,
+                       rtol=rtol, max_candidates=max_candidates)[0]
+
+
+@eqx.filter_jit
+def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool, max_steps: int, rtol):
+    """Levenberg–Marquardt (optimistix) on every candidate at once: residuals are the weighted,
+    masked differences between each candidate's solution and its data. The unknowns are only the
+    kept coefficients (``index`` into the flattened Ξ, padded where ``valid`` is False), trainable
+    known-physics parameters and, with ``learn_y0``, the initial states: a handful of JVPs per
+    Jacobian."""
+
+    def one(model, index, valid, y0, data, w):
+        shape = model.coefficients.shape
+        kp, kstatic = partition(model.known)
+
+        def build(p, kp):
+            xi = jnp.zeros(shape[0] * shape[1], p.dtype).at[index].add(jnp.where(valid, p, 0.0))
+            return eqx.tree_at(lambda m: (m.coefficients, m.known), model,
+                               (xi.reshape(shape), eqx.combine(kp, kstatic)))
+
+        def residuals(x, _):
+            p, kp, y0_ = x
+            sol = solve(build(p, kp), y0_ if learn_y0 else y0, data.ts, options)
+            r = (sol.ys - data.ys) * jnp.sqrt(w)
+            return jnp.where(data.mask, r, 0.0)
+
+        p0 = jnp.where(valid, model.coefficients.reshape(-1)[index], 0.0)
+        sol = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=rtol, atol=1e-12),
+                                 (p0, kp, y0), max_steps=max_steps, throw=False)
+        r = residuals(sol.value, None)
+        sse = jnp.sum(r**2)
+        sse = jnp.where(jnp.isfinite(sse), sse, jnp.inf)
+        y0_out = sol.value[2] if learn_y0 else y0
+        return build(sol.value[0], sol.value[1]), y0_out, sse, sol.stats["num_steps"]
+
+    return eqx.filter_vmap(one)(models, index, valid, y0s, data, weights)
+
+
+def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None, data, *,
+                max_terms: int = 3, top: int = 1, delta: float = 2.0, weights="scale",
+                learn_y0: bool = True, options: SolverOptions | None = None, max_steps: int = 100,
+                rtol: float = 1e-8, max_candidates: int = 256) -> list[SimulationSelection]:
+    """:func:`select_by_simulation` for many discoveries at once (e.g. the runs of a noise sweep):
+    every candidate of every discovery is refitted in one vmapped, jitted program.
+
+    ``data`` is one Dataset shared by all, or a stacked one (a leading axis, one per discovery, as
+    from :func:`ude.train.ensemble.resample_noise`). Other arguments as in
+    :func:`select_by_simulation`; ``weights="scale"`` is computed per discovery's data.
+    """
+    from ..train import initial_states  # discovery sits after train
+    from ..train.ensemble import member, stack
+
     if delta < 0:
         raise ValueError(f"select_by_simulation: delta must be >= 0, got {delta!r}")
-    strategy = SingleShooting(options=options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8),
-                              weights=w, learn_y0=bool(learn_y0))
-    stages = list(stages) if stages is not None else [LBFGS(steps=200)]
-    key = jr.key(0) if key is None else key
-    res = fit_ensemble(stack(models), data, strategy, stages, key=key, verbose=verbose)
+    n = len(discoveries)
+    stacked = np.ndim(data.ys) == 4
+    if stacked and data.ys.shape[0] != n:
+        raise ValueError(f"select_many: data has {data.ys.shape[0]} members, {n} discoveries given")
+    datas = [member(data, i) if stacked else data for i in range(n)]
+    models, masks, owner, weight_list = [], [], [], []
+    for i, (d, di) in enumerate(zip(discoveries, datas)):
+        ms, ks = _candidate_models(d, known, max_terms, top, max_candidates)
+        models += ms
+        masks += ks
+        owner += [i] * len(ms)
+        weight_list.append(state_weights(di, weights))
+    owner = np.asarray(owner)
+    opts = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8, max_steps=1024)
+    opts = SolverOptions(opts.solver, rtol=opts.rtol, atol=opts.atol, adjoint="forward",
+                         max_steps=opts.max_steps, dt0=opts.dt0, fixed_steps=opts.fixed_steps,
+                         dtype=opts.dtype)
+    member_data = stack([datas[i] for i in owner])
+    y0s = jnp.stack([initial_states(datas[i]) for i in owner])
+    w = jnp.asarray(np.stack([weight_list[i] for i in owner]))
+    k_max = max(int(m.sum()) for m in masks)
+    index = np.zeros((len(masks), k_max), np.int32)
+    valid = np.zeros((len(masks), k_max), bool)
+    for b, m in enumerate(masks):
+        flat = np.flatnonzero(m.reshape(-1))
+        index[b, :len(flat)] = flat
+        valid[b, :len(flat)] = True
+    fitted, y0_fit, sse_all, steps = _refit_all(stack(models), jnp.asarray(index), jnp.asarray(valid),
+                                                y0s, member_data, w, opts, bool(learn_y0),
+                                                int(max_steps), rtol)
+    sse_all = np.asarray(sse_all, float)
 
-    n_obs = int(np.asarray(data.mask).sum())
-    k = np.asarray([m.sum() for m in masks])
-    sse = np.asarray(res.final_losses, float)
-    score = aicc(sse, n_obs, k)
-    order = np.lexsort((k, score))
-    if not np.isfinite(score[order[0]]):
-        raise ValueError("select_by_simulation: no candidate model could be refitted through the "
-                         "solver (every refit failed)")
-    near = np.flatnonzero(score <= score[order[0]] + delta)
-    best = int(near[np.lexsort((score[near], k[near]))[0]])
-    winner = res.member(best)
-    fitted = winner.model
-    names = discovery.names
-    table = [{"terms": {s: [names[i] for i in np.flatnonzero(masks[b][:, discovery.state_names.index(s)])]
-                        for s in discovery.states},
-              "k": int(k[b]), "sse": float(sse[b]), "aicc": float(score[b]),
-              "delta": float(score[b] - score[order[0]]), "chosen": b == best}
-             for b in order]
-    chosen = dataclasses.replace(discovery, coefficients=np.asarray(fitted.xi, float),
-                                 mask=np.asarray(masks[best]), criterion="simulation")
-    return SimulationSelection(discovery=chosen, model=fitted, extra=winner.extra, loss=float(sse[best]), weights=w,
-                               table=table, fit=res)
+    out = []
+    for i, (d, di) in enumerate(zip(discoveries, datas)):
+        idx = np.flatnonzero(owner == i)
+        n_obs = int(np.asarray(di.mask).sum())
+        k = np.asarray([masks[b].sum() for b in idx])
+        sse = sse_all[idx]
+        score = aicc(sse, n_obs, k)
+        order = np.lexsort((k, score))
+        if not np.isfinite(score[order[0]]):
+            raise ValueError("select_by_simulation: no candidate model could be refitted through the "
+                             "solver (every refit failed)")
+        near = np.flatnonzero(score <= score[order[0]] + delta)
+        best = int(near[np.lexsort((score[near], k[near]))[0]])
+        b_all = int(idx[best])
+        model = member(fitted, b_all)
+        names = d.names
+        table = [{"terms": {s: [names[t] for t in np.flatnonzero(masks[idx[b]][:, d.state_names.index(s)])]
+                            for s in d.states},
+                  "k": int(k[b]), "sse": float(sse[b]), "aicc": float(score[b]),
+                  "delta": float(score[b] - score[order[0]]), "iterations": int(steps[idx[b]]),
+                  "chosen": b == best}
+                 for b in order]
+        chosen = dataclasses.replace(d, coefficients=np.asarray(model.xi, float),
+                                     mask=np.asarray(masks[b_all]), criterion="simulation")
+        out.append(SimulationSelection(discovery=chosen, model=model,
+                                       extra={"y0": y0_fit[b_all]} if learn_y0 else None,
+                                       loss=float(sse[best]), weights=weight_list[i], table=table))
+    return out
 
 
 def candidate_table_text(table: Sequence[dict], rows: int = 8) -> list[str]:
