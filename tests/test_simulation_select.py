@@ -31,6 +31,7 @@ def test_best_subsets_exhaustive_matches_brute_force(lv):
     rng = np.random.default_rng(0)
     u = -0.9 * Y[:, 0] * Y[:, 1] + 0.05 * rng.normal(size=len(Y))
     got = best_subsets(Theta, u, max_terms=2)
+    assert len(best_subsets(Theta, u, max_terms=3, top=(3, 1))) == 5  # top pads with its last value
     for (cols, rss), k in zip(got, (1, 2)):
         brute = min((np.sum((Theta[:, c] @ np.linalg.lstsq(Theta[:, c], u, rcond=None)[0] - u) ** 2), c)
                     for c in itertools.combinations(range(Theta.shape[1]), k))
@@ -48,6 +49,16 @@ def test_best_subsets_greedy_beyond_the_exhaustive_limit(lv):
     assert got[1][1] < 1e-18
     with pytest.raises(ValueError, match="max_terms"):
         best_subsets(Theta, u, max_terms=0)
+
+
+def test_bic_penalises_terms_more_than_aicc():
+    from ude.discovery.simulation import bic
+
+    n = 62
+    # one more term that lowers the SSE by 5 %: AICc takes it, BIC does not
+    assert aicc([0.95], n, [3])[0] < aicc([1.0], n, [2])[0]
+    assert bic([0.95], n, [3])[0] > bic([1.0], n, [2])[0]
+    assert np.isinf(bic([np.nan], n, [1])[0])
 
 
 def test_aicc_prefers_fewer_terms_at_equal_error_and_rejects_failures():
@@ -92,6 +103,7 @@ def test_selection_by_simulation_keeps_exactly_xy(lv):
     assert c["y"]["x*y"] == pytest.approx(0.8, rel=0.02)
     chosen = [r for r in sel.table if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["k"] == 2
-    assert all(r["aicc"] >= sel.table[0]["aicc"] for r in sel.table)  # sorted by AICc
+    assert all(r["score"] >= sel.table[0]["score"] for r in sel.table)  # sorted by score
+    assert sel.table[0]["delta"] == 0.0
     # the refitted model is a DiscoveredModel whose coefficients are the reported ones
     np.testing.assert_allclose(np.asarray(sel.model.xi), sel.discovery.coefficients)

@@ -524,10 +524,11 @@ class DiscoveryConfig(_Section):
     the UDE's own trajectory every ``dt``), then a refit.
 
     ``criterion`` picks the sparsity: ``paper``, ``aicc`` or ``knee`` from the regression alone;
-    ``simulation`` refits candidate supports (best subsets of up to ``max_terms`` terms per
-    equation, and the regressor's pick) through the solver (``refit_iterations`` of
-    Levenberg–Marquardt) and keeps the sparsest within ``delta`` of the smallest AICc on the data
-    (:mod:`ude.discovery.simulation`); ``refit.stages`` are then not used."""
+    ``simulation`` refits candidate supports (the ``top[k-1]`` best subsets of each size
+    ``k <= max_terms`` per equation, and the regressor's pick) through the solver
+    (``refit_iterations`` of Levenberg–Marquardt) and keeps the sparsest within ``delta`` of the
+    smallest ``score`` (BIC or AICc) on the data (:mod:`ude.discovery.simulation`);
+    ``refit.stages`` are then not used."""
 
     enabled: Bool = True
     library: list[LibraryConfig] = Field(default_factory=_default_library, min_length=1)
@@ -535,6 +536,8 @@ class DiscoveryConfig(_Section):
     lams: LamsConfig = LamsConfig()
     criterion: Literal["paper", "aicc", "knee", "simulation"] = "paper"
     max_terms: PosInt = 3
+    top: list[PosInt] = Field(default_factory=lambda: [3, 1, 1], min_length=1)
+    score: Literal["bic", "aicc"] = "bic"
     delta: NonNegFloat = 2.0
     refit_iterations: PosInt = 100
     dt: PosFloat = 0.05

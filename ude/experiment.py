@@ -601,7 +601,8 @@ def step_discover(cfg: ExperimentConfig, out: Path, fitted: Fitted, data, train,
     weights = state_weights(train, dc.refit.weights)
     if simulate:
         lm_opts = build_options(cfg)
-        sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms, delta=dc.delta,
+        sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms,
+                                   top=tuple(dc.top), score=dc.score, delta=dc.delta,
                                    weights=weights, learn_y0=dc.refit.learn_y0, options=lm_opts,
                                    max_steps=dc.refit_iterations)
         for line in candidate_table_text(sel.table, rows=5):

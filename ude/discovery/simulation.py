@@ -20,11 +20,14 @@ Here:
 3. all candidates (and their initial states) refitted at once through the solver by
    Levenberg–Marquardt (``optimistix``, Jacobians by forward-mode JVPs through ``diffrax``), one
    vmapped and jitted program, starting from their least-squares coefficients;
-4. scored by ``AICc = n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``, with ``n`` the observed values,
-   ``k`` the kept terms and SSE weighted per state by ``1 / mean(|y_j|)²`` (noise proportional to
-   each state's scale, as in the paper's noise model; ``weights`` overrides). Candidates within
-   ``delta`` (default 2) of the best AICc are equally supported by the data (Burnham & Anderson's
-   rule of thumb, used by Mangan et al.); the sparsest of them wins, then the lower AICc.
+4. scored by ``BIC = n log(SSE/n) + k log n`` (or ``AICc = n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``),
+   with ``n`` the observed values, ``k`` the kept terms and SSE weighted per state by
+   ``1 / mean(|y_j|)²`` (noise proportional to each state's scale, as in the paper's noise model;
+   ``weights`` overrides). BIC is the default: it is consistent (it picks the true support as data
+   grow), where AIC's lighter penalty keeps flexible spurious terms that fit the noise of short
+   series. Candidates within ``delta`` (default 2) of the best score are equally supported by the
+   data (Burnham & Anderson's rule of thumb, used by Mangan et al.); the sparsest of them wins,
+   then the lower score.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from ..solve import SolverOptions, solve
 from .discover import Discovery
 from .discovered import DiscoveredModel
 
-__all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "select_many", "aicc", "state_weights",
+__all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "select_many", "aicc", "bic", "SCORES",
+           "state_weights",
            "candidate_table_text"]
 
 
@@ -67,9 +71,10 @@ def _rss(Theta_n: np.ndarray, u: np.ndarray, subsets: np.ndarray) -> np.ndarray:
     return np.maximum(rss, 0.0)
 
 
-def best_subsets(Theta, u, max_terms: int = 3, *, top: int = 1,
+def best_subsets(Theta, u, max_terms: int = 3, *, top=1,
                  max_subsets: int = 50_000) -> list[tuple[tuple[int, ...], float]]:
-    """The ``top`` best column subsets of each size ``1 … max_terms`` for ``u ≈ Θ·w``.
+    """The ``top`` best column subsets of each size ``1 … max_terms`` for ``u ≈ Θ·w`` (``top``: an
+    int, or one int per size, e.g. ``(3, 1, 1)``).
 
     Exhaustive while ``C(terms, k) <= max_subsets``; beyond that, greedy forward selection (each
     of the previous size's best subsets extended by one column). Returns ``[(columns, rss), ...]``
@@ -81,6 +86,10 @@ def best_subsets(Theta, u, max_terms: int = 3, *, top: int = 1,
         raise ValueError(f"best_subsets: Theta must be (n, terms) and u (n,), got {Theta.shape}, {u.shape}")
     if not isinstance(max_terms, int) or max_terms < 1:
         raise ValueError(f"best_subsets: max_terms must be a positive integer, got {max_terms!r}")
+    tops = [top] * max_terms if isinstance(top, int) else list(top)
+    tops += tops[-1:] * (max_terms - len(tops))
+    if not tops or any(not isinstance(t, int) or t < 1 for t in tops):
+        raise ValueError(f"best_subsets: top must be a positive int or {max_terms} of them, got {top!r}")
     Tn, _ = _normalised(Theta)
     m = Theta.shape[1]
     out: list[tuple[tuple[int, ...], float]] = []
@@ -93,7 +102,7 @@ def best_subsets(Theta, u, max_terms: int = 3, *, top: int = 1,
             subsets = np.asarray(sorted(grown), int)
         rss = _rss(Tn, u, subsets)
         order = np.argsort(rss, kind="stable")
-        best = [(tuple(int(c) for c in subsets[i]), float(rss[i])) for i in order[:top]
+        best = [(tuple(int(c) for c in subsets[i]), float(rss[i])) for i in order[:tops[k - 1]]
                 if np.isfinite(rss[i])]
         out += best
         prev = [s for s, _ in best] or prev
@@ -120,6 +129,15 @@ def state_weights(data, weights="scale") -> np.ndarray:
     return w
 
 
+def bic(sse, n: int, k) -> np.ndarray:
+    """``n log(SSE/n) + k log(n)``; inf where the fit failed."""
+    sse = np.asarray(sse, float)
+    k = np.asarray(k, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = n * np.log(np.maximum(sse, np.finfo(float).tiny) / n) + k * np.log(n)
+    return np.where(np.isfinite(sse), score, np.inf)
+
+
 def aicc(sse, n: int, k) -> np.ndarray:
     """``n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``; inf where undefined or the fit failed."""
     sse = np.asarray(sse, float)
@@ -128,6 +146,10 @@ def aicc(sse, n: int, k) -> np.ndarray:
         base = n * np.log(np.maximum(sse, np.finfo(float).tiny) / n) + 2 * k
         corr = np.where(n - k - 1 > 0, 2 * k * (k + 1) / np.maximum(n - k - 1, 1), np.inf)
     return np.where(np.isfinite(sse), base + corr, np.inf)
+
+
+SCORES = {"bic": bic, "aicc": aicc}
+"""The information criteria :func:`select_by_simulation` can score candidates with."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -141,8 +163,8 @@ class SimulationSelection:
             (the learned initial states), or None.
         loss: its weighted SSE on the data after the refit.
         weights: the per-state weights used.
-        table: one row per candidate: ``terms`` ({state: [names]}), ``k``, ``sse``, ``aicc``,
-            ``delta`` (to the smallest AICc), ``iterations`` (of its refit), ``chosen``; sorted
+        table: one row per candidate: ``terms`` ({state: [names]}), ``k``, ``sse``, ``score``,
+            ``delta`` (to the smallest score), ``iterations`` (of its refit), ``chosen``; sorted
             by AICc.
     """
 
@@ -190,7 +212,7 @@ def _candidate_models(discovery: Discovery, known, max_terms: int, top: int, max
 
 
 def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, data, *,
-                         max_terms: int = 3, top: int = 1, delta: float = 2.0, weights="scale",
+                         max_terms: int = 3, top=(3, 1, 1), delta: float = 2.0, score: str = "bic", weights="scale",
                          learn_y0: bool = True, options: SolverOptions | None = None,
                          max_steps: int = 100, rtol: float = 1e-8, max_candidates: int = 256
                          ) -> SimulationSelection:
@@ -202,8 +224,10 @@ def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, da
         known: the known physics of the discovered model (trainable parameters are refitted too).
         data: the training :class:`ude.data.Dataset` the candidates are refitted and scored on.
         max_terms: largest number of terms per equation considered.
-        top: best subsets kept per size and state.
-        delta: AICc tolerance of the parsimony rule (0: plain smallest AICc).
+        top: best subsets kept per size and state (an int, or one per size: by default the 3
+            best single terms, the best pair and the best triple).
+        delta: tolerance of the parsimony rule (0: plain smallest score).
+        score: ``"bic"`` (default; consistent: picks the true support as data grow) or ``"aicc"``.
         weights: per-state weights of the squared errors (:func:`state_weights`).
         learn_y0: refit the initial states too (the first sample is noisy; default True).
         options: solver options of the refit (default Tsit5 at rtol = atol = 1e-8, 1024 steps at
@@ -211,7 +235,7 @@ def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, da
         max_steps, rtol: Levenberg–Marquardt iterations and relative tolerance.
         max_candidates: refuse more joint candidates than this (lower ``max_terms`` or ``top``).
     """
-    return select_many([discovery], known, data, max_terms=max_terms, top=top, delta=delta,
+    return select_many([discovery], known, data, max_terms=max_terms, top=top, delta=delta, score=score,
                        weights=weights, learn_y0=learn_y0, options=options, max_steps=max_steps,
                        rtol=rtol, max_candidates=max_candidates)[0]
 
@@ -252,7 +276,7 @@ def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool
 
 
 def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None, data, *,
-                max_terms: int = 3, top: int = 1, delta: float = 2.0, weights="scale",
+                max_terms: int = 3, top=(3, 1, 1), delta: float = 2.0, score: str = "bic", weights="scale",
                 learn_y0: bool = True, options: SolverOptions | None = None, max_steps: int = 100,
                 rtol: float = 1e-8, max_candidates: int = 256) -> list[SimulationSelection]:
     """:func:`select_by_simulation` for many discoveries at once (e.g. the runs of a noise sweep):
@@ -267,6 +291,8 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
 
     if delta < 0:
         raise ValueError(f"select_by_simulation: delta must be >= 0, got {delta!r}")
+    if score not in SCORES:
+        raise ValueError(f"select_by_simulation: score must be one of {sorted(SCORES)}, got {score!r}")
     n = len(discoveries)
     stacked = np.ndim(data.ys) == 4
     if stacked and data.ys.shape[0] != n:
@@ -305,20 +331,20 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
         n_obs = int(np.asarray(di.mask).sum())
         k = np.asarray([masks[b].sum() for b in idx])
         sse = sse_all[idx]
-        score = aicc(sse, n_obs, k)
-        order = np.lexsort((k, score))
-        if not np.isfinite(score[order[0]]):
+        score_b = SCORES[score](sse, n_obs, k)
+        order = np.lexsort((k, score_b))
+        if not np.isfinite(score_b[order[0]]):
             raise ValueError("select_by_simulation: no candidate model could be refitted through the "
                              "solver (every refit failed)")
-        near = np.flatnonzero(score <= score[order[0]] + delta)
-        best = int(near[np.lexsort((score[near], k[near]))[0]])
+        near = np.flatnonzero(score_b <= score_b[order[0]] + delta)
+        best = int(near[np.lexsort((score_b[near], k[near]))[0]])
         b_all = int(idx[best])
         model = member(fitted, b_all)
         names = d.names
         table = [{"terms": {s: [names[t] for t in np.flatnonzero(masks[idx[b]][:, d.state_names.index(s)])]
                             for s in d.states},
-                  "k": int(k[b]), "sse": float(sse[b]), "aicc": float(score[b]),
-                  "delta": float(score[b] - score[order[0]]), "iterations": int(steps[idx[b]]),
+                  "k": int(k[b]), "sse": float(sse[b]), "score": float(score_b[b]),
+                  "delta": float(score_b[b] - score_b[order[0]]), "iterations": int(steps[idx[b]]),
                   "chosen": b == best}
                  for b in order]
         chosen = dataclasses.replace(d, coefficients=np.asarray(model.xi, float),
@@ -334,6 +360,6 @@ def candidate_table_text(table: Sequence[dict], rows: int = 8) -> list[str]:
     lines = []
     for r in table[:rows]:
         terms = "; ".join(f"{s}: {' + '.join(t) or '0'}" for s, t in r["terms"].items())
-        lines.append(f"{'*' if r['chosen'] else ' '} ΔAICc {r['delta']:7.2f}  SSE {r['sse']:.4g}  "
+        lines.append(f"{'*' if r['chosen'] else ' '} Δscore {r['delta']:7.2f}  SSE {r['sse']:.4g}  "
                      f"k {r['k']}  {terms}")
     return lines
