@@ -1,8 +1,8 @@
 """Experiment configs: one YAML file describes a whole experiment, validated in full before any work.
 
 An experiment has the sections ``truth`` (a simulated system, or none when ``data.file`` names a
-real table), ``data``, ``model``, ``solver``, ``train``, ``discovery``, ``evaluate`` and ``output``
-(see ``configs/*.yaml``). :func:`load_config` reads the file, applies ``--set``-style overrides
+real table), ``data``, ``model``, ``solver``, ``train``, ``discovery``, ``evaluate``, ``output`` and
+``parallel`` (see ``configs/*.yaml``). :func:`load_config` reads the file, applies ``--set``-style overrides
 and validates with pydantic v2 (unknown keys are errors): every mistake — unknown keys (with a
 "did you mean"), wrong types, out-of-range values and inconsistent combinations — is collected and
 raised at once as a :class:`ConfigError` whose messages name their key paths::
@@ -570,6 +570,27 @@ class OutputConfig(_Section):
     dpi: PosInt = 120
 
 
+class ParallelConfig(_Section):
+    """Ensembles and devices: ``ensemble`` fits trained as one vmapped program
+    (:func:`ude.train.ensemble.fit_ensemble`), each from its own network-initialisation seed
+    (member 0 is exactly the single fit); with ``redraw_noise`` (simulated data only) members
+    1, 2, ... also get their own noise draw. The member with the lowest loss on the run's training
+    data becomes the run's model; all give the ensemble spread in ``metrics.json``. ``devices`` splits the
+    members over that many devices (a ``jax.sharding`` mesh; default: one device, no mesh)."""
+
+    ensemble: PosInt = 1
+    redraw_noise: Bool = False
+    devices: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.devices is not None and self.devices > self.ensemble:
+            raise _Problems([("devices", f"{self.devices} devices for {self.ensemble} ensemble "
+                                         f"member(s): each device trains a block of members, so "
+                                         f"set parallel.ensemble to at least {self.devices}")])
+        return self
+
+
 class ExperimentConfig(_Section):
     """A whole experiment. Build one with :func:`load_config` or :func:`validate_config`."""
 
@@ -584,6 +605,7 @@ class ExperimentConfig(_Section):
     discovery: DiscoveryConfig = DiscoveryConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     output: OutputConfig = OutputConfig()
+    parallel: ParallelConfig = ParallelConfig()
 
     @property
     def system(self) -> str:
@@ -599,7 +621,8 @@ class ExperimentConfig(_Section):
         return self.data.file is None
 
 
-SECTIONS = ("truth", "data", "model", "solver", "train", "discovery", "evaluate", "output")
+SECTIONS = ("truth", "data", "model", "solver", "train", "discovery", "evaluate", "output",
+            "parallel")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -651,6 +674,14 @@ def _cross_check(s: dict, invalid: set) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     truth, data, model, train, disc, ev = (s.get(k) for k in
                                            ("truth", "data", "model", "train", "discovery", "evaluate"))
+    par = s.get("parallel")
+    if par is not None and par.redraw_noise and data is not None:
+        if data.file is not None:
+            out.append(("parallel.redraw_noise", "needs simulated data (data.file is a fixed table "
+                                                 "with its own noise); remove it"))
+        elif data.noise.kind == "none":
+            out.append(("parallel.redraw_noise", "data.noise.kind is 'none': there is no noise to "
+                                                 "redraw; remove it or set data.noise"))
     if data is not None and "truth" not in invalid:
         if truth is None and data.file is None:
             out.append(("truth", "required unless data.file names a real data table"))
