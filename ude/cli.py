@@ -1,7 +1,7 @@
 """The ``ude`` command: run experiments from YAML configs.
 
-    ude run CONFIG [--set KEY=VALUE ...] [--out DIR] [--quiet] [--debug]
-    ude resume DIR            continue an interrupted run
+    ude run CONFIG [--set KEY=VALUE ...] [--out DIR] [--devices N] [--quiet] [--debug]
+    ude resume DIR [--devices N]   continue an interrupted run
     ude simulate CONFIG       the data only
     ude discover DIR          redo discovery, refit, evaluation and figures of a fitted run
     ude figures DIR           redraw the figures of a finished run
@@ -12,6 +12,11 @@ Exit codes: 0 success, 2 a usage, config or data error (nothing is written), 1 a
 SIGINT (Ctrl-C) and SIGTERM during a fit write a checkpoint after the current chunk of steps and
 exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run directory is locked
 (``DIR/.lock``) while a command writes it.
+``--devices N`` trains the ensemble (``parallel.ensemble`` members) split over N devices
+(``parallel.devices``); jax must see N devices. On a CPU-only machine start the command with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``: the device count cannot be changed from
+here, since importing ``ude`` already starts jax's backends (module-level default solver options
+are jax arrays).
 This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
 work when the config asks for it (and whenever data are simulated: the ground truth is float64).
 """
@@ -54,6 +59,34 @@ def _enable_x64(cfg) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+def _check_devices(cfg, command: str) -> int | None:
+    """EXIT_USAGE (after printing why) when ``parallel.devices`` cannot be used
+    (:func:`ude.experiment.build_mesh`: jax sees fewer devices, or the adjoint cannot be sharded)."""
+    from .experiment import build_mesh
+
+    try:
+        build_mesh(cfg)
+    except ValueError as e:
+        _err(f"ude {command}: error: {e}")
+        return EXIT_USAGE
+    return None
+
+
+def _with_devices(load, devices: int | None):
+    """``load(extra overrides)`` with ``parallel.devices`` set from ``--devices``; a config whose
+    ensemble is smaller gets a hint to enlarge it."""
+    from .config import ConfigError
+
+    if devices is None:
+        return load([])
+    try:
+        return load([f"parallel.devices={devices}"])
+    except ConfigError as e:
+        msgs = [m + (f" (e.g. --set parallel.ensemble={devices})" if m.startswith("parallel.devices:")
+                     else "") for m in e.messages]
+        raise ConfigError(msgs, e.source) from None
+
+
 def _find_config(name: str) -> Path:
     p = Path(name)
     if p.is_file() or p.suffix in (".yaml", ".yml") or "/" in name:
@@ -68,7 +101,9 @@ def _find_config(name: str) -> Path:
 def _load(args):
     from .config import load_config
 
-    return load_config(_find_config(args.config), args.set or ())
+    devices = getattr(args, "devices", None)
+    return _with_devices(lambda extra: load_config(_find_config(args.config), [*(args.set or ()), *extra]),
+                         devices)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,6 +156,17 @@ def summary(metrics: dict) -> str:
         if not ex.get("ok", True):
             line += "   (the model blew up)"
         rows.append(("extrapolation", line))
+    ens = metrics.get("ensemble")
+    if ens:
+        losses = [x for x in ens.get("final_losses") or [] if x is not None]
+        line = f"{ens.get('members')} members, final loss "
+        line += (f"{_fmt(min(losses))} … {_fmt(max(losses))}" if losses else "—")
+        line += f" (member {ens.get('best_member')} kept)"
+        spread = ens.get("trajectory_spread") or {}
+        if spread:
+            line += f"; 5–95 % at t = {_fmt(ens.get('spread_t'))}: " + ", ".join(
+                f"{s} {_fmt(v.get('p05'))}–{_fmt(v.get('p95'))}" for s, v in spread.items())
+        rows.append(("ensemble", line))
     rows.append(("wall time", f"{_fmt(metrics.get('wall_seconds'), '.1f')} s"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -140,6 +186,8 @@ def cmd_run(args) -> int:
 
     cfg = _load(args)
     _enable_x64(cfg)
+    if _check_devices(cfg, "run") is not None:
+        return EXIT_USAGE
     out = Path(args.out) if args.out else default_run_dir(cfg)
     args._out = out
     log = _Quiet(args.quiet)
@@ -151,12 +199,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .experiment import load_run, run_experiment
+    from .config import load_config
+    from .experiment import FILES, load_run, run_experiment
 
     out = Path(args.dir)
     args._out = out
     cfg = load_run(out)
+    if args.devices is not None:  # for this process only: the results do not depend on it
+        cfg = _with_devices(lambda extra: load_config(out / FILES["config"], extra), args.devices)
     _enable_x64(cfg)
+    if _check_devices(cfg, "resume") is not None:
+        return EXIT_USAGE
     log = _Quiet(args.quiet)
     log(f"resume {cfg.name} in {out}")
     with graceful_signals() as args._stop:
@@ -222,6 +275,16 @@ def cmd_configs(args) -> int:
 # ------------------------------------------------------------------------------------------------
 # parser and entry point
 # ------------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress messages or bars")
@@ -230,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     overrides.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                            help="override a config value, e.g. --set train.stages[0].steps=50 "
                                 "(values are YAML scalars; repeatable)")
+    devices = argparse.ArgumentParser(add_help=False)
+    devices.add_argument("--devices", type=_positive_int, metavar="N",
+                         help="train the ensemble split over N devices (sets parallel.devices; "
+                              "needs parallel.ensemble >= N; on CPUs, start with XLA_FLAGS="
+                              "--xla_force_host_platform_device_count=N)")
     overrides.add_argument("--out", "-o", metavar="DIR",
                            help="run directory (default: <output.dir>/<name>-<timestamp>); must "
                                 "not exist or be empty")
@@ -241,13 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
                "written; continue with `ude resume DIR`), 2 usage, config or data error.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("run", parents=[common, overrides], help="run a whole experiment",
+    s = sub.add_parser("run", parents=[common, overrides, devices], help="run a whole experiment",
                        description="Run the pipeline of CONFIG: data → fit → discover → refit → "
                                    "evaluate → figures, into a new run directory.")
     s.add_argument("config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("resume", parents=[common], help="continue an interrupted run",
+    s = sub.add_parser("resume", parents=[common, devices], help="continue an interrupted run",
                        description="Re-read DIR/config.yaml and continue from the fit's last "
                                    "checkpoint, then finish the remaining steps.")
     s.add_argument("dir", metavar="DIR", help="a run directory")

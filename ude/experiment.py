@@ -8,12 +8,16 @@ so scripts and benchmarks can reuse pieces (``build_data(cfg)``, ``build_model(c
     data.npz/.json    the dataset (ude.data.save)
     checkpoints/      fit checkpoints (resume continues from them)
     model.eqx         the fitted UDE (+ the strategy's extra parameters); fit.json; history.csv
+    ensemble.eqx/.json  with ``parallel.ensemble > 1``: every member, stacked, and their final
+                      losses (model.eqx is then the member with the lowest loss)
     discovery.json    the sparse regression and the refitted equations; discovered.eqx
     results.npz       the arrays the figures are drawn from
     metrics.json      losses, discovered terms, extrapolation errors, wall time
     figures/          PNG/PDF
 
 Each step skips work whose output already exists, so an interrupted run resumes where it stopped.
+An ensemble fit has no checkpoints: an ensemble run interrupted before ``ensemble.json`` was written
+trains its ensemble again on resume (a saved ensemble is always reused).
 Nothing here prints: progress goes to the ``log`` callback (and fit's tqdm bars when verbose).
 """
 
@@ -43,24 +47,28 @@ from .config import ExperimentConfig, dump_config, load_config, time_grid, train
 from .discovery import (SR3, STLSQ, DiscoveredModel, Discovery, discover, library_from_spec,
                         refit)
 from .discovery.simulation import candidate_table_text, select_by_simulation, state_weights
-from .evaluate import coefficient_errors, oscillation_stats, rmse
+from .evaluate import coefficient_errors, oscillation_stats, rmse, trajectory_spread
 from .model import UDE
 from .nn import MLP
+from .parallel import make_mesh
 from .physics import SYSTEMS, AbstractPhysics, Parameter
 from .solve import SolverOptions, solve
 from .train import (LBFGS, Adam, MultipleShooting, SingleShooting, WindowMinibatch,
                     atomic_write_bytes, atomic_write_text, fit, initial_states, loss_value)
+from .train.ensemble import fit_ensemble, member, resample_noise, stack, unstack
 
 __all__ = ["build_truth", "build_data", "split_data", "build_options", "build_model",
            "build_strategy", "build_stages", "build_library", "build_regressor", "build_lams",
-           "true_missing", "fitted_y0", "prepare_run_dir", "default_run_dir", "run_experiment",
+           "true_missing", "fitted_y0", "build_mesh", "member_keys", "member_train",
+           "ensemble_spread", "prepare_run_dir", "default_run_dir", "run_experiment",
            "run_simulate", "run_discovery", "run_figures", "load_run", "RunDirError", "DataError",
            "FitFailed", "locked_run_dir", "FILES"]
 
 FILES = {"config": "config.yaml", "data": "data", "model": "model.eqx", "fit": "fit.json",
          "history": "history.csv", "discovery": "discovery.json", "discovered": "discovered.eqx",
          "refit_history": "refit_history.csv", "results": "results.npz", "metrics": "metrics.json",
-         "checkpoints": "checkpoints", "figures": "figures"}
+         "checkpoints": "checkpoints", "figures": "figures", "ensemble": "ensemble.eqx",
+         "ensemble_info": "ensemble.json"}
 
 Log = Callable[[str], None] | None
 
@@ -242,6 +250,56 @@ def fitted_y0(train: data_mod.Dataset, extra) -> jax.Array:
     if isinstance(extra, dict) and "starts" in extra:
         return jnp.where(train.mask[:, 0, :], train.ys[:, 0, :], extra["starts"][:, 0, :])
     return initial_states(train)
+
+
+def build_mesh(cfg: ExperimentConfig):
+    """The device mesh splitting the ensemble over ``parallel.devices`` devices (None for one).
+
+    Raises ValueError when jax sees fewer devices than asked for, or with ``solver.adjoint:
+    recursive``: diffrax's checkpointed loop fails to trace inside the ``shard_map`` that
+    :func:`ude.train.ensemble.fit_ensemble` runs the members under ("Closure-converted function
+    called with different dynamic arguments"); ``forward``, ``direct`` and ``backsolve`` work."""
+    n = cfg.parallel.devices or 1
+    if n == 1:
+        return None
+    if cfg.solver.adjoint == "recursive":
+        raise ValueError(f"parallel.devices = {n}: the sharded ensemble fit does not work with "
+                         "solver.adjoint 'recursive' yet; set solver.adjoint to 'forward' (small "
+                         "networks), 'direct' or 'backsolve', or train on one device")
+    devices = jax.devices()
+    if len(devices) < n:
+        kind = devices[0].platform
+        hint = (f"; on CPUs, start the process with XLA_FLAGS=--xla_force_host_platform_device_count={n}"
+                " (jax fixes its device count when it starts)") if kind == "cpu" else ""
+        raise ValueError(f"parallel.devices = {n}, but jax sees only {len(devices)} {kind} "
+                         f"device(s){hint}")
+    return make_mesh(members=n)
+
+
+def member_keys(key, n: int):
+    """``(n,)`` keys: ``key`` itself for member 0 (so member 0 is exactly the single run) and
+    ``fold_in(key, i)`` for member i (so a member does not depend on the ensemble's size)."""
+    if n == 1:
+        return key[None]
+    rest = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(1, n))
+    return jnp.concatenate([key[None], rest])
+
+
+def member_train(cfg: ExperimentConfig, data: data_mod.Dataset | None, train: data_mod.Dataset,
+                 n: int) -> data_mod.Dataset:
+    """The training data of an ensemble of ``n``: ``train`` shared by all members, or with
+    ``parallel.redraw_noise`` stacked ``(members, traj, times, state)``: member 0's is ``train``,
+    member i's a new noise draw (key ``fold_in(key(data.seed), i)``) on the whole dataset's
+    ``y_true``, then windowed like ``train``."""
+    if not cfg.parallel.redraw_noise or n == 1:
+        return train
+    if data is None or data.y_true is None:
+        raise ValueError("parallel.redraw_noise: the whole simulated dataset (with y_true) is "
+                         "needed to redraw the noise")
+    base = jr.key(cfg.data.seed)
+    keys = jax.vmap(lambda i: jr.fold_in(base, i))(jnp.arange(1, n))
+    redrawn = unstack(resample_noise(data, _noise(cfg), keys))
+    return stack([train] + [split_data(cfg, d)[0] for d in redrawn])
 
 
 @eqx.filter_jit
@@ -457,16 +515,41 @@ def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss) -> s
 
 
 @dataclasses.dataclass
+class EnsembleFit:
+    """The trained ensemble: stacked ``models`` and ``extra``, every member's final loss on the
+    run's training data and the chosen member; ``info`` is ensemble.json."""
+
+    models: object
+    extra: object
+    final_losses: np.ndarray
+    best: int
+    info: dict
+
+    @property
+    def n(self) -> int:
+        return int(self.final_losses.shape[0])
+
+
+@dataclasses.dataclass
 class Fitted:
     model: UDE
     extra: object
     history: dict
     info: dict
+    ensemble: EnsembleFit | None = None
 
 
 def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = True, log: Log = None,
-             callback=None, stop=None) -> Fitted:
-    """Fit the UDE (continuing from checkpoints when there are some), or load the fitted model."""
+             callback=None, stop=None, data: data_mod.Dataset | None = None) -> Fitted:
+    """Fit the UDE (continuing from checkpoints when there are some), or load the fitted model.
+
+    With ``parallel.ensemble > 1`` the ensemble is trained instead (:func:`step_fit_ensemble`;
+    ``data``, the whole dataset, is needed for ``parallel.redraw_noise``)."""
+    if cfg.parallel.ensemble > 1:
+        if callback is not None:
+            raise ValueError("step_fit: a fit callback is not supported with parallel.ensemble > 1 "
+                             "(the members train as one program)")
+        return step_fit_ensemble(cfg, out, train, key=key, data=data, verbose=verbose, log=log)
     k_model, k_fit = jr.split(key)
     model = build_model(cfg, k_model)
     strategy = build_strategy(cfg)
@@ -508,6 +591,101 @@ def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = Tr
     return Fitted(res.model, res.extra, res.history, info)
 
 
+def _member_extra_like(strategy, models, train, n: int):
+    outs = [strategy.init(member(models, i), train) for i in range(n)]
+    return None if all(o is None for o in outs) else stack(outs)
+
+
+def _loss_or_nan(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def step_fit_ensemble(cfg: ExperimentConfig, out: Path, train, *, key, data=None,
+                      verbose: bool = True, log: Log = None) -> Fitted:
+    """Train ``parallel.ensemble`` members as one vmapped program (split over
+    ``parallel.devices`` devices), or load the saved ensemble.
+
+    Member ``i`` starts from network key ``fold_in(k_model, i)`` (member 0: the single run's) and
+    trains with key ``fold_in(k_fit, i)`` on :func:`member_train`. Each member's final loss is its
+    loss on the run's training data ``train`` (with ``parallel.redraw_noise`` it differs from the
+    loss on the member's own noise draw, kept as ``training_losses``; only the former compares
+    members); the usable member (see :func:`fit_problem`) with the lowest one becomes the run's
+    model (model.eqx, fit.json, history.csv, as for a single fit), so discovery and evaluation
+    run on it unchanged. ensemble.eqx holds every member, ensemble.json (written last, it marks a
+    finished ensemble) their losses. There are no checkpoints: without ensemble.json the
+    ensemble is trained again from the start.
+    """
+    n = cfg.parallel.ensemble
+    k_model, k_fit = jr.split(key)
+    strategy = build_strategy(cfg)
+    models = stack([build_model(cfg, k) for k in member_keys(k_model, n)])
+    ens_path, info_path = out / FILES["ensemble"], out / FILES["ensemble_info"]
+    done = all((out / FILES[f]).is_file() for f in ("ensemble", "ensemble_info", "model", "fit"))
+    if done:
+        einfo = json.loads(info_path.read_text())
+        losses = np.asarray([_loss_or_nan(x) for x in einfo["final_losses"]], float)
+        if losses.shape != (n,):
+            raise RunDirError(f"{info_path}: {losses.shape[0]} members saved, but parallel.ensemble "
+                              f"is {n}; the config has changed since the run was written")
+        like = (models, _member_extra_like(strategy, models, train, n))
+        ens = EnsembleFit(*_load_eqx(ens_path, like), losses, int(einfo["best_member"]), einfo)
+        best = ens.best
+        history = (read_history(out / FILES["history"]) if (out / FILES["history"]).is_file()
+                   else {})
+        return Fitted(member(ens.models, best), member(ens.extra, best), history,
+                      json.loads((out / FILES["fit"]).read_text()), ensemble=ens)
+    mesh = build_mesh(cfg)
+    stages = build_stages(cfg.train.stages)
+    where = f" on {cfg.parallel.devices} devices" if mesh is not None else ""
+    _log(log, f"fit: ensemble of {n}{where}" + (" (noise redrawn per member)" if
+                                                 cfg.parallel.redraw_noise else "") + ": "
+         + " → ".join(f"{s.kind} × {s.steps}" for s in cfg.train.stages))
+    res = fit_ensemble(models, member_train(cfg, data, train, n), strategy, stages,
+                       key=member_keys(k_fit, n), chunk=cfg.train.chunk, verbose=verbose, mesh=mesh)
+    members = [res.member(i) for i in range(n)]
+    losses = np.asarray(res.final_losses, float)
+    if cfg.parallel.redraw_noise:
+        losses = np.asarray([loss_value(m.model, train, strategy, m.extra) for m in members])
+    problems = [fit_problem(cfg, m.history, m.rejected, float(loss))
+                for m, loss in zip(members, losses)]
+    usable = [i for i in range(n) if problems[i] is None]
+    einfo = {"members": n, "final_losses": losses.tolist(),
+             "best_member": None, "failed": {str(i): p for i, p in enumerate(problems) if p},
+             "devices": cfg.parallel.devices or 1, "redraw_noise": cfg.parallel.redraw_noise,
+             "rejected": res.rejected.tolist(), "stopped": res.stopped.tolist(),
+             "wall_seconds": res.wall_seconds}
+    if cfg.parallel.redraw_noise:
+        einfo["training_losses"] = res.final_losses.tolist()
+    best = min(usable, key=lambda i: losses[i]) if usable else 0
+    b = members[best]
+    info = {"final_loss": float(losses[best]), "wall_seconds": res.wall_seconds,
+            "stages": [s.kind for s in cfg.train.stages], "stopped": b.stopped,
+            "rejected": b.rejected, "steps": int(len(b.history["step"])), "ensemble_member": best}
+    if not usable:
+        problem = f"all {n} ensemble members failed; member 0: {problems[0]}"
+        info["failed"] = problem
+        _write_history(out / FILES["history"], b.history)
+        _write_json(out / FILES["fit"], info)
+        _write_json(out / FILES["metrics"], {
+            "name": cfg.name, "status": "failed", "error": problem, "final_loss": info["final_loss"],
+            "fit": {k: info.get(k) for k in ("steps", "stages", "stopped", "rejected")},
+            "ensemble": {k: einfo[k] for k in ("members", "final_losses", "failed")},
+            "run_dir": str(out)})
+        raise FitFailed(problem)
+    einfo["best_member"] = best
+    _save_eqx(ens_path, (res.models, res.extra))
+    _save_eqx(out / FILES["model"], (b.model, b.extra))
+    _write_history(out / FILES["history"], b.history)
+    _write_json(out / FILES["fit"], info)
+    _write_json(info_path, einfo)
+    ens = EnsembleFit(res.models, res.extra, losses, best, einfo)
+    ok = np.isfinite(ens.final_losses)
+    _log(log, f"fit: ensemble final losses {np.min(ens.final_losses[ok]):.6g} (member {best}) … "
+              f"{np.max(ens.final_losses[ok]):.6g}, {n - len(usable)} failed "
+              f"({res.wall_seconds:.1f} s)")
+    return Fitted(b.model, b.extra, b.history, info, ensemble=ens)
+
+
 @dataclasses.dataclass
 class Found:
     discovery: Discovery | None
@@ -532,6 +710,19 @@ def evaluation_grid(cfg: ExperimentConfig, data, train) -> np.ndarray:
     n_ext = int(np.floor((t_end - t0) / cfg.evaluate.dt + 1e-9))
     return _unique_times(t0 + cfg.discovery.dt * np.arange(n_fine + 1), [t_tr],
                          t0 + cfg.evaluate.dt * np.arange(n_ext + 1), [t_end], ts)
+
+
+def _extrapolation_times(cfg: ExperimentConfig, data, train, ts_all) -> tuple[float, np.ndarray]:
+    """``(t_end, on_grid)``: the end of the extrapolation and which times of ``ts_all`` (the
+    :func:`evaluation_grid`) lie on its grid (every ``evaluate.dt``, and ``t_end``)."""
+    ts_data = np.asarray(data.ts)
+    t0, t_tr = float(ts_data[0]), float(np.asarray(train.ts)[-1])
+    t_end = cfg.evaluate.t_end if cfg.evaluate.t_end is not None else float(ts_data[-1])
+    t_end = max(t_end, t_tr, float(ts_data[-1]))
+    grid = _unique_times(t0 + cfg.evaluate.dt * np.arange(int(np.floor((t_end - t0) / cfg.evaluate.dt
+                                                                          + 1e-9)) + 1), [t_end])
+    on_grid = np.abs(ts_all[:, None] - grid[None, :]).min(axis=1) <= 1e-9 * max(1.0, t_end)
+    return t_end, on_grid
 
 
 def initial_states_for_evaluation(cfg: ExperimentConfig, train, extra) -> tuple[np.ndarray, int]:
@@ -664,9 +855,7 @@ def step_evaluate(cfg: ExperimentConfig, out: Path, data, train, held, fitted: F
     models = {"ude": model} if found is None else {"ude": model, "discovered": found.model}
     names = cfg.state_names
     ts_data = np.asarray(data.ts)
-    t0, t_tr = float(ts_data[0]), float(np.asarray(train.ts)[-1])
-    t_end = cfg.evaluate.t_end if cfg.evaluate.t_end is not None else float(ts_data[-1])
-    t_end = max(t_end, t_tr, float(ts_data[-1]))
+    t_tr = float(np.asarray(train.ts)[-1])
     y0_fit = np.asarray(fitted_y0(train, fitted.extra))
     n_traj = y0_fit.shape[0]
     r: dict[str, np.ndarray] = {
@@ -678,9 +867,7 @@ def step_evaluate(cfg: ExperimentConfig, out: Path, data, train, held, fitted: F
     # one grid and one solve per model (see evaluation_grid); the stacked initial states give the
     # fit and the held-out predictions (fitted y0) and the extrapolation (true y0)
     ts_all = evaluation_grid(cfg, data, train)
-    grid = _unique_times(t0 + cfg.evaluate.dt * np.arange(int(np.floor((t_end - t0) / cfg.evaluate.dt
-                                                                          + 1e-9)) + 1), [t_end])
-    on_grid = np.abs(ts_all[:, None] - grid[None, :]).min(axis=1) <= 1e-9 * max(1.0, t_end)
+    t_end, on_grid = _extrapolation_times(cfg, data, train, ts_all)
     at_data = np.abs(ts_all[None, :] - ts_data[:, None]).argmin(axis=1)
     y0_all, _ = initial_states_for_evaluation(cfg, train, fitted.extra)
     y0_ext = y0_all[-n_traj:]
@@ -774,10 +961,86 @@ def step_evaluate(cfg: ExperimentConfig, out: Path, data, train, held, fitted: F
             true_coef = {s: c for s, c in true_coef.items() if s in outs}
             metrics["true_missing"] = true_coef
             metrics["coefficients"] = coefficient_errors(found.info["discovered"], true_coef)
+    if fitted.ensemble is not None:
+        metrics["ensemble"], arrays = ensemble_spread(cfg, data, train, fitted.ensemble)
+        r.update(arrays)
     buf = io.BytesIO()
     np.savez(buf, **r)
     atomic_write_bytes(out / FILES["results"], buf.getvalue())
     return r, metrics
+
+
+def ensemble_spread(cfg: ExperimentConfig, data, train, ens: EnsembleFit) -> tuple[dict, dict]:
+    """The ensemble's uncertainty: ``(the "ensemble" block of metrics.json, arrays for
+    results.npz)``.
+
+    Every member is solved (one vmapped solve) on the :func:`evaluation_grid` from its fitted
+    initial states on the run's training data and, for simulated data, the true ones, as the
+    run's model is in :func:`step_evaluate`. ``trajectory_spread[state]`` gives the members' 5 %, 50 % and 95 %
+    quantiles at the end of the extrapolation (first trajectory) and ``band_rms``, the RMS over the
+    extrapolation grid (all trajectories) of the 5-95 % band's width. With discovery on,
+    ``coefficient_spread`` repeats discovery's regression for every member on its own trajectory
+    (the λ sweep and the ``paper``/``aicc``/``knee`` pick; ``simulation`` is replaced by ``paper``,
+    and nothing is refitted): per state and term, the fraction of members keeping the term
+    (``inclusion``) and the mean and std of its coefficient over those members.
+    """
+    names = cfg.state_names
+    ts_all = evaluation_grid(cfg, data, train)
+    t_end, on_grid = _extrapolation_times(cfg, data, train, ts_all)
+    starts = [initial_states_for_evaluation(cfg, train, member(ens.extra, i))
+              for i in range(ens.n)]
+    n_traj = starts[0][1]
+    qs = (0.05, 0.5, 0.95)
+    sp = trajectory_spread(ens.models, np.stack([y0 for y0, _ in starts]), ts_all,
+                           options=_eval_options(cfg), quantiles=qs)
+    ys, ok = np.asarray(sp["ys"], float), np.asarray(sp["ok"], bool)
+    lo, mid, hi = (np.asarray(sp["quantiles"][q], float)[-n_traj:][:, on_grid] for q in qs)
+    traj_spread = {s: {"p05": lo[0, -1, j], "p50": mid[0, -1, j], "p95": hi[0, -1, j],
+                       "band_rms": float(np.sqrt(np.mean((hi[..., j] - lo[..., j]) ** 2)))}
+                   for j, s in enumerate(names)}
+    block = {"members": ens.n, "final_losses": ens.final_losses, "best_member": ens.best,
+             **({"training_losses": ens.info["training_losses"]} if "training_losses" in ens.info
+                else {}),
+             "failed": ens.info.get("failed", {}), "redraw_noise": cfg.parallel.redraw_noise,
+             "spread_t": t_end, "members_solved": int(ok.sum()),
+             "trajectory_spread": traj_spread, "coefficient_spread": None}
+    arrays = {"ensemble_final_losses": ens.final_losses, "ensemble_ok": ok,
+              "ext_ensemble_p05": lo, "ext_ensemble_p50": mid, "ext_ensemble_p95": hi}
+    dc = cfg.discovery
+    if dc.enabled and cfg.model.network is not None:
+        t_tr = float(np.asarray(train.ts)[-1])
+        inside = ts_all <= t_tr + 1e-9 * max(1.0, abs(float(ts_all[-1])))
+        library, regressor, lams = build_library(cfg), build_regressor(cfg), build_lams(cfg)
+        criterion = "paper" if dc.criterion == "simulation" else dc.criterion
+        T = np.tile(ts_all[inside], n_traj)
+        found = []
+        for i in range(ens.n):
+            Y = ys[i, :n_traj][:, inside].reshape(-1, ys.shape[-1])
+            if not np.all(np.isfinite(Y)):
+                continue
+            try:
+                found.append(discover(member(ens.models, i), (T, Y), library, regressor, lams=lams,
+                                      criterion=criterion, states=dc.states))
+            except ValueError:  # e.g. the network's output is not finite along the trajectory
+                continue
+        terms = {}
+        if found:
+            coefs = np.stack([d.coefficients for d in found])
+            kept = np.stack([d.mask for d in found])
+            ref = found[0]
+            for j, s in enumerate(ref.state_names):
+                if s not in ref.states:
+                    continue
+                terms[s] = {}
+                for k, name in enumerate(ref.names):
+                    sel = kept[:, k, j]
+                    if sel.any():
+                        terms[s][name] = {"mean": float(coefs[sel, k, j].mean()),
+                                          "std": float(coefs[sel, k, j].std()),
+                                          "inclusion": float(sel.mean())}
+        block["coefficient_spread"] = {"criterion": criterion, "members": len(found),
+                                       "terms": terms}
+    return block, arrays
 
 
 def step_figures(cfg: ExperimentConfig, out: Path, *, log: Log = None) -> list[Path]:
@@ -827,9 +1090,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resu
 
     A new run validates its data before the directory is created (a broken table is a
     :class:`DataError` and leaves nothing behind); the directory is locked while the run writes.
-    Raises :class:`FitFailed` when training diverged (see :func:`fit_problem`).
+    Raises :class:`FitFailed` when training diverged (see :func:`fit_problem`), ValueError when
+    ``parallel.devices`` cannot be used (:func:`build_mesh`).
     """
     t_start = time.perf_counter()
+    build_mesh(cfg)  # too few devices: fail before any work
     if not resume:
         _check_new_dir(Path(out_dir))
     data = None if resume else input_data(cfg)  # before the run directory exists
@@ -839,7 +1104,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resu
         data = step_data(cfg, out, log, data=data)
         train, held = split_data(cfg, data)
         fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log,
-                          callback=fit_callback, stop=stop)
+                          callback=fit_callback, stop=stop, data=data)
         found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log)
         return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
 
@@ -868,7 +1133,7 @@ def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
     with locked_run_dir(cfg, out, resume=True, command="discover"):
         data = step_data(cfg, out, log)
         train, held = split_data(cfg, data)
-        fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log)
+        fitted = step_fit(cfg, out, train, key=k_fit, verbose=verbose, log=log, data=data)
         found = step_discover(cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log,
                               force=True)
         return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
