@@ -13,10 +13,9 @@ SIGINT (Ctrl-C) and SIGTERM during a fit write a checkpoint after the current ch
 exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run directory is locked
 (``DIR/.lock``) while a command writes it.
 ``--devices N`` trains the ensemble (``parallel.ensemble`` members) split over N devices
-(``parallel.devices``); jax must see N devices. On a CPU-only machine start the command with
-``XLA_FLAGS=--xla_force_host_platform_device_count=N``: the device count cannot be changed from
-here, since importing ``ude`` already starts jax's backends (module-level default solver options
-are jax arrays).
+(``parallel.devices``); jax must see N devices. When jax has not started its backends yet (the
+console script), ``--devices N`` also asks XLA for N host (CPU) devices, so a CPU-only machine
+splits the ensemble over its cores; accelerators are unaffected.
 This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
 work when the config asks for it (and whenever data are simulated: the ground truth is float64).
 """
@@ -345,6 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _force_host_devices(n: int) -> None:
+    """Ask XLA for ``n`` CPU devices unless jax's backends already started (then the device count
+    is fixed and :func:`_check_devices` reports a shortfall)."""
+    import os
+
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in flags:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
 def main(argv=None) -> int:
     """Entry point of the ``ude`` console script; returns the exit code."""
     from .config import ConfigError
@@ -354,6 +366,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed by argparse)
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    if getattr(args, "devices", None):
+        _force_host_devices(args.devices)
     try:
         return args.func(args)
     except ConfigError as e:

@@ -255,22 +255,16 @@ def fitted_y0(train: data_mod.Dataset, extra) -> jax.Array:
 def build_mesh(cfg: ExperimentConfig):
     """The device mesh splitting the ensemble over ``parallel.devices`` devices (None for one).
 
-    Raises ValueError when jax sees fewer devices than asked for, or with ``solver.adjoint:
-    recursive``: diffrax's checkpointed loop fails to trace inside the ``shard_map`` that
-    :func:`ude.train.ensemble.fit_ensemble` runs the members under ("Closure-converted function
-    called with different dynamic arguments"); ``forward``, ``direct`` and ``backsolve`` work."""
+    Raises ValueError when jax sees fewer devices than asked for."""
     n = cfg.parallel.devices or 1
     if n == 1:
         return None
-    if cfg.solver.adjoint == "recursive":
-        raise ValueError(f"parallel.devices = {n}: the sharded ensemble fit does not work with "
-                         "solver.adjoint 'recursive' yet; set solver.adjoint to 'forward' (small "
-                         "networks), 'direct' or 'backsolve', or train on one device")
     devices = jax.devices()
     if len(devices) < n:
         kind = devices[0].platform
         hint = (f"; on CPUs, start the process with XLA_FLAGS=--xla_force_host_platform_device_count={n}"
-                " (jax fixes its device count when it starts)") if kind == "cpu" else ""
+                " (`ude run --devices N` sets it; jax fixes its device count when it starts)"
+                ) if kind == "cpu" else ""
         raise ValueError(f"parallel.devices = {n}, but jax sees only {len(devices)} {kind} "
                          f"device(s){hint}")
     return make_mesh(members=n)

@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ..model import partition
@@ -190,29 +189,14 @@ def _ax(stacked: bool):
     return eqx.if_array(0) if stacked else None
 
 
-def _chunk_impl(carry, static, data, strategy, stage, total, remaining, chunk, axes, mesh=None):
+def _chunk_impl(carry, static, data, strategy, stage, total, remaining, chunk, axes):
+    # with a mesh, the inputs carry their shardings and jit's automatic partitioning (GSPMD) splits
+    # the vmapped program over the member (and trajectory) axes. (A shard_map over members fails to
+    # trace diffrax's recursive-checkpoint adjoint, so it is not used.)
     d, s, g = axes
     m = eqx.if_array(0)
     fn = eqx.filter_vmap(chunk_steps, in_axes=(m, m, _ax(d), _ax(s), _ax(g), None, None, None))
-    args = (carry, static, data, strategy, stage, total, remaining)
-    if mesh is None or axis_size(mesh, MEMBERS) == 1 or mesh.size != axis_size(mesh, MEMBERS):
-        # no mesh, or trajectories split too: jit's automatic partitioning (GSPMD) of the inputs'
-        # shardings (shard_map cannot leave the trajectory axis automatic: diffrax's error
-        # callbacks need every mesh axis manual)
-        return fn(*args, chunk)
-    # Members are independent: each device runs its own block of them (``shard_map``) with no
-    # communication, so one device's solver loops never wait on another's. check_vma=False:
-    # diffrax's while loops start from unvarying constants and would fail the varying-axis check.
-    dyn, stat = eqx.partition(args, eqx.is_array)
-    stacked = (True, True, d, s, g, False, False)
-    specs = tuple(jax.tree_util.tree_map(lambda _, st=st: P(MEMBERS) if st else P(), a)
-                  for a, st in zip(dyn, stacked))
-
-    def local(dyn):
-        return fn(*eqx.combine(dyn, stat), chunk)
-
-    return jax.shard_map(local, mesh=mesh, in_specs=(specs,), out_specs=P(MEMBERS),
-                         check_vma=False)(dyn)
+    return fn(carry, static, data, strategy, stage, total, remaining, chunk)
 
 
 _ensemble_chunk = eqx.filter_jit(_chunk_impl)
@@ -437,7 +421,7 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
             remaining = jnp.asarray(stage.steps - step)
             carry, losses, good, active, scales = _ensemble_chunk(
                 carry, static, sdata, strategy, jstage, jnp.asarray(stage.steps), remaining, chunk,
-                (data_stacked, strat_stacked, sp.stacked), mesh)
+                (data_stacked, strat_stacked, sp.stacked))
             losses, good, active, scales = map(to_host, (losses, good, active, scales))
             k = int(active.any(axis=0).sum())  # done is monotone: active columns form a prefix
             losses_h.append(losses[:, :k])

@@ -86,7 +86,7 @@ class SingleShooting(AbstractStrategy):
             the initial state, as in the paper.
     """
 
-    options: SolverOptions = SolverOptions()
+    options: SolverOptions = eqx.field(default_factory=SolverOptions)
     reduction: str = eqx.field(static=True, default="sse")
     l2: Array = eqx.field(default=0.0, converter=_as_array)
     weights: Array | None = eqx.field(default=None, converter=_as_array)
@@ -133,7 +133,7 @@ class MultipleShooting(AbstractStrategy):
             components learn). Default False: all starts learn, regularised by the data term.
     """
 
-    options: SolverOptions = SolverOptions()
+    options: SolverOptions = eqx.field(default_factory=SolverOptions)
     segments: int = eqx.field(static=True, default=5)
     continuity: Array = eqx.field(default=1.0, converter=_as_array)
     reduction: str = eqx.field(static=True, default="sse")
@@ -206,7 +206,7 @@ class WindowMinibatch(AbstractStrategy):
     ``full_loss`` is the single-shooting loss on all the data.
     """
 
-    options: SolverOptions = SolverOptions()
+    options: SolverOptions = eqx.field(default_factory=SolverOptions)
     window: int = eqx.field(static=True, default=10)
     batch: int = eqx.field(static=True, default=8)
     reduction: str = eqx.field(static=True, default="sse")
@@ -280,7 +280,7 @@ class Collocation(AbstractStrategy):
     state has too few observations nearby are left out. ``options`` is unused (no solve).
     """
 
-    options: SolverOptions = SolverOptions()
+    options: SolverOptions = eqx.field(default_factory=SolverOptions)
     bandwidth: Array | None = eqx.field(default=None, converter=_as_array)
     degree: int = eqx.field(static=True, default=2)
     reduction: str = eqx.field(static=True, default="sse")
