@@ -30,6 +30,7 @@ def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
     the data grid (no extra compilations)."""
     raw = read_yaml(path.read_text())
     out = [f"train.stages=[{{kind: adam, lr: 0.01, steps: {steps}}}]", "train.chunk=5",
+           "train.pretrain=[]", "train.polish=[]",  # the phases are tested in test_phases.py
            "output.figures=false", "evaluate.t_end=null", "solver.name=euler",
            "solver.fixed_steps=40"]
     data = raw.get("data", {})

@@ -429,10 +429,17 @@ def _default_stages():
 
 class TrainConfig(_Section):
     """Strategy and optimiser stages; ``chunk`` steps are fused per jitted scan; a checkpoint is
-    written every ``checkpoint_every`` steps (rounded up to whole chunks)."""
+    written every ``checkpoint_every`` steps (rounded up to whole chunks).
+
+    Optional phases around them: ``pretrain`` stages fit the network first without any solve to
+    kernel-smoothed states and derivatives (collocation: a robust start for long windows), and
+    ``polish`` stages finish with single shooting over the whole window, initial states learned
+    (after multiple shooting or minibatches)."""
 
     strategy: StrategyConfig = StrategyConfig()
     stages: list[StageConfig] = Field(default_factory=_default_stages, min_length=1)
+    pretrain: list[StageConfig] = []
+    polish: list[StageConfig] = []
     chunk: PosInt = 100
     checkpoint_every: PosInt | None = 100
 
@@ -682,6 +689,10 @@ def _cross_check(s: dict, invalid: set) -> list[tuple[str, str]]:
         elif data.noise.kind == "none":
             out.append(("parallel.redraw_noise", "data.noise.kind is 'none': there is no noise to "
                                                  "redraw; remove it or set data.noise"))
+    if par is not None and par.ensemble > 1 and train is not None and (train.pretrain or train.polish):
+        which = "train.pretrain" if train.pretrain else "train.polish"
+        out.append((which, "is not supported with parallel.ensemble > 1 yet (the ensemble trains "
+                           "the main stages only); remove it or set parallel.ensemble: 1"))
     if data is not None and "truth" not in invalid:
         if truth is None and data.file is None:
             out.append(("truth", "required unless data.file names a real data table"))

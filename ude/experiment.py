@@ -53,7 +53,7 @@ from .nn import MLP
 from .parallel import make_mesh
 from .physics import SYSTEMS, AbstractPhysics, Parameter
 from .solve import SolverOptions, solve
-from .train import (LBFGS, Adam, MultipleShooting, SingleShooting, WindowMinibatch,
+from .train import (LBFGS, Adam, Collocation, MultipleShooting, SingleShooting, WindowMinibatch,
                     atomic_write_bytes, atomic_write_text, fit, initial_states, loss_value)
 from .train.ensemble import fit_ensemble, member, resample_noise, stack, unstack
 
@@ -193,6 +193,44 @@ def build_strategy(cfg: ExperimentConfig, options: SolverOptions | None = None):
         return MultipleShooting(**common, segments=st.segments, continuity=st.continuity,
                                 fix_observed=st.fix_observed)
     return WindowMinibatch(**common, window=st.window, batch=st.batch)
+
+
+def build_phases(cfg: ExperimentConfig) -> list[tuple[str, object, list]]:
+    """``[(name, strategy, stage configs), ...]``: ``pretrain`` (collocation), ``train`` (the
+    configured strategy) and ``polish`` (single shooting, initial states learned), those present."""
+    st = cfg.train.strategy
+    phases = []
+    if cfg.train.pretrain:
+        phases.append(("pretrain", Collocation(l2=st.l2), cfg.train.pretrain))
+    phases.append(("train", build_strategy(cfg), cfg.train.stages))
+    if cfg.train.polish:
+        polish = SingleShooting(options=build_options(cfg), reduction=_static(st.loss), l2=st.l2,
+                                weights=None if st.weights is None else jnp.asarray(st.weights),
+                                learn_y0=True)
+        phases.append(("polish", polish, cfg.train.polish))
+    return phases
+
+
+def _merge_phases(results, n_stages):
+    """One FitResult from consecutive phases: histories joined (stage indices and steps offset),
+    the last phase's model, extra and final loss."""
+    if len(results) == 1:
+        return results[0]
+    hist, offset, step0 = {}, 0, 0
+    for res, n in zip(results, n_stages):
+        h = dict(res.history)
+        h["stage"] = np.asarray(h["stage"]) + offset
+        h["step"] = np.asarray(h["step"]) + step0
+        for k, v in h.items():
+            hist.setdefault(k, []).append(np.asarray(v))
+        offset += n
+        step0 += len(h["step"])
+    hist = {k: np.concatenate(v) for k, v in hist.items()}
+    last = results[-1]
+    return dataclasses.replace(last, history=hist,
+                               rejected=[r for res in results for r in res.rejected],
+                               stopped=[x for res in results for x in res.stopped],
+                               wall_seconds=sum(r.wall_seconds for r in results))
 
 
 def build_stages(stages) -> list:
@@ -491,10 +529,13 @@ def step_data(cfg: ExperimentConfig, out: Path, log: Log = None,
     return data
 
 
-def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss) -> str | None:
-    """Why a fit is unusable (every step of a stage rejected, a non-finite final loss), or None."""
+def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss,
+                stages=None) -> str | None:
+    """Why a fit is unusable (every step of a stage rejected, a non-finite final loss), or None.
+    ``stages``: the stage configs of the fit (default ``cfg.train.stages``)."""
     stage_of = np.asarray(history.get("stage", []))
-    for i, (st, n_rej) in enumerate(zip(cfg.train.stages, rejected)):
+    stages = cfg.train.stages if stages is None else stages
+    for i, (st, n_rej) in enumerate(zip(stages, rejected)):
         n = int((stage_of == i).sum())
         if n and n_rej >= n:
             hint = (f"the solve failed (solver.max_steps = {cfg.solver.max_steps} exhausted?) or "
@@ -546,26 +587,37 @@ def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = Tr
         return step_fit_ensemble(cfg, out, train, key=key, data=data, verbose=verbose, log=log)
     k_model, k_fit = jr.split(key)
     model = build_model(cfg, k_model)
-    strategy = build_strategy(cfg)
-    stages = build_stages(cfg.train.stages)
+    strategy = build_phases(cfg)[-1][1]  # the saved extra is the last phase's
     if (out / FILES["model"]).is_file() and (out / FILES["fit"]).is_file():
         extra = strategy.init(model, train)
         model, extra = _load_eqx(out / FILES["model"], (model, extra))
         info = json.loads((out / FILES["fit"]).read_text())
         return Fitted(model, extra, read_history(out / FILES["history"]), info)
     ckpt = out / FILES["checkpoints"]
-    resume = (ckpt / "checkpoint.json").is_file()
-    _log(log, "fit: " + ("resuming from the last checkpoint" if resume else
-                         " → ".join(f"{s.kind} × {s.steps}" for s in cfg.train.stages)))
+    phases = build_phases(cfg)
     armed = stop.armed() if hasattr(stop, "armed") else contextlib.nullcontext()
-    with armed:
-        res = fit(model, train, strategy, stages, key=k_fit, chunk=cfg.train.chunk, verbose=verbose,
-                  checkpoint_dir=ckpt, checkpoint_every=cfg.train.checkpoint_every, resume=resume,
-                  callback=callback, should_stop=stop)
+    results = []
+    for name, p_strategy, p_cfg_stages in phases:
+        p_ckpt = ckpt if name == "train" else out / f"{FILES['checkpoints']}-{name}"
+        resume = (p_ckpt / "checkpoint.json").is_file()
+        _log(log, f"fit ({name}): " + ("resuming from the last checkpoint" if resume else
+                                       " → ".join(f"{s.kind} × {s.steps}" for s in p_cfg_stages)))
+        with armed:
+            res = fit(model, train, p_strategy, build_stages(p_cfg_stages), key=k_fit,
+                      chunk=cfg.train.chunk, verbose=verbose, checkpoint_dir=p_ckpt,
+                      checkpoint_every=cfg.train.checkpoint_every, resume=resume,
+                      callback=callback, should_stop=stop)
+        results.append(res)
+        model = res.model
+        problem = fit_problem(cfg, res.history, res.rejected, res.final_loss, p_cfg_stages)
+        if problem is not None:
+            break
+    res = _merge_phases(results, [len(st) for _, _, st in phases])
+    all_stages = [s for _, _, st in phases[:len(results)] for s in st]
     info = {"final_loss": res.final_loss, "wall_seconds": res.wall_seconds,
-            "stages": [s.kind for s in cfg.train.stages], "stopped": res.stopped,
-            "rejected": res.rejected, "steps": int(len(res.history["step"]))}
-    problem = fit_problem(cfg, res.history, res.rejected, res.final_loss)
+            "stages": [s.kind for s in all_stages], "stopped": res.stopped,
+            "rejected": res.rejected, "steps": int(len(res.history["step"])),
+            "phases": [name for name, _, _ in phases[:len(results)]]}
     if problem is not None:
         # no model.eqx: `ude resume` re-reads the last checkpoint and reports the same
         info["failed"] = problem
@@ -744,6 +796,20 @@ def _discovered_like(cfg, fitted_model, library, coefficients, mask) -> Discover
     return DiscoveredModel(known, library, coefficients, mask)
 
 
+def _selection_options(cfg, fitted: Fitted, train) -> SolverOptions:
+    """The solver options of the candidates' refit: the config's, with ``max_steps`` cut to 8× the
+    steps the fitted UDE needs over the training window (at least 64). All candidates refit as one
+    vmapped program that runs at the pace of its slowest member; a candidate that turns stiff or
+    blows up must fail fast instead of holding every other one for ``solver.max_steps``."""
+    opts = build_options(cfg)
+    y0 = fitted_y0(train, fitted.extra)
+    sol = solve(fitted.model, y0, train.ts, opts)
+    need = int(np.max(np.asarray(sol.num_steps)))
+    cap = min(cfg.solver.max_steps, max(64, 8 * need))
+    return SolverOptions(opts.solver, rtol=opts.rtol, atol=opts.atol, adjoint=opts.adjoint,
+                         max_steps=cap, dt0=opts.dt0, fixed_steps=opts.fixed_steps, dtype=opts.dtype)
+
+
 def _plain_loss(cfg, model, train, extra, learn_y0: bool) -> float:
     """The training loss's definition (``train.strategy.loss``, unweighted) of a refitted model with
     its refitted initial states: comparable with the fit's ``final_loss``."""
@@ -785,7 +851,7 @@ def step_discover(cfg: ExperimentConfig, out: Path, fitted: Fitted, data, train,
     model = _discovered_like(cfg, fitted.model, library, d.coefficients, d.mask)
     weights = state_weights(train, dc.refit.weights)
     if simulate:
-        lm_opts = build_options(cfg)
+        lm_opts = _selection_options(cfg, fitted, train)
         sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms,
                                    top=tuple(dc.top), score=dc.score, delta=dc.delta,
                                    weights=weights, learn_y0=dc.refit.learn_y0, options=lm_opts,
@@ -928,8 +994,8 @@ def step_evaluate(cfg: ExperimentConfig, out: Path, data, train, held, fitted: F
         if truth is None:
             extrapolation["rmse"] = held_rmse[final_name]
             extrapolation["reference"] = "held-out data"
-    # losses
-    strategy = build_strategy(cfg)
+    # losses (final_loss is the last training phase's full loss: measure the truth the same way)
+    strategy = build_phases(cfg)[-1][1]
     noise_floor = None
     if truth is not None:
         noise_floor = loss_value(UDE(truth.keep(*truth.term_names), None), train, strategy)
