@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -50,19 +49,15 @@ def out_dir(name: str, out=None) -> Path:
 
 def clean(x):
     """JSON-safe copy (numpy to Python, NaN/inf to None)."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return clean(np.asarray(x).tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
+    return ude.experiment.json_safe(x)
+
+
+def params(name: str, defaults: dict, overrides: dict) -> dict:
+    """``defaults`` updated by a study's ``main(**overrides)``; unknown names are refused."""
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise ValueError(f"{name}.main: unknown overrides {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **overrides}
 
 
 def write_json(path: Path, obj) -> None:

@@ -151,10 +151,7 @@ def main(**overrides) -> dict:
     common.enable_x64()
     import ude
 
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"noise_sweep.main: unknown overrides {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **overrides}
+    p = common.params("noise_sweep", DEFAULTS, overrides)
     out = common.out_dir("noise_sweep", p["out"])
     log = print if p["verbose"] else (lambda *_: None)
     truth = ude.LotkaVolterra(**TRUTH)

@@ -48,10 +48,7 @@ def summarise(metrics: dict, hist: dict) -> dict:
 def main(**overrides) -> dict:
     """Run the scenario; returns (and writes ``<name>.json`` with) its numbers next to the paper's."""
     common.enable_x64()
-    unknown = set(overrides) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"{NAME}.main: unknown overrides {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **overrides}
+    p = common.params(NAME, DEFAULTS, overrides)
     out = common.out_dir(NAME, p["out"])
     r, metrics, hist, cfg = common.run_config(p["config"], out, p["overrides"], p["verbose"])
     ours = summarise(metrics, hist)

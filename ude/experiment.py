@@ -62,7 +62,7 @@ __all__ = ["build_truth", "build_data", "split_data", "build_options", "build_mo
            "true_missing", "fitted_y0", "build_mesh", "member_keys", "member_train",
            "ensemble_spread", "prepare_run_dir", "default_run_dir", "run_experiment",
            "run_simulate", "run_discovery", "run_figures", "load_run", "RunDirError", "DataError",
-           "FitFailed", "locked_run_dir", "FILES"]
+           "FitFailed", "locked_run_dir", "json_safe", "FILES"]
 
 FILES = {"config": "config.yaml", "data": "data", "model": "model.eqx", "fit": "fit.json",
          "history": "history.csv", "discovery": "discovery.json", "discovered": "discovered.eqx",
@@ -430,17 +430,17 @@ def load_run(out_dir) -> ExperimentConfig:
 
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
-def _clean(x):
+def json_safe(x):
     """JSON-safe: numpy scalars to Python, NaN/inf to None."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, (np.ndarray, jax.Array)):
-        return _clean(np.asarray(x).tolist())
+        return json_safe(np.asarray(x).tolist())
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
@@ -1131,7 +1131,7 @@ def _finish(cfg, out, data, train, held, fitted, found, t_start, log, figures=Tr
     metrics["wall_seconds"] = time.perf_counter() - t_start
     metrics["run_dir"] = str(out)
     _write_json(out / FILES["metrics"], metrics)
-    return _clean(metrics)
+    return json_safe(metrics)
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resume: bool = False,
