@@ -171,10 +171,38 @@ def readme_results(out: Path = OUT) -> str:
             ext = "—" if ext is None else f"{ext:.3g} (to t = {_f(r.get('extrapolation_t_end'))}, {r.get('extrapolation_model')})"
             lines.append(f"| `{name}` | {_f(r.get('final_loss'))} | {_f(r.get('noise_floor'))} | {eq} | {ext} | "
                          f"{r['wall_seconds']:.0f} s |")
+    bench = common.ROOT / "benchmarks" / "results" / "ensemble_scaling.json"
+    if bench.is_file():
+        lines += ["", ensemble_table(json.loads(bench.read_text()))]
     if not lines:
         return "No results yet: run the experiments, then `python experiments/report.py`."
     lines += ["", "Full comparison with every published number, the commands and the figures: "
                   "[REPRODUCING.md](REPRODUCING.md)."]
+    return "\n".join(lines)
+
+
+def ensemble_table(d: dict) -> str:
+    """Cost per member of one vmapped ensemble as it grows, and sharded vs unsharded runs
+    (``benchmarks/ensemble_scaling.py``)."""
+    m = d.get("machine", {})
+    cmd = "python benchmarks/ensemble_scaling.py" + (" --quick" if d.get("quick") else "")
+    lines = [f"Ensembles (`{cmd}`; "
+             f"{d.get('problem', '')}; {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date', '?')[:10]}):",
+             "", "| members N | Adam ms per member-step | L-BFGS ms per member-step | first call (compile) |",
+             "|---:|---:|---:|---:|"]
+    for row in d.get("scaling", []):
+        a, b = row.get("adam", {}), row.get("lbfgs", {})
+        lines.append(f"| {row['members']} | {a.get('ms_per_member_step', float('nan')):.3f} | "
+                     f"{b.get('ms_per_member_step', float('nan')):.3f} | {a.get('first_call_s', float('nan')):.1f} s |")
+    sh = d.get("sharding") or {}
+    runs = sh.get("runs") or {}
+    parts = [f"{r['devices']} devices: {r['speedup_sharded_vs_unsharded']:.2f}× (max |Δ loss| "
+             f"{r['sharded']['max_abs_diff_final_loss']:.1e})" for r in runs.values() if "sharded" in r]
+    if parts:
+        lines += ["", f"Sharded over forced host devices vs one vmapped program ({sh.get('members')} members, "
+                      f"speed ratio): " + "; ".join(parts) + ". On this 2-core CPU one vmapped program already "
+                      "uses both cores, so splitting it over forced host devices only adds overhead; no "
+                      "machine with several real devices was available to measure."]
     return "\n".join(lines)
 
 
