@@ -36,6 +36,7 @@ from .discovery import (
     discover as discover,
     paper_library as paper_library,
     refit as refit,
+    select_by_simulation as select_by_simulation,
 )
 from .experiment import run_experiment as run_experiment
 from .model import UDE as UDE, HybridUDE as HybridUDE, partition as partition, trainable_filter as trainable_filter
@@ -64,5 +65,7 @@ from .train import (
     growing_horizon as growing_horizon,
     loss_value as loss_value,
 )
+
+from .train.ensemble import fit_ensemble as fit_ensemble
 
 __version__ = "0.1.0"

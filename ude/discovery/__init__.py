@@ -22,6 +22,9 @@ from .regressors import Ensemble as Ensemble
 from .regressors import EnsembleResult as EnsembleResult
 from .regressors import sweep as sweep
 from .selection import SELECTORS as SELECTORS
+from .simulation import SimulationSelection as SimulationSelection
+from .simulation import select_by_simulation as select_by_simulation
+from .simulation import select_many as select_many
 from .selection import pareto_stats as pareto_stats
 from .selection import select as select
 from .symbolic import coefficients_from_sympy as coefficients_from_sympy
