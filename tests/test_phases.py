@@ -56,6 +56,15 @@ def test_resume_after_the_fit_gives_the_same_model(run, tmp_path):
     assert (copy / FILES["model"]).read_bytes() == (out / FILES["model"]).read_bytes()
 
 
-def test_phases_with_an_ensemble_are_refused():
-    with pytest.raises(ConfigError, match="train.polish"):
-        load_config(CONFIG, ["train.polish=[{kind: lbfgs, steps: 5}]", "parallel.ensemble=2"])
+def test_phases_in_an_ensemble(run, tmp_path):
+    """An ensemble goes through the same phases; member 0 is the single run."""
+    cfg = load_config(CONFIG, tiny_overrides(CONFIG, steps=3) + PHASES + ["parallel.ensemble=2"])
+    out = tmp_path / "ens"
+    metrics = run_experiment(cfg, out, verbose=False)
+    fit = json.loads((out / FILES["fit"]).read_text())
+    assert fit["phases"] == ["pretrain", "train", "polish"] and fit["stages"] == ["adam", "adam", "lbfgs"]
+    hist = read_history(out / FILES["history"])
+    assert sorted(set(np.asarray(hist["stage"]).tolist())) == [0, 1, 2]
+    losses = metrics["ensemble"]["final_losses"]
+    assert len(losses) == 2 and metrics["final_loss"] == min(losses)
+    assert losses[0] == pytest.approx(run[2]["final_loss"], rel=1e-9)  # member 0 = the single run

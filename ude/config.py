@@ -689,10 +689,6 @@ def _cross_check(s: dict, invalid: set) -> list[tuple[str, str]]:
         elif data.noise.kind == "none":
             out.append(("parallel.redraw_noise", "data.noise.kind is 'none': there is no noise to "
                                                  "redraw; remove it or set data.noise"))
-    if par is not None and par.ensemble > 1 and train is not None and (train.pretrain or train.polish):
-        which = "train.pretrain" if train.pretrain else "train.polish"
-        out.append((which, "is not supported with parallel.ensemble > 1 yet (the ensemble trains "
-                           "the main stages only); remove it or set parallel.ensemble: 1"))
     if data is not None and "truth" not in invalid:
         if truth is None and data.file is None:
             out.append(("truth", "required unless data.file names a real data table"))

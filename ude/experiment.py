@@ -663,7 +663,8 @@ def step_fit_ensemble(cfg: ExperimentConfig, out: Path, train, *, key, data=None
     """
     n = cfg.parallel.ensemble
     k_model, k_fit = jr.split(key)
-    strategy = build_strategy(cfg)
+    phases = build_phases(cfg)
+    strategy = phases[-1][1]  # the saved extra and the final loss are the last phase's
     models = stack([build_model(cfg, k) for k in member_keys(k_model, n)])
     ens_path, info_path = out / FILES["ensemble"], out / FILES["ensemble_info"]
     done = all((out / FILES[f]).is_file() for f in ("ensemble", "ensemble_info", "model", "fit"))
@@ -681,32 +682,42 @@ def step_fit_ensemble(cfg: ExperimentConfig, out: Path, train, *, key, data=None
         return Fitted(member(ens.models, best), member(ens.extra, best), history,
                       json.loads((out / FILES["fit"]).read_text()), ensemble=ens)
     mesh = build_mesh(cfg)
-    stages = build_stages(cfg.train.stages)
     where = f" on {cfg.parallel.devices} devices" if mesh is not None else ""
+    all_stages = [st for _, _, p_stages in phases for st in p_stages]
     _log(log, f"fit: ensemble of {n}{where}" + (" (noise redrawn per member)" if
                                                  cfg.parallel.redraw_noise else "") + ": "
-         + " → ".join(f"{s.kind} × {s.steps}" for s in cfg.train.stages))
-    res = fit_ensemble(models, member_train(cfg, data, train, n), strategy, stages,
-                       key=member_keys(k_fit, n), chunk=cfg.train.chunk, verbose=verbose, mesh=mesh)
-    members = [res.member(i) for i in range(n)]
+         + " → ".join(f"{s.kind} × {s.steps}" for s in all_stages))
+    mtrain = member_train(cfg, data, train, n)
+    results, current = [], models
+    for _, p_strategy, p_stages in phases:  # pretrain, train, polish: each phase's members go on
+        results.append(fit_ensemble(current, mtrain, p_strategy, build_stages(p_stages),
+                                    key=member_keys(k_fit, n), chunk=cfg.train.chunk,
+                                    verbose=verbose, mesh=mesh))
+        current = results[-1].models
+    res = results[-1]
+    wall = sum(r.wall_seconds for r in results)
+    sizes = [len(p_stages) for _, _, p_stages in phases]
+    members = [_merge_phases([r.member(i) for r in results], sizes) for i in range(n)]
     losses = np.asarray(res.final_losses, float)
     if cfg.parallel.redraw_noise:
         losses = np.asarray([loss_value(m.model, train, strategy, m.extra) for m in members])
-    problems = [fit_problem(cfg, m.history, m.rejected, float(loss))
+    problems = [fit_problem(cfg, m.history, m.rejected, float(loss), all_stages)
                 for m, loss in zip(members, losses)]
     usable = [i for i in range(n) if problems[i] is None]
     einfo = {"members": n, "final_losses": losses.tolist(),
              "best_member": None, "failed": {str(i): p for i, p in enumerate(problems) if p},
              "devices": cfg.parallel.devices or 1, "redraw_noise": cfg.parallel.redraw_noise,
-             "rejected": res.rejected.tolist(), "stopped": res.stopped.tolist(),
-             "wall_seconds": res.wall_seconds}
+             "rejected": np.concatenate([r.rejected for r in results], axis=1).tolist(),
+             "stopped": np.concatenate([r.stopped for r in results], axis=1).tolist(),
+             "wall_seconds": wall}
     if cfg.parallel.redraw_noise:
         einfo["training_losses"] = res.final_losses.tolist()
     best = min(usable, key=lambda i: losses[i]) if usable else 0
     b = members[best]
-    info = {"final_loss": float(losses[best]), "wall_seconds": res.wall_seconds,
-            "stages": [s.kind for s in cfg.train.stages], "stopped": b.stopped,
-            "rejected": b.rejected, "steps": int(len(b.history["step"])), "ensemble_member": best}
+    info = {"final_loss": float(losses[best]), "wall_seconds": wall,
+            "stages": [s.kind for s in all_stages], "stopped": b.stopped,
+            "rejected": b.rejected, "steps": int(len(b.history["step"])), "ensemble_member": best,
+            "phases": [name for name, _, _ in phases]}
     if not usable:
         problem = f"all {n} ensemble members failed; member 0: {problems[0]}"
         info["failed"] = problem
@@ -728,7 +739,7 @@ def step_fit_ensemble(cfg: ExperimentConfig, out: Path, train, *, key, data=None
     ok = np.isfinite(ens.final_losses)
     _log(log, f"fit: ensemble final losses {np.min(ens.final_losses[ok]):.6g} (member {best}) … "
               f"{np.max(ens.final_losses[ok]):.6g}, {n - len(usable)} failed "
-              f"({res.wall_seconds:.1f} s)")
+              f"({wall:.1f} s)")
     return Fitted(b.model, b.extra, b.history, info, ensemble=ens)
 
 
