@@ -208,6 +208,26 @@ def run_config(config: str, out: Path, overrides=(), verbose: bool = False) -> t
     return r, metrics, hist, cfg
 
 
+def config_study(name: str, defaults: dict, overrides: dict, summarise, title: str,
+                 main_figure=None, supplementary_title: str | None = None) -> dict:
+    """One paper study that runs a shipped config: run it (``common.run_config``), summarise its
+    metrics (``summarise(metrics, history) -> dict``), draw the main figure (default
+    :func:`paper_figure`) and the supplementary ones, and write ``<name>.json`` with ours next to
+    the paper's numbers. Returns that result."""
+    enable_x64()
+    p = params(name, defaults, overrides)
+    out = out_dir(name, p["out"])
+    r, metrics, hist, cfg = run_config(p["config"], out, p["overrides"], p["verbose"])
+    ours = summarise(metrics, hist)
+    stages = [s.kind for _, _, phase in ude.experiment.build_phases(cfg) for s in phase]
+    figures = (main_figure or paper_figure)(r, title, out, name)
+    figures += supplementary_figures(r, hist, stages, supplementary_title or title, out, name)
+    result = {"ours": ours, "paper": PAPER[name], "config": p["config"],
+              "overrides": list(p["overrides"]), "figures": figures}
+    write_json(out / f"{name}.json", result)
+    return result
+
+
 # ------------------------------------------------------------------------------------------------
 # batched training: N members (seeds / noise draws) as one vmapped program per stage
 # ------------------------------------------------------------------------------------------------

@@ -18,24 +18,17 @@ DEFAULTS = dict(config="hudson_bay", overrides=(), out=None, verbose=False)
 NAME = "hudson_bay"
 
 
+def summarise(metrics: dict, hist: dict) -> dict:
+    return {k: metrics.get(k) for k in ("final_loss", "parameters", "equations", "discovered",
+                                        "refit_parameters", "refit_loss", "extrapolation",
+                                        "wall_seconds")}
+
+
 def main(**overrides) -> dict:
     """Run the study; returns (and writes ``hudson_bay.json`` with) its numbers next to the paper's."""
-    common.enable_x64()
-    p = common.params(NAME, DEFAULTS, overrides)
-    out = common.out_dir(NAME, p["out"])
-    r, metrics, hist, cfg = common.run_config(p["config"], out, p["overrides"], p["verbose"])
-    ours = {"final_loss": metrics["final_loss"], "parameters": metrics.get("parameters"),
-            "equations": metrics.get("equations"), "discovered": metrics.get("discovered"),
-            "refit_parameters": metrics.get("refit_parameters"), "refit_loss": metrics.get("refit_loss"),
-            "extrapolation": metrics.get("extrapolation"), "wall_seconds": metrics.get("wall_seconds")}
-    title = "Hudson Bay hare (x) and lynx (y): trained to t = 20, extrapolated to t = 50"
-    figures = common.truth_only_figure(r, title, out, NAME)
-    figures += common.supplementary_figures(r, hist, [s.kind for s in cfg.train.stages], "Hudson Bay",
-                                            out, NAME)
-    result = {"ours": ours, "paper": common.PAPER[NAME], "config": p["config"],
-              "overrides": list(p["overrides"]), "figures": figures}
-    common.write_json(out / f"{NAME}.json", result)
-    return result
+    return common.config_study(NAME, DEFAULTS, overrides, summarise,
+                               "Hudson Bay hare (x) and lynx (y): trained to t = 20, extrapolated to t = 50",
+                               main_figure=common.truth_only_figure, supplementary_title="Hudson Bay")
 
 
 if __name__ == "__main__":

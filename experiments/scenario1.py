@@ -47,19 +47,8 @@ def summarise(metrics: dict, hist: dict) -> dict:
 
 def main(**overrides) -> dict:
     """Run the scenario; returns (and writes ``<name>.json`` with) its numbers next to the paper's."""
-    common.enable_x64()
-    p = common.params(NAME, DEFAULTS, overrides)
-    out = common.out_dir(NAME, p["out"])
-    r, metrics, hist, cfg = common.run_config(p["config"], out, p["overrides"], p["verbose"])
-    ours = summarise(metrics, hist)
-    title = "Scenario 1: Lotka–Volterra, 5 % noise, t ∈ [0, 3]"
-    stages = [s.kind for s in cfg.train.stages]
-    figures = common.paper_figure(r, title, out, NAME)
-    figures += common.supplementary_figures(r, hist, stages, title, out, NAME)
-    result = {"ours": ours, "paper": common.PAPER["scenario1"], "config": p["config"],
-              "overrides": list(p["overrides"]), "figures": figures}
-    common.write_json(out / f"{NAME}.json", result)
-    return result
+    return common.config_study(NAME, DEFAULTS, overrides, summarise,
+                               "Scenario 1: Lotka–Volterra, 5 % noise, t ∈ [0, 3]")
 
 
 if __name__ == "__main__":

@@ -20,22 +20,17 @@ DEFAULTS = dict(config="lotka_volterra_partial", overrides=(), out=None, verbose
 NAME = "scenario2"
 
 
-def main(**overrides) -> dict:
-    """Run the scenario; returns (and writes ``scenario2.json`` with) its numbers next to the paper's."""
-    common.enable_x64()
-    p = common.params(NAME, DEFAULTS, overrides)
-    out = common.out_dir(NAME, p["out"])
-    r, metrics, hist, cfg = common.run_config(p["config"], out, p["overrides"], p["verbose"])
+def summarise_partial(metrics: dict, hist: dict) -> dict:
     ours = summarise(metrics, hist)
     ours["gamma"] = (metrics.get("parameters") or {}).get("gamma")
     ours["gamma_after_refit"] = (metrics.get("refit_parameters") or {}).get("gamma")
-    title = "Scenario 2: y seen at 6 times, 1 % noise, γ learned"
-    figures = common.paper_figure(r, title, out, NAME)
-    figures += common.supplementary_figures(r, hist, [s.kind for s in cfg.train.stages], title, out, NAME)
-    result = {"ours": ours, "paper": common.PAPER[NAME], "config": p["config"],
-              "overrides": list(p["overrides"]), "figures": figures}
-    common.write_json(out / f"{NAME}.json", result)
-    return result
+    return ours
+
+
+def main(**overrides) -> dict:
+    """Run the scenario; returns (and writes ``scenario2.json`` with) its numbers next to the paper's."""
+    return common.config_study(NAME, DEFAULTS, overrides, summarise_partial,
+                               "Scenario 2: y seen at 6 times, 1 % noise, γ learned")
 
 
 if __name__ == "__main__":
