@@ -1,24 +1,17 @@
-"""Shared helpers of the experiment scripts: output folders, JSON, figures, a batched fit and the
-paper's numbers. Only the public ``ude`` API is used."""
+"""Shared helpers of the experiment scripts: output folders, JSON, figures, one config study and
+the paper's numbers. Only the public ``ude`` API is used."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import ude
-from ude.model import partition
-from ude.train.fit import chunk_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -226,57 +219,3 @@ def config_study(name: str, defaults: dict, overrides: dict, summarise, title: s
               "overrides": list(p["overrides"]), "figures": figures}
     write_json(out / f"{name}.json", result)
     return result
-
-
-# ------------------------------------------------------------------------------------------------
-# batched training: N members (seeds / noise draws) as one vmapped program per stage
-# ------------------------------------------------------------------------------------------------
-def batched_fit(params, static, data, plan, *, chunk: int = 50, log=None):
-    """Train N models at once. ``params``: the trainable parts with a leading member axis
-    (``ude.partition`` of each model); ``data``: a Dataset with a leading member axis;
-    ``plan``: ``[(strategy, stage), ...]`` run in order. Each stage is
-    :func:`ude.train.fit.chunk_steps` vmapped over members (rejection and back-off per member).
-
-    Returns ``(params, extra, losses (N, steps), stage index per step, seconds per stage)``.
-    """
-    losses, stage_idx, seconds = [], [], []
-    extra = None
-    for s_idx, (strategy, stage) in enumerate(plan):
-        t0 = time.perf_counter()
-        steps = stage.steps
-        jit_stage = dataclasses.replace(stage, steps=0)
-
-        def init(p, d, strategy=strategy, jit_stage=jit_stage):
-            e = strategy.init(eqx.combine(p, static), d, None)
-            return (p, e, jit_stage.optimizer().init((p, e)), jr.key(s_idx), jnp.ones((), p_dtype),
-                    jnp.array(False), jnp.array(jnp.inf, p_dtype))
-
-        p_dtype = jax.tree_util.tree_leaves(params)[0].dtype
-        carry = eqx.filter_vmap(init)(params, data)
-        done, ls = 0, []
-        while done < steps:
-            carry, loss = _batched_chunk(carry, static, data, strategy, jit_stage, jnp.asarray(steps),
-                                         jnp.asarray(steps - done), chunk)
-            ls.append(np.asarray(loss))
-            done += chunk
-        params, extra = carry[0], carry[1]
-        loss = np.concatenate(ls, axis=1)[:, :steps]
-        losses.append(loss)
-        stage_idx += [s_idx] * loss.shape[1]
-        seconds.append(time.perf_counter() - t0)
-        if log:
-            log(f"  stage {s_idx + 1}/{len(plan)} {type(strategy).__name__}/{stage.name} × {steps}: "
-                f"median loss {np.nanmedian(loss[:, 0]):.4g} → {np.nanmedian(loss[:, -1]):.4g} "
-                f"({seconds[-1]:.1f} s)")
-    return params, extra, np.concatenate(losses, axis=1), np.asarray(stage_idx), seconds
-
-
-@eqx.filter_jit
-def _batched_chunk(carry, static, data, strategy, stage, total, remaining, chunk):
-    # hyper-parameters are traced arrays, so one compile per (strategy, stage) kind serves every
-    # noise level and stage length
-    def one(c, d):
-        c, loss, *_ = chunk_steps(c, static, d, strategy, stage, total, remaining, chunk)
-        return c, loss
-
-    return eqx.filter_vmap(one)(carry, data)

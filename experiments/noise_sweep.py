@@ -63,6 +63,19 @@ def success(mask: np.ndarray, names) -> bool:
     return bool(np.array_equal(mask, want))
 
 
+@eqx.filter_jit
+def trajectories(models, y0s, ts):
+    """Each run's own trajectory on ``ts`` from its initial state, and the network's output along
+    it (one program for every level: the grid is an argument)."""
+    import ude
+
+    def one(m, y0):
+        Y = ude.solve(m, y0, ts, ude.SolverOptions("tsit5", rtol=1e-8, atol=1e-8)).ys[0]
+        return Y, jax.vmap(lambda y: m.missing(0.0, y))(Y)
+
+    return eqx.filter_vmap(one)(models, y0s)
+
+
 def run_level(level: float, p: dict, clean, make, log) -> dict:
     """All runs of one noise level: one ensemble fit per strategy, one vmapped trajectory solve,
     the paper's λ sweep per run, then every run's candidate supports refitted in one ensemble."""
@@ -99,15 +112,7 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     # (learned) initial state, and the network's output along it
     fine = jnp.asarray(np.round(np.arange(0.0, 3.0 + 1e-9, 0.05), 10))
     y0s = r.extra["y0"] if isinstance(r.extra, dict) and "y0" in r.extra else data.ys[:, :, 0, :]
-    @eqx.filter_jit
-    def trajectories(models, y0s):
-        def one(m, y0):
-            sol = ude.solve(m, y0, fine, ude.SolverOptions("tsit5", rtol=1e-8, atol=1e-8))
-            Y = sol.ys[0]
-            return Y, jax.vmap(lambda y: m.missing(0.0, y))(Y)
-        return eqx.filter_vmap(one)(models, y0s)
-
-    Y, U = map(np.asarray, trajectories(r.models, y0s))
+    Y, U = map(np.asarray, trajectories(r.models, y0s, fine))
     library = ude.paper_library(("x", "y"))
     regressor = ude.SR3(nu=p["regressor_nu"])
     finite = [bool(np.all(np.isfinite(Y[b])) and np.all(np.isfinite(U[b]))) for b in range(runs)]

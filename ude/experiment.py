@@ -816,9 +816,7 @@ def _selection_options(cfg, fitted: Fitted, train) -> SolverOptions:
     y0 = fitted_y0(train, fitted.extra)
     sol = solve(fitted.model, y0, train.ts, opts)
     need = int(np.max(np.asarray(sol.num_steps)))
-    cap = min(cfg.solver.max_steps, max(64, 8 * need))
-    return SolverOptions(opts.solver, rtol=opts.rtol, atol=opts.atol, adjoint=opts.adjoint,
-                         max_steps=cap, dt0=opts.dt0, fixed_steps=opts.fixed_steps, dtype=opts.dtype)
+    return build_options(cfg, max_steps=min(cfg.solver.max_steps, max(64, 8 * need)))
 
 
 def _plain_loss(cfg, model, train, extra, learn_y0: bool) -> float:

@@ -43,19 +43,24 @@ def select_paper(l0, err, n_samples: int | None = None) -> np.ndarray:
     return _argmin_sparsest(score, l0)
 
 
+def aicc(rss, n: int, k) -> np.ndarray:
+    """The corrected Akaike criterion ``n log(RSS/n) + 2k + 2k(k+1)/(n − k − 1)``; inf where the
+    correction is undefined (``k >= n − 1``) or the RSS is not finite (a failed fit)."""
+    rss = np.asarray(rss, float)
+    k = np.asarray(k, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = n * np.log(np.maximum(rss / n, np.finfo(float).tiny)) + 2 * k
+        corr = np.where(n - k - 1 > 0, 2 * k * (k + 1) / np.maximum(n - k - 1, 1), np.inf)
+    return np.where(np.isfinite(rss), base + corr, np.inf)
+
+
 def select_aicc(l0, err, n_samples: int) -> np.ndarray:
-    """Smallest corrected Akaike criterion ``n log(RSS/n) + 2k + 2k(k+1)/(n−k−1)``.
+    """Smallest corrected Akaike criterion (:func:`aicc`) of the residual norms ``err``.
 
     Models with ``k >= n − 1`` terms are excluded (the correction is undefined).
     """
-    n = int(n_samples)
     k = np.asarray(l0, float)
-    rss = np.asarray(err, float) ** 2
-    tiny = np.finfo(float).tiny
-    with np.errstate(divide="ignore"):
-        aic = n * np.log(np.maximum(rss / n, tiny)) + 2 * k
-        corr = np.where(n - k - 1 > 0, 2 * k * (k + 1) / np.maximum(n - k - 1, 1), np.inf)
-    return _argmin_sparsest(aic + corr, k)
+    return _argmin_sparsest(aicc(np.asarray(err, float) ** 2, int(n_samples), k), k)
 
 
 def select_knee(l0, err, n_samples: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ make the simulated trajectory fit better.
 
 Here:
 
-1. candidate supports per state: the best subset of each size ``1 … max_terms`` for the
+1. candidate supports per state: the ``top`` best subsets of each size ``1 … max_terms`` for the
    regression target (exhaustive by batched QR while the number of subsets is small, greedy
    forward steps beyond), plus the supports the sparse regressor's sweep kept with at most
    ``max_terms`` terms (the paper's own pick among them);
@@ -47,6 +47,7 @@ from ..physics import AbstractPhysics
 from ..solve import SolverOptions, solve
 from .discover import Discovery
 from .discovered import DiscoveredModel
+from .selection import aicc
 
 __all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "select_many", "aicc", "bic", "SCORES",
            "state_weights",
@@ -138,16 +139,6 @@ def bic(sse, n: int, k) -> np.ndarray:
     return np.where(np.isfinite(sse), score, np.inf)
 
 
-def aicc(sse, n: int, k) -> np.ndarray:
-    """``n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``; inf where undefined or the fit failed."""
-    sse = np.asarray(sse, float)
-    k = np.asarray(k, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        base = n * np.log(np.maximum(sse, np.finfo(float).tiny) / n) + 2 * k
-        corr = np.where(n - k - 1 > 0, 2 * k * (k + 1) / np.maximum(n - k - 1, 1), np.inf)
-    return np.where(np.isfinite(sse), base + corr, np.inf)
-
-
 SCORES = {"bic": bic, "aicc": aicc}
 """The information criteria :func:`select_by_simulation` can score candidates with."""
 
@@ -165,7 +156,7 @@ class SimulationSelection:
         weights: the per-state weights used.
         table: one row per candidate: ``terms`` ({state: [names]}), ``k``, ``sse``, ``score``,
             ``delta`` (to the smallest score), ``iterations`` (of its refit), ``chosen``; sorted
-            by AICc.
+            by score.
     """
 
     discovery: Discovery
@@ -176,8 +167,7 @@ class SimulationSelection:
     table: list[dict]
 
 
-def _candidates(discovery: Discovery, max_terms: int, top: int) -> list[list[tuple[int, ...]]]:
-    Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
+def _candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[tuple[int, ...]]]:
     per_state = []
     for j, s in enumerate(discovery.states):
         col = discovery.state_names.index(s)
@@ -190,12 +180,11 @@ def _candidates(discovery: Discovery, max_terms: int, top: int) -> list[list[tup
 
 
 def _candidate_models(discovery: Discovery, known, max_terms: int, top: int, max_candidates: int):
-    per_state = _candidates(discovery, max_terms, top)
-    joint = list(itertools.product(*per_state))
+    Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
+    joint = list(itertools.product(*_candidates(discovery, Theta, max_terms, top)))
     if len(joint) > max_candidates:
         raise ValueError(f"select_by_simulation: {len(joint)} joint candidates exceed "
                          f"max_candidates = {max_candidates}; lower max_terms or top")
-    Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
     shape = (len(discovery.names), len(discovery.state_names))
     models, masks = [], []
     for combo in joint:
@@ -307,9 +296,7 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
         weight_list.append(state_weights(di, weights))
     owner = np.asarray(owner)
     opts = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8, max_steps=1024)
-    opts = SolverOptions(opts.solver, rtol=opts.rtol, atol=opts.atol, adjoint="forward",
-                         max_steps=opts.max_steps, dt0=opts.dt0, fixed_steps=opts.fixed_steps,
-                         dtype=opts.dtype)
+    opts = dataclasses.replace(opts, adjoint="forward")
     member_data = stack([datas[i] for i in owner])
     y0s = jnp.stack([initial_states(datas[i]) for i in owner])
     w = jnp.asarray(np.stack([weight_list[i] for i in owner]))
