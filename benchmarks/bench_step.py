@@ -1,4 +1,9 @@
-"""``step``: the ude training step against a hand-written diffrax step and the fixed-step floor.
+"""``step``: the ude training step against hand-written diffrax steps and the fixed-step floor.
+
+Hand-written references (``handwritten.py``): diffrax as a user writes it (``diffrax.Tsit5``,
+``SaveAt(ts)``, default adjoint), and the same with ude's solver configuration spelled out by hand
+(``same_config``: isolates the overhead of ude's training machinery from its faster solver). The
+floor takes as many fixed steps as ude's adaptive solve accepts.
 
 Per-step mode: one jitted call per optimiser step (K calls chained). Fused mode: ``FUSED`` steps in
 one ``lax.scan`` (what ``ude.train.fit`` runs). All candidates are timed round-robin in the same
@@ -37,25 +42,33 @@ def run(mode: str) -> dict:
     sol = solve(model, data.ys[0, 0], data.ts, options)
     n_steps, n_rej = int(sol.num_steps), int(sol.num_rejected)
 
+    ref = solve(model, data.ys[0, 0], data.ts, SolverOptions("tsit5-diffrax", rtol=RTOL, atol=ATOL))
+
     u_c, u_one, u_many = udestep.ude_step(model, data, options, FUSED)
     h_c, h_one, h_many = hw.diffrax_step(model, data, diffrax.RecursiveCheckpointAdjoint(), FUSED)
+    s_c, s_one, s_many = hw.same_config_step(model, data, FUSED)
     f_c, _, f_many = hw.floor_step(model, data, n_steps, FUSED)
     cands = {
         "ude_fused": (lambda: u_many(u_c), FUSED),
         "diffrax_fused": (lambda: h_many(h_c), FUSED),
+        "same_config_fused": (lambda: s_many(s_c), FUSED),
         "floor_fused": (lambda: f_many(f_c), FUSED),
         "ude_per_step": (_loop(u_one, u_c, k), k),
         "diffrax_per_step": (_loop(h_one, h_c, k), k),
+        "same_config_per_step": (_loop(s_one, s_c, k), k),
     }
     res = compare(cands, repeats)
     launches = {
         "ude": launch_counts(u_one.compiled(u_c).as_text()),
         "diffrax": launch_counts(h_one.compiled(h_c).as_text()),
+        "same_config": launch_counts(s_one.compiled(s_c).as_text()),
         "floor": launch_counts(hw.floor_step(model, data, n_steps, 1)[1].compiled(f_c).as_text()),
     }
     ratios = {
         "ude/diffrax per-step": ratio(res, "ude_per_step", "diffrax_per_step"),
         "ude/diffrax fused": ratio(res, "ude_fused", "diffrax_fused"),
+        "ude/same-config per-step": ratio(res, "ude_per_step", "same_config_per_step"),
+        "ude/same-config fused": ratio(res, "ude_fused", "same_config_fused"),
         "ude fused/floor": ratio(res, "ude_fused", "floor_fused"),
         "diffrax fused/floor": ratio(res, "diffrax_fused", "floor_fused"),
         "diffrax per-step/fused": ratio(res, "diffrax_per_step", "diffrax_fused"),
@@ -70,10 +83,14 @@ def run(mode: str) -> dict:
     targets = {
         "ude/diffrax per-step <= 1.05": ratios["ude/diffrax per-step"]["paired_cpu"] <= 1.05,
         "ude/diffrax fused <= 1.05": ratios["ude/diffrax fused"]["paired_cpu"] <= 1.05,
+        "ude/same-config per-step <= 1.05": ratios["ude/same-config per-step"]["paired_cpu"] <= 1.05,
+        "ude/same-config fused <= 1.05": ratios["ude/same-config fused"]["paired_cpu"] <= 1.05,
         "ude fused/floor <= 2.0": ratios["ude fused/floor"]["paired_cpu"] <= 2.0,
     }
     return {"problem": {"solver": "tsit5", "rtol": RTOL, "atol": ATOL, "dtype": "float32",
                         "adaptive_steps": n_steps, "rejected_steps": n_rej, "fused": FUSED,
+                        "diffrax_tsit5_steps": int(ref.num_steps),
+                        "diffrax_tsit5_rejected": int(ref.num_rejected),
                         "per_step_calls_per_repeat": k},
             "timings": res, "ratios": ratios, "launches": launches, "targets_cpu": targets,
             "rows": rows, "columns": ["candidate", "wall ms/step", "cpu ms/step", "min wall ms/step", "note"]}

@@ -1,7 +1,10 @@
 """Hand-written references for the ude training step (written without ude, as a user would).
 
-* :func:`diffrax_step`: diffrax + equinox + optax, the same solver, tolerances, adjoint and network
+* :func:`diffrax_step`: diffrax + equinox + optax as a user would write it (diffrax's ``Tsit5``,
+  ``SaveAt(ts=...)``, the default recursive-checkpoint adjoint), the same tolerances and network
   as the ude model (weights copied), one optimiser step per call or ``FUSED`` per ``lax.scan``.
+* :func:`same_config_step`: the same, with ude's solver configuration (``ude.solvers``' Tsit5, a
+  checkpoint per step) written out by hand: what the ude step's own overhead is measured against.
 * :func:`floor_step`: the floor — a fixed-step Tsit5 in a plain ``lax.scan`` taking as many steps
   as the adaptive solve did, no error control, no step rejection, no diffrax.
 """
@@ -44,6 +47,20 @@ def diffrax_loss(mlp, consts, ts, y0, ys, adjoint, max_steps=4096, rtol=RTOL, at
         saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         adjoint=adjoint, max_steps=max_steps, throw=False)
     return jnp.sum((sol.ys - ys) ** 2), sol.stats["num_steps"]
+
+
+def same_config_loss(mlp, consts, ts, y0, ys, max_steps=4096, rtol=RTOL, atol=ATOL):
+    """:func:`diffrax_loss` with ude's solver configuration written out by hand: ``ude.solvers``'
+    Tsit5 recording the save times in its step, one checkpoint per step. The ude step's overhead
+    (its training machinery, not its solver) is measured against this."""
+    from ude.solvers import SaveTsit5, saved
+
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_vf), SaveTsit5(ts), ts[0], ts[-1], None, y0, args=(mlp, consts),
+        saveat=diffrax.SaveAt(t1=True, solver_state=True),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        adjoint=diffrax.RecursiveCheckpointAdjoint(max_steps), max_steps=max_steps, throw=False)
+    return jnp.sum((saved(sol) - ys) ** 2), sol.stats["num_steps"]
 
 
 def _stepper(loss):
@@ -102,6 +119,12 @@ def diffrax_step(model, data, adjoint, fused: int, **kw):
     mlp, consts = copy_network(model)
     inputs = (consts, data.ts, data.ys[0, 0], data.ys[0])
     return make(lambda m, i: diffrax_loss(m, *i, adjoint, **kw), mlp, inputs, fused)
+
+
+def same_config_step(model, data, fused: int, **kw):
+    mlp, consts = copy_network(model)
+    inputs = (consts, data.ts, data.ys[0, 0], data.ys[0])
+    return make(lambda m, i: same_config_loss(m, *i, **kw), mlp, inputs, fused)
 
 
 # ------------------------------------------------------------------------------------------ floor

@@ -256,11 +256,13 @@ class _CountingShooting(SingleShooting):
 
 
 def test_chunk_program_is_compiled_once_per_stage_kind(data):
-    strategy = _CountingShooting(options=OPTS)
+    strategy = _CountingShooting(options=OPTS, l2=1e-3)
     fit(_model(), data, strategy, [Adam(lr=0.01, steps=4), Adam(lr=0.02, steps=4)], key=jr.key(0),
         chunk=10, verbose=False)
     first = len(TRACES)
-    # new learning rate, length, schedule horizon, initial weights, tolerance, L2: no retrace
+    # new learning rate, length, schedule horizon, initial weights, tolerance, L2 weight: no retrace
+    # (an L2 weight of 0 leaves the penalty out of the program: that one is a program of its own)
+    assert SingleShooting(l2=0.0).l2 is None and SingleShooting(l2=1e-4).l2 is not None
     strategy2 = _CountingShooting(options=SolverOptions("tsit5", rtol=1e-6, atol=1e-6), l2=1e-4)
     fit(_model(1), data, strategy2, [Adam(lr=0.03, steps=8)], key=jr.key(1), chunk=10, verbose=False)
     assert len(TRACES) == first

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._types import Array, ArrayLike, Float, Int
+from .solvers import SaveTsit5, Tsit5, saved
 
 # Aliases, not inline strings, in function signatures: with ``from __future__ import annotations``
 # typeguard (jaxtyping's runtime checker) would parse "*batch state" as Python and fail.
@@ -18,7 +19,8 @@ InitialStates = Float[ArrayLike, "*batch state"]
 SaveTimes = Float[ArrayLike, " times"]
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
-    "tsit5": diffrax.Tsit5,
+    "tsit5": Tsit5,  # ude.solvers: diffrax's method with straight-line stages (same steps, faster)
+    "tsit5-diffrax": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
     "heun": diffrax.Heun,
@@ -48,7 +50,10 @@ class SolverOptions(eqx.Module):
         dt0: the first step (default: chosen by diffrax).
         fixed_steps: if set, take this many equal steps with no error control.
         dtype: ``"float32"`` / ``"float64"`` / None (keep the input's dtype).
-        checkpoints: number of checkpoints for the recursive-checkpoint adjoint (None: diffrax's).
+        checkpoints: checkpoints of the recursive-checkpoint adjoint. ``"auto"`` (default): one per
+            step (``max_steps``: the backward pass never re-runs the forward solve; it stores a few
+            states per step, kept under 64 MiB per trajectory, else diffrax's default); None:
+            diffrax's default (about log2(max_steps), recomputing); an integer: that many.
     """
 
     solver: diffrax.AbstractSolver = eqx.field(static=True)
@@ -59,9 +64,10 @@ class SolverOptions(eqx.Module):
     dt0: float | None = eqx.field(static=True)
     fixed_steps: int | None = eqx.field(static=True)
     dtype: str | None = eqx.field(static=True)
+    checkpoints: int | str | None = eqx.field(static=True)
 
     def __init__(self, solver="tsit5", *, rtol=1e-6, atol=1e-6, adjoint="recursive", max_steps=4096,
-                 dt0=None, fixed_steps=None, dtype=None, checkpoints=None):
+                 dt0=None, fixed_steps=None, dtype=None, checkpoints="auto"):
         if isinstance(solver, str):
             if solver.lower() not in SOLVERS:
                 raise ValueError(f"SolverOptions: unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
@@ -72,8 +78,8 @@ class SolverOptions(eqx.Module):
             if adjoint.lower() not in ADJOINTS:
                 raise ValueError(f"SolverOptions: unknown adjoint {adjoint!r}; choose from {sorted(ADJOINTS)}")
             name = adjoint.lower()
-            adjoint = (diffrax.RecursiveCheckpointAdjoint(checkpoints) if name == "recursive"
-                       else ADJOINTS[name]())
+            adjoint = (diffrax.RecursiveCheckpointAdjoint(None if checkpoints == "auto" else checkpoints)
+                       if name == "recursive" else ADJOINTS[name]())
         elif not isinstance(adjoint, diffrax.AbstractAdjoint):
             raise ValueError(f"SolverOptions: adjoint must be a name or a diffrax adjoint, got {adjoint!r}")
         for name, v in (("rtol", rtol), ("atol", atol)):
@@ -85,6 +91,9 @@ class SolverOptions(eqx.Module):
             raise ValueError(f"SolverOptions: fixed_steps must be a positive integer, got {fixed_steps!r}")
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"SolverOptions: dtype must be 'float32', 'float64' or None, got {dtype!r}")
+        if not (checkpoints in ("auto", None) or (isinstance(checkpoints, int) and checkpoints >= 1)):
+            raise ValueError(f"SolverOptions: checkpoints must be 'auto', None or a positive integer, "
+                             f"got {checkpoints!r}")
         self.solver = solver
         self.adjoint = adjoint
         self.rtol = jnp.asarray(rtol, dtype=jnp.result_type(float))
@@ -93,6 +102,22 @@ class SolverOptions(eqx.Module):
         self.dt0 = dt0
         self.fixed_steps = fixed_steps
         self.dtype = dtype
+        self.checkpoints = checkpoints
+
+
+# "auto" checkpoints: one per step while max_steps x (a few states) stays under this, per trajectory
+_CHECKPOINT_BYTES = 64 * 2**20
+
+
+def _adjoint(options: SolverOptions, y0, max_steps: int) -> diffrax.AbstractAdjoint:
+    adjoint = options.adjoint
+    if (options.checkpoints == "auto" and type(adjoint) is diffrax.RecursiveCheckpointAdjoint
+            and adjoint.checkpoints is None
+            and 4 * max_steps * y0.size * y0.dtype.itemsize <= _CHECKPOINT_BYTES):
+        # equinox's checkpointed loop with a checkpoint per step stores each step's carry once and
+        # runs one VJP per step backwards (no recomputation, no online-treeverse bookkeeping)
+        return diffrax.RecursiveCheckpointAdjoint(max_steps)
+    return adjoint
 
 
 class Solution(eqx.Module):
@@ -160,12 +185,25 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
                                            atol=options.atol.astype(y0.dtype))
         dt0 = options.dt0
         max_steps = options.max_steps
-    sol = diffrax.diffeqsolve(
-        term, options.solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=options.adjoint,
-        max_steps=max_steps, throw=throw,
-    )
-    return Solution(ts=sol.ts, ys=sol.ys, result=sol.result,
+    adjoint = _adjoint(options, y0, max_steps)
+    if type(options.solver) is Tsit5 and not isinstance(adjoint, diffrax.BacksolveAdjoint):
+        # the save times are recorded inside the step (ude.solvers.SaveTsit5): no inner save loop
+        sol = diffrax.diffeqsolve(
+            term, SaveTsit5(ts), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
+            saveat=diffrax.SaveAt(t1=True, solver_state=True), stepsize_controller=controller,
+            adjoint=adjoint, max_steps=max_steps, throw=throw,
+        )
+        ys = saved(sol)
+        # as diffrax's SaveAt(ts): times the solve did not reach (it failed first) are inf
+        ts_out = jnp.where(ts <= sol.ts[-1], ts, jnp.asarray(jnp.inf, ts.dtype))
+    else:
+        sol = diffrax.diffeqsolve(
+            term, options.solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
+            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=adjoint,
+            max_steps=max_steps, throw=throw,
+        )
+        ys, ts_out = sol.ys, sol.ts
+    return Solution(ts=ts_out, ys=ys, result=sol.result,
                     num_steps=sol.stats["num_steps"],
                     num_rejected=sol.stats.get("num_rejected_steps", jnp.zeros((), int)))
 

@@ -21,7 +21,15 @@ def _param():
 
 
 def _vec(*components):
-    return jnp.stack([jnp.asarray(c) for c in components])
+    """``jnp.stack(components)`` built from elementwise selects: XLA fuses those with the arithmetic
+    around them, where a stack (a concatenation) is a kernel launch of its own in every solver
+    stage of every step."""
+    cs = jnp.broadcast_arrays(*components)
+    slot = jnp.arange(len(cs)).reshape((-1,) + (1,) * cs[0].ndim)
+    out = jnp.zeros((len(cs),) + cs[0].shape, jnp.result_type(*cs))
+    for i, c in enumerate(cs):
+        out = jnp.where(slot == i, c, out)
+    return out
 
 
 class LotkaVolterra(AbstractPhysics):

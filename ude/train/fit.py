@@ -84,7 +84,10 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
 
     def body(carry, i):
         params, extra, opt_state, key, lr_scale, done, prev_loss = carry
-        key, sub = jr.split(key)
+        if strategy.stochastic:
+            key, sub = jr.split(key)
+        else:  # a key split is ~20 kernel launches per step; deterministic strategies ignore it
+            sub = key
         active = (i < remaining) & ~done
 
         def objective(p):
@@ -93,16 +96,24 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
 
         trainable = (params, extra)
         (loss, ok), grads = _value_and_grad(objective, forward)(trainable)
+        good = active & jnp.isfinite(loss) & ok & tree_all_finite(grads)
         if is_lbfgs:
             updates, new_state = opt.update(grads, opt_state, trainable, value=loss, grad=grads,
                                             value_fn=lambda p: objective(p)[0])
+            new = optax.apply_updates(trainable, updates)
+            # its curvature pairs and line search can make a non-finite step from finite gradients
+            # (a first-order update of finite gradients is finite: no second check there)
+            good = good & tree_all_finite(new)
+            new_params, new_extra = _where_tree(good, new, trainable)
+            new_state = _where_tree(good, new_state, opt_state)
         else:
-            updates, new_state = opt.update(grads, opt_state, trainable)
-            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
-        new = optax.apply_updates(trainable, updates)
-        good = active & jnp.isfinite(loss) & ok & tree_all_finite(grads) & tree_all_finite(new)
-        new_params, new_extra = _where_tree(good, new, trainable)
-        new_state = _where_tree(good, new_state, opt_state)
+            def update(_):
+                updates, state = opt.update(grads, opt_state, trainable)
+                updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+                return optax.apply_updates(trainable, updates), state
+
+            (new_params, new_extra), new_state = jax.lax.cond(
+                good, update, lambda _: (trainable, opt_state), None)
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
         if is_lbfgs:
             gnorm = optax.tree_utils.tree_norm(grads)

@@ -15,6 +15,7 @@ All of them solve through :func:`ude.solve.solve`, so solver, tolerances and adj
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -32,10 +33,20 @@ def _as_array(x):
     return x if x is None else jnp.asarray(x, float)
 
 
+def _as_l2(x):
+    """The penalty weight as an array (changing it never recompiles); 0 becomes None, which leaves
+    the penalty (a reduction, and a term in every weight's gradient) out of the program."""
+    if x is None or (not isinstance(x, jax.core.Tracer) and np.ndim(x) == 0 and float(x) == 0.0):
+        return None
+    return jnp.asarray(x, float)
+
+
 class AbstractStrategy(eqx.Module):
+    # whether ``loss`` draws from its key (the fit loop splits keys only for those that do)
+    stochastic: ClassVar[bool] = False
     options: eqx.AbstractVar[SolverOptions]
     reduction: eqx.AbstractVar[str]
-    l2: eqx.AbstractVar[Array]
+    l2: eqx.AbstractVar[Array | None]
     weights: eqx.AbstractVar[Array | None]
 
     def init(self, model, data, key=None):
@@ -49,7 +60,7 @@ class AbstractStrategy(eqx.Module):
         return self.loss(model, extra, data, None)[0]
 
     def _penalty(self, model):
-        return l2_penalty(model, self.l2)
+        return 0.0 if self.l2 is None else l2_penalty(model, self.l2)
 
     def _err(self, pred, data_ys, mask):
         return squared_error(pred, data_ys, mask, self.weights, self.reduction)
@@ -58,7 +69,7 @@ class AbstractStrategy(eqx.Module):
 def _check_common(name, reduction, l2):
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: loss must be one of {REDUCTIONS}, got {reduction!r}")
-    if not isinstance(l2, jax.core.Tracer) and not float(l2) >= 0:
+    if l2 is not None and not isinstance(l2, jax.core.Tracer) and not np.all(np.asarray(l2) >= 0):
         raise ValueError(f"{name}: l2 must be >= 0, got {l2!r}")
 
 
@@ -88,7 +99,7 @@ class SingleShooting(AbstractStrategy):
 
     options: SolverOptions = eqx.field(default_factory=SolverOptions)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    l2: Array | None = eqx.field(default=None, converter=_as_l2)
     weights: Array | None = eqx.field(default=None, converter=_as_array)
     learn_y0: bool | str = eqx.field(static=True, default="auto")
 
@@ -137,7 +148,7 @@ class MultipleShooting(AbstractStrategy):
     segments: int = eqx.field(static=True, default=5)
     continuity: Array = eqx.field(default=1.0, converter=_as_array)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    l2: Array | None = eqx.field(default=None, converter=_as_l2)
     weights: Array | None = eqx.field(default=None, converter=_as_array)
     fix_observed: bool = eqx.field(static=True, default=False)
 
@@ -206,11 +217,12 @@ class WindowMinibatch(AbstractStrategy):
     ``full_loss`` is the single-shooting loss on all the data.
     """
 
+    stochastic: ClassVar[bool] = True
     options: SolverOptions = eqx.field(default_factory=SolverOptions)
     window: int = eqx.field(static=True, default=10)
     batch: int = eqx.field(static=True, default=8)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    l2: Array | None = eqx.field(default=None, converter=_as_l2)
     weights: Array | None = eqx.field(default=None, converter=_as_array)
 
     def __check_init__(self):
@@ -284,7 +296,7 @@ class Collocation(AbstractStrategy):
     bandwidth: Array | None = eqx.field(default=None, converter=_as_array)
     degree: int = eqx.field(static=True, default=2)
     reduction: str = eqx.field(static=True, default="sse")
-    l2: Array = eqx.field(default=0.0, converter=_as_array)
+    l2: Array | None = eqx.field(default=None, converter=_as_l2)
     weights: Array | None = eqx.field(default=None, converter=_as_array)
 
     def __check_init__(self):
