@@ -3,14 +3,15 @@
 
 Same network (weights copied), 21 samples on [0, 5], rtol = atol = 1e-6, Adam, float32.
 torchdiffeq has no Tsit5: ``dopri5`` (the same order, 5(4)) is used. Times ``odeint`` (backprop
-through the solver's operations) and ``odeint_adjoint``.
+through the solver's operations) and ``odeint_adjoint``, and in the same process the ude step
+(fused, as ``fit`` runs it, and one step per call with :class:`ude.train.Stepper`) for the ratios.
 """
 
 from __future__ import annotations
 
 import time
 
-from common import ATOL, LR, RTOL, problem
+from common import ATOL, FUSED, LR, RTOL, compare, problem
 
 NAME = "torch"
 FULL_ONLY = False
@@ -70,5 +71,26 @@ def run(mode: str) -> dict:
             times.append(1e3 * (time.perf_counter() - t))
         out[name] = {"wall_ms": float(np.median(times)), "samples_ms": times}
         rows.append({"candidate": f"torchdiffeq {name}", "wall ms/step": float(np.median(times))})
-    return {"timings": out, "torch": torch.__version__, "rows": rows,
-            "columns": ["candidate", "wall ms/step"]}
+    import udestep
+    from ude.solve import SolverOptions
+
+    c, one, many = udestep.ude_step(model, data, SolverOptions("tsit5", rtol=RTOL, atol=ATOL), FUSED)
+
+    def per_step(k=10):
+        state = c
+        for _ in range(k):
+            state = one(state)[0]
+        return state
+
+    res = compare({"ude_fused": (lambda: many(c), FUSED), "ude_per_step": (per_step, 10)},
+                  5 if mode == "quick" else 15)
+    for k, v in res.items():
+        out[k] = v
+        rows.append({"candidate": k.replace("_", " "), "wall ms/step": v["wall_ms"]})
+    for name in ("odeint", "odeint_adjoint"):
+        for k in ("ude_fused", "ude_per_step"):
+            r = out[name]["wall_ms"] / res[k]["wall_ms"]
+            out.setdefault("ratios", {})[f"torchdiffeq {name} / {k}"] = r
+            rows.append({"candidate": f"ratio torchdiffeq {name} / {k.replace('_', ' ')}", "wall ms/step": r})
+    return {"timings": out, "torch": torch.__version__, "torchdiffeq": torchdiffeq.__version__,
+            "rows": rows, "columns": ["candidate", "wall ms/step"]}

@@ -1,4 +1,8 @@
-"""The ude side of the step benchmarks: ``ude.train.fit``'s chunk program (SingleShooting + Adam)."""
+"""The ude side of the step benchmarks: ``ude.train.fit``'s chunk program (SingleShooting + Adam).
+
+Fused mode runs ``fit``'s own program (``_run_chunk``: ``FUSED`` steps per call). Per-step mode
+runs :class:`ude.train.Stepper`, the building block for a loop of one's own (one step per call).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,19 @@ import jax.random as jr
 from common import LR
 from handwritten import Program
 from ude.model import partition
-from ude.train import Adam, SingleShooting
+from ude.train import Adam, SingleShooting, Stepper
 from ude.train.fit import _run_chunk
 
 
 def ude_step(model, data, options, fused: int, steps: int = 10**6, lr: float = LR):
-    """``(carry, one, many)`` like :func:`handwritten.make`: one step per jitted call, or ``fused``."""
+    """``(carry, one, many)`` like :func:`handwritten.make`: one step per jitted call, or ``fused``.
+    ``one`` is a :class:`Stepper` driven through the same ``program(carry) -> (carry, ...)`` calls."""
     strategy = SingleShooting(options=options)
     stage = Adam(lr=lr, steps=steps)
     params, static = partition(model)
     extra = strategy.init(model, data)
     dtype = data.ys.dtype
-    carry = (params, extra, stage.optimizer().init((params, extra)), jr.key(0), jnp.ones((), dtype),
+    carry = (params, extra, stage.init((params, extra)), jr.key(0), jnp.ones((), dtype),
              jnp.array(False), jnp.array(jnp.inf, dtype))
     remaining = jnp.asarray(steps)
     if "total" in inspect.signature(_run_chunk).parameters:
@@ -30,5 +35,25 @@ def ude_step(model, data, options, fused: int, steps: int = 10**6, lr: float = L
         lead = (strategy, dataclasses.replace(stage, steps=0), jnp.asarray(steps), remaining)
     else:
         lead = (strategy, stage, remaining)
+    stepper = Stepper(model, data, strategy, stage, key=jr.key(0))
+    return carry, StepperProgram(stepper), Program(_run_chunk, static, data, *lead, fused)
 
-    return carry, Program(_run_chunk, static, data, *lead, 1), Program(_run_chunk, static, data, *lead, fused)
+
+class StepperProgram:
+    """A :class:`Stepper` behind :class:`handwritten.Program`'s interface: ``self(state)`` takes one
+    step from ``state``; the bench's initial carry (a tuple) stands for the stepper's first state,
+    so every timing repeat restarts from the same parameters, like the other candidates."""
+
+    def __init__(self, stepper):
+        self.stepper, self.first = stepper, list(stepper.state)
+
+    def __call__(self, state):
+        s = self.stepper
+        s.state = state if isinstance(state, list) else self.first
+        s.step()
+        return s.state, None
+
+    def compiled(self, state=None):
+        """The compiled one-step program (``.as_text()``, ``.memory_analysis()``)."""
+        s = self.stepper
+        return s._run.lower(self.first, s._inputs, 0).compile()

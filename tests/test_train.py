@@ -294,3 +294,15 @@ def test_early_stopping_on_a_validation_window_keeps_the_best_parameters(data):
     assert len(seen) == best + 3  # stopped after two chunks without improvement
     assert len(res.history["loss"]) == 10 * len(seen)
     assert loss_value(res.model, valid, strategy) == pytest.approx(seen[best], rel=1e-12)
+
+
+def test_an_lbfgs_stage_compiles_its_program_once(data):
+    """optax's L-BFGS state starts weakly typed; stages must not recompile after the first chunk."""
+    from ude.train.fit import _run_chunk
+
+    model = UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))  # own shapes
+    before = _run_chunk._cached._cache_size()
+    res = fit(model, data, SingleShooting(options=OPTS), [LBFGS(steps=30)], key=jr.key(0), chunk=10,
+              verbose=False)
+    assert len(res.history["step"]) > 10  # more than one chunk ran
+    assert _run_chunk._cached._cache_size() == before + 1

@@ -53,12 +53,14 @@ from .physics import (
     VanDerPol as VanDerPol,
 )
 from .solve import Solution as Solution, SolverOptions as SolverOptions, solve as solve
+from .solvers import Tsit5 as Tsit5
 from .train import (
     LBFGS as LBFGS,
     Adam as Adam,
     FitResult as FitResult,
     MultipleShooting as MultipleShooting,
     SingleShooting as SingleShooting,
+    Stepper as Stepper,
     WindowMinibatch as WindowMinibatch,
     Collocation as Collocation,
     fit as fit,

@@ -16,6 +16,9 @@ exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run d
 (``parallel.devices``); jax must see N devices. When jax has not started its backends yet (the
 console script), ``--devices N`` also asks XLA for N host (CPU) devices, so a CPU-only machine
 splits the ensemble over its cores; accelerators are unaffected.
+Commands that train or refit keep JAX's compiled programs on disk (``ude.compile_cache``:
+``~/.cache/ude/jax``, or ``$UDE_COMPILATION_CACHE``; ``UDE_COMPILATION_CACHE=0`` switches it off), so
+a repeated run skips XLA compilation.
 This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
 work when the config asks for it (and whenever data are simulated: the ground truth is float64).
 """
@@ -368,6 +371,10 @@ def main(argv=None) -> int:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     if getattr(args, "devices", None):
         _force_host_devices(args.devices)
+    if args.command in ("run", "resume", "discover"):
+        from .compile_cache import enable
+
+        enable()  # a second run of the same shapes loads its compiled programs (ude.compile_cache)
     try:
         return args.func(args)
     except ConfigError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -14,9 +15,15 @@ from .physics import AbstractPhysics, Parameter
 
 
 class AbstractUDE(eqx.Module):
-    """A vector field ``(t, y, args) -> dy/dt`` usable directly in ``diffrax.ODETerm``."""
+    """A vector field ``(t, y, args) -> dy/dt`` usable directly in ``diffrax.ODETerm``.
+
+    ``compact_stages``: True for vector fields that are large expressions (a discovered model
+    evaluates its whole candidate library): ude's Tsit5 then runs its stages in diffrax's loop, one
+    copy of the vector field in the compiled program instead of seven (see :mod:`ude.solvers`).
+    """
 
     state_names: eqx.AbstractVar[tuple[str, ...]]
+    compact_stages: ClassVar[bool] = False
 
     def __call__(self, t, y, args=None):
         raise NotImplementedError

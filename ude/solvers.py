@@ -12,7 +12,10 @@ solvers, run by ``diffrax.diffeqsolve`` with its step-size controllers and adjoi
 step's recorded values are discarded with the rest of its solver state.
 
 Use them through :class:`ude.solve.SolverOptions` (``"tsit5"``, the default); ``"tsit5-diffrax"``
-keeps diffrax's own solver.
+keeps diffrax's own solver. Straight-line stages put seven copies of the vector field in the
+compiled program: the runtime gain is for training's reverse-mode programs, so :func:`ude.solve.solve`
+falls back to diffrax's stage loop (the same method and steps) under forward mode and for vector
+fields marked ``compact_stages`` (a discovered model, which evaluates its whole candidate library).
 """
 
 from __future__ import annotations

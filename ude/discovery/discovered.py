@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -36,6 +38,9 @@ class DiscoveredModel(AbstractUDE):
         print(m)  # x' = 1.3*x - 0.9 x*y ...
     """
 
+    # Θ(y) evaluates every candidate term: seven inlined copies (one per Runge–Kutta stage) made the
+    # discovery refit's program compile in 18 s instead of 4 s
+    compact_stages: ClassVar[bool] = True
     known: AbstractPhysics
     library: AbstractLibrary
     coefficients: Float[Array, "terms states"]

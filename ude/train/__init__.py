@@ -9,6 +9,7 @@ from .stages import (
     Adam as Adam,
     growing_horizon as growing_horizon,
 )
+from .stepper import Stepper as Stepper
 from .strategies import (
     AbstractStrategy as AbstractStrategy,
     Collocation as Collocation,

@@ -215,7 +215,7 @@ def _ensemble_full_loss(params, static, extra, data, strategy, axes):
 
 @eqx.filter_jit
 def _ensemble_opt_init(params, extra, stage, stacked_stage: bool):
-    return eqx.filter_vmap(lambda p, e, g: g.optimizer().init((p, e)),
+    return eqx.filter_vmap(lambda p, e, g: g.init((p, e)),
                            in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)))(params, extra, stage)
 
 

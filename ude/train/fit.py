@@ -104,16 +104,12 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
             # its curvature pairs and line search can make a non-finite step from finite gradients
             # (a first-order update of finite gradients is finite: no second check there)
             good = good & tree_all_finite(new)
-            new_params, new_extra = _where_tree(good, new, trainable)
-            new_state = _where_tree(good, new_state, opt_state)
         else:
-            def update(_):
-                updates, state = opt.update(grads, opt_state, trainable)
-                updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
-                return optax.apply_updates(trainable, updates), state
-
-            (new_params, new_extra), new_state = jax.lax.cond(
-                good, update, lambda _: (trainable, opt_state), None)
+            updates, new_state = opt.update(grads, opt_state, trainable)
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+            new = optax.apply_updates(trainable, updates)
+        new_params, new_extra = _where_tree(good, new, trainable)
+        new_state = _where_tree(good, new_state, opt_state)
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
         if is_lbfgs:
             gnorm = optax.tree_utils.tree_norm(grads)
@@ -223,7 +219,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
         if extra is None or stage.horizon != prev_horizon:
             extra = strategy.init(eqx.combine(params, static), sdata, None)
         prev_horizon = stage.horizon
-        opt_state = stage.optimizer().init((params, extra))
+        opt_state = stage.init((params, extra))
         leaves = jax.tree_util.tree_leaves(params)
         dtype = leaves[0].dtype if leaves else jnp.result_type(float)
         carry = (params, extra, opt_state, jr.fold_in(key, s_idx), jnp.ones((), dtype),
