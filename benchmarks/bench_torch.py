@@ -61,7 +61,7 @@ def run(mode: str) -> dict:
             loss = ((pred - ys) ** 2).sum()
             loss.backward()
             opt.step()
-            return float(loss)
+            return loss.detach().item()
 
         step()  # warm-up
         times = []

@@ -43,10 +43,13 @@ class AbstractPhysics(eqx.Module):
 
     def __call__(self, t, y: State, args=None) -> State:
         contributions = self.terms(t, y)
-        out = jnp.zeros_like(y)
-        for name in self.active_terms:
-            out = out + contributions[name]
-        return out
+        active = [contributions[name] for name in self.active_terms]
+        if not active:
+            return jnp.zeros_like(y)
+        out = active[0]
+        for c in active[1:]:
+            out = out + c
+        return out.astype(y.dtype)
 
     # ---- conveniences -------------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .base import AbstractPhysics
 from .parameter import Parameter, as_parameter
@@ -21,14 +22,22 @@ def _param():
 
 
 def _vec(*components):
-    """``jnp.stack(components)`` built from elementwise selects: XLA fuses those with the arithmetic
-    around them, where a stack (a concatenation) is a kernel launch of its own in every solver
-    stage of every step."""
-    cs = jnp.broadcast_arrays(*components)
-    slot = jnp.arange(len(cs)).reshape((-1,) + (1,) * cs[0].ndim)
-    out = jnp.zeros((len(cs),) + cs[0].shape, jnp.result_type(*cs))
-    for i, c in enumerate(cs):
-        out = jnp.where(slot == i, c, out)
+    """``jnp.stack(components)``, where a Python ``0`` marks a structurally zero entry.
+
+    Built from one elementwise select per nonzero entry: a few equations to trace, and XLA fuses
+    them with the arithmetic around them, where a stack (a concatenation) of explicit zeros is a
+    kernel launch of its own in every Runge–Kutta stage of every solver step."""
+    n = len(components)
+    entries = [(i, jnp.asarray(c)) for i, c in enumerate(components)
+               if not (isinstance(c, (int, float)) and c == 0)]
+    if not entries:
+        return jnp.zeros(n)
+    shape = jnp.broadcast_shapes(*(c.shape for _, c in entries))
+    out = None
+    for i, c in entries:
+        slot = (np.arange(n) == i).reshape((n,) + (1,) * len(shape))  # a constant
+        term = jnp.where(slot, c, jnp.zeros((), c.dtype))
+        out = term if out is None else out + term
     return out
 
 
@@ -57,7 +66,7 @@ class LotkaVolterra(AbstractPhysics):
 
     def terms(self, t, y):
         x, z = y[0], y[1]
-        zero = jnp.zeros_like(x)
+        zero = 0  # a structural zero (see _vec)
         return {
             "growth": _vec(self.p("alpha") * x, zero),
             "predation": _vec(-self.p("beta") * x * z, zero),
@@ -86,7 +95,7 @@ class DampedPendulum(AbstractPhysics):
 
     def terms(self, t, y):
         th, om = y[0], y[1]
-        zero = jnp.zeros_like(th)
+        zero = 0  # a structural zero (see _vec)
         return {
             "velocity": _vec(om, zero),
             "gravity": _vec(zero, -self.p("g_over_l") * jnp.sin(th)),
@@ -115,7 +124,7 @@ class SIR(AbstractPhysics):
         s, i = y[0], y[1]
         inf = self.p("beta") * s * i
         rec = self.p("gamma") * i
-        zero = jnp.zeros_like(s)
+        zero = 0  # a structural zero (see _vec)
         return {"infection": _vec(-inf, inf, zero), "recovery": _vec(zero, -rec, rec)}
 
     def formula(self):
@@ -145,7 +154,7 @@ class VanDerPol(AbstractPhysics):
 
     def terms(self, t, y):
         x, v = y[0], y[1]
-        zero = jnp.zeros_like(x)
+        zero = 0  # a structural zero (see _vec)
         return {
             "velocity": _vec(v, zero),
             "damping": _vec(zero, self.p("mu") * (1 - x**2) * v),
@@ -176,7 +185,7 @@ class FitzHughNagumo(AbstractPhysics):
 
     def terms(self, t, y):
         v, w = y[0], y[1]
-        zero = jnp.zeros_like(v)
+        zero = 0  # a structural zero (see _vec)
         return {
             "cubic": _vec(v - v**3 / 3, zero),
             "coupling": _vec(-w, zero),
@@ -207,7 +216,7 @@ class Lorenz(AbstractPhysics):
 
     def terms(self, t, y):
         x, v, z = y[0], y[1], y[2]
-        zero = jnp.zeros_like(x)
+        zero = 0  # a structural zero (see _vec)
         return {
             "convection": _vec(self.p("sigma") * (v - x), zero, zero),
             "shear": _vec(zero, x * (self.p("rho") - z), zero),

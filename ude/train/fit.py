@@ -102,14 +102,22 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
                                             value_fn=lambda p: objective(p)[0])
             new = optax.apply_updates(trainable, updates)
             # its curvature pairs and line search can make a non-finite step from finite gradients
-            # (a first-order update of finite gradients is finite: no second check there)
             good = good & tree_all_finite(new)
+            new_params, new_extra = _where_tree(good, new, trainable)
+            new_state = _where_tree(good, new_state, opt_state)
         else:
-            updates, new_state = opt.update(grads, opt_state, trainable)
-            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
-            new = optax.apply_updates(trainable, updates)
-        new_params, new_extra = _where_tree(good, new, trainable)
-        new_state = _where_tree(good, new_state, opt_state)
+            # a first-order update of finite gradients is finite: decide before updating, and skip
+            # the update (one conditional) rather than select every array after it (on a CPU the
+            # selects and the copies they force cost ~5 % of a small UDE's training step)
+            def update(operands):
+                trainable, opt_state, grads, lr_scale = operands
+                updates, state = opt.update(grads, opt_state, trainable)
+                updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+                return optax.apply_updates(trainable, updates), state
+
+            (new_params, new_extra), new_state = jax.lax.cond(
+                good, update, lambda operands: (operands[0], operands[1]),
+                (trainable, opt_state, grads, lr_scale))
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
         if is_lbfgs:
             gnorm = optax.tree_utils.tree_norm(grads)
