@@ -306,3 +306,31 @@ def test_an_lbfgs_stage_compiles_its_program_once(data):
               verbose=False)
     assert len(res.history["step"]) > 10  # more than one chunk ran
     assert _run_chunk._cached._cache_size() == before + 1
+
+
+# ---------------------------------------------------------------- Stepper (a step per call)
+@pytest.mark.parametrize("stage", [Adam(lr=0.02, steps=7), LBFGS(steps=7)], ids=["adam", "lbfgs"])
+def test_stepper_takes_the_same_steps_as_fit(data, stage):
+    from ude.train import Stepper
+
+    strategy = SingleShooting(options=OPTS)
+    ref = fit(_model(), data, strategy, [stage], key=jr.key(0), chunk=10, verbose=False)
+    stepper = Stepper(_model(), data, strategy, stage, key=jr.key(0), steps_per_call=3)
+    losses = np.concatenate([np.asarray(stepper.step()) for _ in range(4)])  # 12 > 7 steps
+    assert stepper.steps_done == 7
+    n = len(ref.history["loss"])  # L-BFGS may converge before its 7 steps
+    np.testing.assert_allclose(losses[:n], ref.history["loss"], rtol=1e-12)
+    for a, b in zip(_params(stepper.model), _params(ref.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_stepper_state_can_be_saved_and_rewound(data):
+    from ude.train import Stepper
+
+    stepper = Stepper(_model(), data, SingleShooting(options=OPTS), Adam(lr=0.02, steps=10), key=jr.key(0))
+    saved, done = list(stepper.state), stepper.steps_done
+    first = [float(stepper.step()[0]) for _ in range(3)]
+    stepper.state, stepper.steps_done = saved, done
+    assert [float(stepper.step()[0]) for _ in range(3)] == first
+    with pytest.raises(ValueError, match="steps_per_call"):
+        Stepper(_model(), data, SingleShooting(options=OPTS), Adam(), key=jr.key(0), steps_per_call=0)
