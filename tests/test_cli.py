@@ -237,3 +237,16 @@ def test_console_script_subprocess(tmp_path):
     assert bad.returncode == 2
     assert "model.trainable[0]: unknown parameter 'bta' of lotka_volterra (did you mean 'beta'?)" in bad.stderr
     assert "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+def test_training_phases_run_through_the_cli(tmp_path):
+    """pretrain → train → polish under the CLI's signal handling (each phase arms the stop flag
+    anew; a single-use context manager once made the second phase fail)."""
+    path = ROOT / "configs" / "lotka_volterra_tutorial.yaml"
+    over = [o for o in tiny_overrides(path) if not o.startswith(("train.pretrain", "train.polish"))]
+    over += ["train.pretrain=[{kind: adam, lr: 0.01, steps: 3}]",
+             "train.polish=[{kind: adam, lr: 0.001, steps: 2}]"]
+    d = tmp_path / "run"
+    assert cli.main(["run", str(path), "--out", str(d), "--quiet", *_args(over)]) == 0
+    fit_info = json.loads((d / "fit.json").read_text())
+    assert fit_info["phases"] == ["pretrain", "train", "polish"]

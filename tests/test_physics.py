@@ -246,3 +246,13 @@ def test_construction_errors(cls, args):
         phys.set_trainable("nonsense")
     with pytest.raises(ValueError, match="duplicate"):
         phys.keep(phys.term_names[0], phys.term_names[0])
+
+
+def test_term_vectors_mark_structural_zeros():
+    from ude.physics.systems import _vec
+
+    np.testing.assert_array_equal(_vec(jnp.float32(2.0), 0), np.array([2.0, 0.0], np.float32))
+    assert _vec(jnp.float32(2.0), 0).dtype == jnp.float32
+    np.testing.assert_array_equal(_vec(0, jnp.inf, 1.0), [0.0, np.inf, 1.0])  # no 0*inf = nan
+    np.testing.assert_array_equal(_vec(0, 0), [0.0, 0.0])
+    np.testing.assert_array_equal(_vec(jnp.array([1.0, 2.0]), 0), [[1.0, 2.0], [0.0, 0.0]])  # = stack

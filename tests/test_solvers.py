@@ -114,3 +114,37 @@ def test_auto_checkpoints_one_per_step_within_the_memory_budget():
     assert _adjoint(SolverOptions("tsit5", checkpoints=8), jnp.zeros(2), 4096).checkpoints == 8
     with pytest.raises(ValueError, match="checkpoints must be"):
         SolverOptions("tsit5", checkpoints=0)
+
+
+class _Counting(eqx.Module):
+    """LV's vector field counting how often it is traced."""
+
+    calls: list = eqx.field(static=True)
+    state_names = ("x", "y")
+
+    def __call__(self, t, y, args=None):
+        self.calls.append(1)
+        return LV(t, y, args)
+
+
+class _CompactCounting(_Counting):
+    compact_stages = True
+
+
+@pytest.mark.parametrize("adjoint", ["recursive", "forward"])
+def test_large_vector_fields_and_forward_mode_keep_the_stage_loop(adjoint):
+    """Straight-line stages trace the vector field once per stage; a vector field marked
+    ``compact_stages`` (a discovered model) and forward mode get diffrax's stage loop instead,
+    with the same solution."""
+    opts = SolverOptions("tsit5", rtol=1e-8, atol=1e-8, adjoint=adjoint)
+    counts, sols = {}, {}
+    for cls in (_Counting, _CompactCounting):
+        vf = cls(calls=[])
+        jax.make_jaxpr(lambda y0: solve(vf, y0, TS, opts).ys)(Y0)
+        counts[cls] = len(vf.calls)
+        sols[cls] = solve(cls(calls=[]), Y0, TS, opts).ys
+    if adjoint == "forward":
+        assert counts[_Counting] == counts[_CompactCounting]
+    else:
+        assert counts[_Counting] >= counts[_CompactCounting] + 5
+    np.testing.assert_allclose(sols[_Counting], sols[_CompactCounting], rtol=0, atol=1e-11)

@@ -595,14 +595,15 @@ def step_fit(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = Tr
         return Fitted(model, extra, read_history(out / FILES["history"]), info)
     ckpt = out / FILES["checkpoints"]
     phases = build_phases(cfg)
-    armed = stop.armed() if hasattr(stop, "armed") else contextlib.nullcontext()
+    # a fresh block per phase: a generator context manager can be entered once only
+    armed = stop.armed if hasattr(stop, "armed") else contextlib.nullcontext
     results = []
     for name, p_strategy, p_cfg_stages in phases:
         p_ckpt = ckpt if name == "train" else out / f"{FILES['checkpoints']}-{name}"
         resume = (p_ckpt / "checkpoint.json").is_file()
         _log(log, f"fit ({name}): " + ("resuming from the last checkpoint" if resume else
                                        " → ".join(f"{s.kind} × {s.steps}" for s in p_cfg_stages)))
-        with armed:
+        with armed():
             res = fit(model, train, p_strategy, build_stages(p_cfg_stages), key=k_fit,
                       chunk=cfg.train.chunk, verbose=verbose, checkpoint_dir=p_ckpt,
                       checkpoint_every=cfg.train.checkpoint_every, resume=resume,

@@ -119,19 +119,23 @@ def chunk_steps(carry, static, data, strategy, stage, total, remaining, chunk: i
                 good, update, lambda operands: (operands[0], operands[1]),
                 (trainable, opt_state, grads, lr_scale))
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
-        if is_lbfgs:
+        if is_lbfgs:  # the previous accepted loss serves L-BFGS's convergence test only
             gnorm = optax.tree_utils.tree_norm(grads)
             rel = jnp.abs(prev_loss - loss) / jnp.maximum(jnp.abs(prev_loss), 1e-300)
             converged = (gnorm < stage.gtol) | (jnp.isfinite(prev_loss) & (rel < stage.ftol))
             done = done | (active & good & converged)
-        prev_loss = jnp.where(good, loss, prev_loss)
+            prev_loss = jnp.where(good, loss, prev_loss)
         out = (new_params, new_extra, new_state, key, lr_scale, done, prev_loss)
         # float64 hyper-parameters (jax_enable_x64) must not promote a float32 model's carry
         out = jax.tree_util.tree_map(
             lambda n, o: n.astype(o.dtype) if eqx.is_inexact_array(o) else n, out, carry)
-        return out, (loss, good, active, out[4])
+        # the step's record as one row (one buffer write per step instead of four)
+        record = jnp.stack([loss.astype(out[4].dtype), good.astype(out[4].dtype),
+                            active.astype(out[4].dtype), out[4]])
+        return out, record
 
-    carry, (losses, good, active, scales) = jax.lax.scan(body, carry, jnp.arange(chunk))
+    carry, records = jax.lax.scan(body, carry, jnp.arange(chunk))
+    losses, good, active, scales = records[:, 0], records[:, 1] > 0, records[:, 2] > 0, records[:, 3]
     return carry, losses, good, active, scales
 
 
