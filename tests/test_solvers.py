@@ -148,3 +148,9 @@ def test_large_vector_fields_and_forward_mode_keep_the_stage_loop(adjoint):
     else:
         assert counts[_Counting] >= counts[_CompactCounting] + 5
     np.testing.assert_allclose(sols[_Counting], sols[_CompactCounting], rtol=0, atol=1e-11)
+
+
+def test_save_times_before_the_start_are_refused_as_by_diffrax():
+    for name in ("tsit5", "tsit5-diffrax"):
+        with pytest.raises(Exception, match="saveat.ts must lie between t0 and t1"):
+            solve(LV, Y0, TS, SolverOptions(name), t0=1.0)

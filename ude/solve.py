@@ -174,6 +174,7 @@ def check_times(ts) -> None:
 def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, t0=None):
     term = diffrax.ODETerm(vector_field)
     # an array, not a Python float: a float would be static to diffrax's jit and recompile per value
+    given_t0 = t0 is not None
     t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=ts.dtype)
     t1 = ts[-1]
     if options.fixed_steps is not None:
@@ -195,6 +196,8 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
         solver = diffrax.Tsit5()
     if type(solver) is Tsit5 and not isinstance(adjoint, diffrax.BacksolveAdjoint):
         # the save times are recorded inside the step (ude.solvers.SaveTsit5): no inner save loop
+        if given_t0:  # as diffrax's SaveAt(ts) checks
+            ts = eqx.error_if(ts, ts[0] < t0, "saveat.ts must lie between t0 and t1.")
         sol = diffrax.diffeqsolve(
             term, SaveTsit5(ts), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
             saveat=diffrax.SaveAt(t1=True, solver_state=True), stepsize_controller=controller,
