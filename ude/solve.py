@@ -105,6 +105,17 @@ class SolverOptions(eqx.Module):
         self.checkpoints = checkpoints
 
 
+# diffeqsolve without its own ``eqx.filter_jit``, for solves inside a jitted program (a fit chunk):
+# there the nested jit only adds a call boundary to trace, transpose and compile (~0.1 s of a
+# training program's first call). Eager calls keep the jitted one, which compiles and caches.
+_diffeqsolve_unjitted = getattr(diffrax.diffeqsolve, "__wrapped__", diffrax.diffeqsolve)
+
+
+def _diffeqsolve(*args, **kwargs):
+    staged = isinstance(jnp.zeros(()), jax.core.Tracer)  # inside jit/scan every new array is traced
+    return (_diffeqsolve_unjitted if staged else diffrax.diffeqsolve)(*args, **kwargs)
+
+
 # "auto" checkpoints: one per step while max_steps x (a few states) stays under this, per trajectory
 _CHECKPOINT_BYTES = 64 * 2**20
 
@@ -198,7 +209,7 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
         # the save times are recorded inside the step (ude.solvers.SaveTsit5): no inner save loop
         if given_t0:  # as diffrax's SaveAt(ts) checks
             ts = eqx.error_if(ts, ts[0] < t0, "saveat.ts must lie between t0 and t1.")
-        sol = diffrax.diffeqsolve(
+        sol = _diffeqsolve(
             term, SaveTsit5(ts), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
             saveat=diffrax.SaveAt(t1=True, solver_state=True), stepsize_controller=controller,
             adjoint=adjoint, max_steps=max_steps, throw=throw,
@@ -207,7 +218,7 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
         # as diffrax's SaveAt(ts): times the solve did not reach (it failed first) are inf
         ts_out = jnp.where(ts <= sol.ts[-1], ts, jnp.asarray(jnp.inf, ts.dtype))
     else:
-        sol = diffrax.diffeqsolve(
+        sol = _diffeqsolve(
             term, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
             saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=adjoint,
             max_steps=max_steps, throw=throw,
