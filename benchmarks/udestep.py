@@ -16,7 +16,7 @@ from common import LR
 from handwritten import Program
 from ude.model import partition
 from ude.train import Adam, SingleShooting, Stepper
-from ude.train.fit import _run_chunk
+from ude.train.fit import _run_chunk, initial_carry
 
 
 def ude_step(model, data, options, fused: int, steps: int = 10**6, lr: float = LR):
@@ -25,10 +25,7 @@ def ude_step(model, data, options, fused: int, steps: int = 10**6, lr: float = L
     strategy = SingleShooting(options=options)
     stage = Adam(lr=lr, steps=steps)
     params, static = partition(model)
-    extra = strategy.init(model, data)
-    dtype = data.ys.dtype
-    carry = (params, extra, stage.init((params, extra)), jr.key(0), jnp.ones((), dtype),
-             jnp.array(False), jnp.array(jnp.inf, dtype))
+    carry = initial_carry(params, strategy.init(model, data), stage, jr.key(0))
     remaining = jnp.asarray(steps)
     if "total" in inspect.signature(_run_chunk).parameters:
         # fit passes the stage length as a traced ``total`` (stages of any length share a program)

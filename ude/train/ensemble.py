@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..model import partition
 from ..parallel import MEMBERS, TRAJ, axis_size, pad_members, replicate, shard_members, shard_trajectories, to_host
-from .fit import FitResult, chunk_steps
+from .fit import FitResult, chunk_steps, is_key_array as _is_key_array, strong_types
 from .stages import AbstractStage
 from .strategies import AbstractStrategy
 
@@ -215,7 +215,7 @@ def _ensemble_full_loss(params, static, extra, data, strategy, axes):
 
 @eqx.filter_jit
 def _ensemble_opt_init(params, extra, stage, stacked_stage: bool):
-    return eqx.filter_vmap(lambda p, e, g: g.init((p, e)),
+    return eqx.filter_vmap(lambda p, e, g: g.optimizer().init((p, e)),
                            in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)))(params, extra, stage)
 
 
@@ -243,10 +243,6 @@ def _init_extra(strategy, params, static, data, axes, n):
 # ------------------------------------------------------------------------------------------------
 # argument handling
 # ------------------------------------------------------------------------------------------------
-def _is_key_array(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _member_keys(key, n: int):
     """``key`` split into ``n`` member keys, or ``n`` keys given already."""
     if _is_key_array(key):
@@ -320,14 +316,6 @@ def _place_data(data, mesh, stacked: bool):
     if axis_size(mesh, TRAJ) > 1:
         return shard_trajectories(data, mesh, stacked=stacked)
     return shard_members(data, mesh) if stacked else replicate(data, mesh)
-
-
-def _strong(tree):
-    """The same arrays without weak types: the chunk returns strongly typed leaves, and a carry
-    whose types change between chunks would compile the program twice."""
-    return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, x.dtype) if isinstance(x, jax.Array) and not _is_key_array(x)
-        and getattr(x, "weak_type", False) else x, tree)
 
 
 def _gather(tree):
@@ -411,7 +399,7 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
         opt_state = _ensemble_opt_init(params, extra, jstage, sp.stacked)
         carry = (params, extra, opt_state, fold(keys, s_idx), jnp.ones((n_pad,), dtype),
                  jnp.zeros((n_pad,), bool), jnp.full((n_pad,), jnp.inf, dtype))
-        carry = _strong(carry)
+        carry = strong_types(carry)
         if mesh is not None:
             carry = shard_members(carry, mesh)
         bar = tqdm(total=stage.steps, disable=not verbose, leave=False, file=sys.stderr,

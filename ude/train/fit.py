@@ -50,6 +50,28 @@ class FitResult:
     wall_seconds: float
 
 
+def is_key_array(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def strong_types(tree):
+    """The same arrays without weak types. The chunk returns strongly typed leaves, so a carry
+    whose types change between chunks would compile the program twice (optax's L-BFGS state
+    starts with weakly typed scalars: every L-BFGS stage did)."""
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, x.dtype) if isinstance(x, jax.Array) and not is_key_array(x)
+        and getattr(x, "weak_type", False) else x, tree)
+
+
+def initial_carry(params, extra, stage, key):
+    """The fit loop's carry at the start of ``stage``: parameters, extra parameters, optimiser
+    state, key, learning-rate scale, converged flag and the previous accepted loss."""
+    leaves = jax.tree_util.tree_leaves(params)
+    dtype = leaves[0].dtype if leaves else jnp.result_type(float)
+    return strong_types((params, extra, stage.optimizer().init((params, extra)), key,
+                         jnp.ones((), dtype), jnp.array(False), jnp.array(jnp.inf, dtype)))
+
+
 def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(
         lambda a, b: jnp.where(pred, a, b) if isinstance(a, jax.Array) or isinstance(b, jax.Array) else a,
@@ -231,11 +253,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
         if extra is None or stage.horizon != prev_horizon:
             extra = strategy.init(eqx.combine(params, static), sdata, None)
         prev_horizon = stage.horizon
-        opt_state = stage.init((params, extra))
-        leaves = jax.tree_util.tree_leaves(params)
-        dtype = leaves[0].dtype if leaves else jnp.result_type(float)
-        carry = (params, extra, opt_state, jr.fold_in(key, s_idx), jnp.ones((), dtype),
-                 jnp.array(False), jnp.array(jnp.inf, dtype))
+        carry = initial_carry(params, extra, stage, jr.fold_in(key, s_idx))
         step = 0
         if index is not None and s_idx < index["stage"]:
             global_step += stage.steps
@@ -330,8 +348,7 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
 def _keys_as_data(tree):
     """Typed PRNG keys cannot be serialised: store their raw data."""
     return jax.tree_util.tree_map(
-        lambda x: jr.key_data(x) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-        else x, tree)
+        lambda x: jr.key_data(x) if is_key_array(x) else x, tree)
 
 
 def _restore(directory, index, like):

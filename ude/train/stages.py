@@ -39,14 +39,6 @@ class AbstractStage(eqx.Module):
         """The optax transformation; ``total_steps`` (maybe traced) stands in for ``steps``."""
         raise NotImplementedError
 
-    def init(self, trainable):
-        """The optimiser state for ``trainable``, every array strongly typed: optax's L-BFGS
-        starts with weakly typed scalars that its update returns strongly typed, and that
-        mismatch made the second call of every L-BFGS stage compile its program again."""
-        return jax.tree_util.tree_map(
-            lambda x: jnp.asarray(x, dtype=x.dtype) if isinstance(x, jax.Array) else x,
-            self.optimizer().init(trainable))
-
     @property
     def name(self) -> str:
         return type(self).__name__.lower()

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..model import partition
-from .fit import chunk_steps
+from .fit import chunk_steps, initial_carry
 from .stages import AbstractStage
 from .strategies import AbstractStrategy
 
@@ -45,11 +45,7 @@ class Stepper:
         if not isinstance(steps_per_call, int) or steps_per_call < 1:
             raise ValueError(f"Stepper: steps_per_call must be a positive integer, got {steps_per_call!r}")
         params, static = partition(model)
-        extra = strategy.init(model, data, None)
-        leaves = jax.tree_util.tree_leaves(params)
-        dtype = leaves[0].dtype if leaves else jnp.result_type(float)
-        carry = (params, extra, stage.init((params, extra)), key, jnp.ones((), dtype),
-                 jnp.array(False), jnp.array(jnp.inf, dtype))
+        carry = initial_carry(params, strategy.init(model, data, None), stage, key)
         self.state, carry_def = jax.tree_util.tree_flatten(carry)
         # as in fit: the stage's length is traced, so stages differing in length share the program
         args = (data, strategy, dataclasses.replace(stage, steps=0), jnp.asarray(stage.steps))
@@ -62,9 +58,9 @@ class Stepper:
         def run(state, inputs, remaining):
             carry = jax.tree_util.tree_unflatten(carry_def, state)
             data, strategy, stage, total = eqx.combine(jax.tree_util.tree_unflatten(inputs_def, inputs), fixed)
-            carry, losses, good, active, _ = chunk_steps(carry, static, data, strategy, stage, total,
-                                                         remaining, steps_per_call)
-            return jax.tree_util.tree_leaves(carry), losses, good, active
+            carry, losses, *_ = chunk_steps(carry, static, data, strategy, stage, total, remaining,
+                                            steps_per_call)
+            return jax.tree_util.tree_leaves(carry), losses
 
         self._run = jax.jit(run)
 
@@ -72,7 +68,7 @@ class Stepper:
         """Take the next ``steps_per_call`` steps; returns their losses (a device array; steps past
         the end of the stage are no-ops and repeat nothing)."""
         remaining = np.int32(self._stage.steps - self.steps_done)
-        self.state, losses, _, _ = self._run(self.state, self._inputs, remaining)
+        self.state, losses = self._run(self.state, self._inputs, remaining)
         self.steps_done = min(self.steps_done + self._chunk, self._stage.steps)
         return losses
 
