@@ -13,11 +13,41 @@ from ude.model import UDE, partition
 from ude.nn import MLP
 from ude.physics import LotkaVolterra, Parameter
 from ude.solve import SolverOptions, _adjoint, solve
-from ude.solvers import SaveTsit5, Tsit5, saved
+from ude.solvers import TSIT5_TABLEAU, SaveTsit5, Tsit5, saved
 
 LV = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
 TS = jnp.linspace(0.0, 6.0, 25)
 Y0 = jnp.array([0.44, 4.6])
+
+
+def test_tableau_is_diffrax_tsit5s_number_for_number():
+    """ude holds the tableau as data; it must be diffrax's, to the last bit (the only place that
+    reads diffrax's private module, and only to compare)."""
+    from diffrax._solver.tsit5 import _tsit5_tableau as ref
+
+    assert len(TSIT5_TABLEAU.a_lower) == len(ref.a_lower)
+    for ours, theirs in zip(TSIT5_TABLEAU.a_lower, ref.a_lower, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    for name in ("b_sol", "b_error", "c"):
+        np.testing.assert_array_equal(getattr(TSIT5_TABLEAU, name), getattr(ref, name))
+
+
+def test_dense_output_is_diffrax_tsit5s_interpolant():
+    """The interpolant (ude's copy of diffrax's polynomials) on the same 24 fixed steps: values and
+    derivatives between and at step ends. The stage sums are written out (diffrax: one tensordot),
+    so the last bits differ and compound over the steps: ~1e-13 on states of size ~5."""
+    sols = [
+        diffrax.diffeqsolve(diffrax.ODETerm(LV), solver, 0.0, 6.0, 0.25, Y0,
+                            saveat=diffrax.SaveAt(dense=True, steps=True))
+        for solver in (Tsit5(), diffrax.Tsit5())
+    ]
+    np.testing.assert_array_equal(sols[0].ts, sols[1].ts)
+    ts = jnp.linspace(0.0, 6.0, 301)  # every fourth point a step end
+    ours, ref = (jax.vmap(s.evaluate)(ts) for s in sols)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+    ours, ref = (jax.vmap(s.derivative)(ts) for s in sols)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(sols[0].evaluate(2.1, 3.5), sols[1].evaluate(2.1, 3.5), atol=1e-12)
 
 
 def _pair(ts=TS, y0=Y0, t0=None, **kw):
