@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ude.data import (HUDSON_BAY_PATH, Dataset, GaussianNoise, LogNormalNoise, NoNoise,
                       RelativeMeanNoise, hudson_bay, load, load_table, noise_from_dict,
                       observation_mask, save, simulate)
-from ude.data import _join_provenance, _split_provenance
+from ude.data.provenance import join_provenance, split_provenance
 from ude.physics import LotkaVolterra
 
 LV_PARAMS, LV_Y0, _ = CASES["lotka_volterra"]
@@ -303,8 +303,8 @@ def test_jit_does_not_retrace_for_new_data(lv_data):
     max_leaves=10))
 def test_provenance_round_trip(value):
     prov = {"v": value}
-    spec, values = _split_provenance(prov)
-    assert _join_provenance(spec, values) == prov
+    spec, values = split_provenance(prov)
+    assert join_provenance(spec, values) == prov
     hash(spec)
 
 
