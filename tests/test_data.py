@@ -3,6 +3,7 @@
 import json
 import os
 import warnings
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -17,6 +18,7 @@ from ude.data import (HUDSON_BAY_PATH, Dataset, GaussianNoise, LogNormalNoise, N
                       RelativeMeanNoise, hudson_bay, load, load_table, noise_from_dict,
                       observation_mask, save, simulate)
 from ude.data.provenance import join_provenance, split_provenance
+from ude.errors import DataError
 from ude.physics import LotkaVolterra
 
 LV_PARAMS, LV_Y0, _ = CASES["lotka_volterra"]
@@ -309,6 +311,14 @@ def test_provenance_round_trip(value):
 
 
 # ---- save / load ---------------------------------------------------------------------------------
+def test_provenance_keeps_nan_and_inf(tmp_path):
+    # why provenance has its own JSON converter, not ude._io.json_safe (NaN, inf -> None)
+    prov = {"a": float("nan"), "b": [float("inf"), -float("inf")], "c": np.float32(0.5)}
+    d = Dataset(TS, np.zeros((31, 2)), provenance=prov)
+    for p in (d.provenance, load(save(d, tmp_path / "d")[0]).provenance):
+        assert np.isnan(p["a"]) and p["b"] == [float("inf"), -float("inf")] and p["c"] == 0.5
+
+
 def test_save_load_round_trip(lv_data, lv_multi, tmp_path):
     for d in (lv_data, lv_multi, hudson_bay()):
         npz, side = save(d, tmp_path / "sub" / "data")
@@ -337,7 +347,7 @@ def test_load_refuses_truncated(saved):
     base, npz, _ = saved
     blob = npz.read_bytes()
     npz.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match=r"d\.npz is truncated"):
+    with pytest.raises(DataError, match=r"d\.npz is truncated"):
         load(base)
 
 
@@ -346,16 +356,16 @@ def test_load_refuses_tampered(saved):
     blob = bytearray(npz.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     npz.write_bytes(bytes(blob))
-    with pytest.raises(ValueError, match=r"d\.npz does not match its sidecar d\.json"):
+    with pytest.raises(DataError, match=r"d\.npz does not match its sidecar d\.json"):
         load(base)
 
 
 def test_load_refuses_missing_files(saved):
     base, npz, side = saved
     side.unlink()
-    with pytest.raises(ValueError, match=r"sidecar .*d\.json is missing"):
+    with pytest.raises(DataError, match=r"sidecar .*d\.json is missing"):
         load(base)
-    with pytest.raises(ValueError, match=r"sidecar .*nothing\.json is missing"):
+    with pytest.raises(DataError, match=r"sidecar .*nothing\.json is missing"):
         load(base.with_name("nothing"))
 
 
@@ -389,7 +399,7 @@ def _forge(base, npz, side, **arrays):
 def test_load_refuses_bad_content(saved, lv_data, change, message):
     base, npz, side = saved
     _forge(base, npz, side, **change(lv_data))
-    with pytest.raises(ValueError, match=r"load: .*d\.npz: .*" + message):
+    with pytest.raises(DataError, match=r"load: .*d\.npz: .*" + message):
         load(base)
 
 
@@ -398,7 +408,7 @@ def test_load_refuses_sidecar_shape_mismatch(saved):
     meta = json.loads(side.read_text())
     meta["shapes"]["ys"] = [1, 30, 2]
     side.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"d\.npz: ys has shape \(1, 31, 2\), the sidecar says"):
+    with pytest.raises(DataError, match=r"d\.npz: ys has shape \(1, 31, 2\), the sidecar says"):
         load(base)
 
 
@@ -434,12 +444,12 @@ def test_load_table_csv(tmp_path):
 ])
 def test_load_table_errors(tmp_path, text, message):
     p = write(tmp_path, "bad.tsv", text)
-    with pytest.raises(ValueError, match=r"load_table: .*bad\.tsv: .*" + message):
+    with pytest.raises(DataError, match=r"load_table: .*bad\.tsv: .*" + message):
         load_table(p, time="time", states=["a", "b"])
 
 
 def test_load_table_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="nope.tsv: file not found"):
+    with pytest.raises(DataError, match="nope.tsv: file not found"):
         load_table(tmp_path / "nope.tsv", time="t", states=["a"])
 
 
@@ -459,5 +469,32 @@ def test_hudson_bay():
 
 
 def test_hudson_bay_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="hudson_bay: data file .*missing.tsv not found"):
+    with pytest.raises(DataError, match="hudson_bay: data file .*missing.tsv not found"):
         hudson_bay(tmp_path / "missing.tsv")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"normalize": "min"}, "normalize must be 'max' or None"),
+    ({"states": []}, "states must name at least one column"),
+    ({"t_offset": "last"}, "t_offset must be a number or 'first'"),
+    ({"names": ["A"]}, r"names \('A',\) must give one name per state column"),
+])
+def test_load_table_argument_errors_are_plain_value_errors(tmp_path, kwargs, message):
+    # a broken file is the data's fault (DataError); a wrong argument is the caller's (ValueError)
+    p = write(tmp_path, "t.tsv", "time\ta\tb\n1\t2\t3\n")
+    with pytest.raises(ValueError, match=message) as e:
+        load_table(p, **{"time": "time", "states": ["a", "b"], **kwargs})
+    assert not isinstance(e.value, DataError)
+
+
+def test_the_package_keeps_the_public_api():
+    import ude
+    import ude.data as data
+
+    names = ["Dataset", "simulate", "observation_mask", "AbstractNoise", "NoNoise",
+             "GaussianNoise", "RelativeMeanNoise", "LogNormalNoise", "NOISES", "noise_from_dict",
+             "save", "load", "load_table", "hudson_bay", "HUDSON_BAY_PATH"]
+    assert sorted(data.__all__) == sorted(names)
+    assert all(hasattr(data, n) for n in names + ["FORMAT", "FORMAT_VERSION"])
+    assert callable(data.simulate) and ude.simulate is data.simulate  # not the module truth.py
+    assert HUDSON_BAY_PATH == Path(ude.__file__).resolve().parent.parent / "data" / "hudson_bay.tsv"
