@@ -18,6 +18,7 @@ def rbf(z):
     return jnp.exp(-(z**2))
 
 
+# keys: ude.registry.ACTIVATION_NAMES, what a config may name (tests/test_registry.py checks it)
 ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
     "rbf": rbf,

@@ -18,6 +18,7 @@ from .solvers import SaveTsit5, Tsit5, saved
 InitialStates = Float[ArrayLike, "*batch state"]
 SaveTimes = Float[ArrayLike, " times"]
 
+# keys: ude.registry.SOLVER_NAMES, what a config may name (tests/test_registry.py checks it)
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "tsit5": Tsit5,  # ude.solvers: diffrax's method with straight-line stages (same steps, faster)
     "tsit5-diffrax": diffrax.Tsit5,
@@ -30,6 +31,7 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "kvaerno3": diffrax.Kvaerno3,
 }
 
+# keys: ude.registry.ADJOINT_NAMES (tests/test_registry.py checks it)
 ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
     "recursive": diffrax.RecursiveCheckpointAdjoint,
     "backsolve": diffrax.BacksolveAdjoint,

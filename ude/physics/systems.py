@@ -2,7 +2,8 @@
 
 Each is a final :class:`AbstractPhysics`: parameters are :class:`Parameter` fields (plain numbers are
 converted to fixed parameters) and the right-hand side is a sum of named terms, any subset of which
-can be kept with ``include=`` or :meth:`AbstractPhysics.keep`.
+can be kept with ``include=`` or :meth:`AbstractPhysics.keep`. Their names, states, parameters and
+term formulas are the specs of :mod:`ude.registry` (what a config may name, without JAX).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .. import registry
 from .base import AbstractPhysics
 from .parameter import Parameter, as_parameter
 
@@ -41,6 +43,9 @@ def _vec(*components):
     return out
 
 
+_LOTKA_VOLTERRA = registry.SYSTEMS["lotka_volterra"]
+
+
 class LotkaVolterra(AbstractPhysics):
     """Predator–prey: ``x' = αx − βxy``, ``y' = −γy + δxy`` (x prey, y predator).
 
@@ -56,13 +61,10 @@ class LotkaVolterra(AbstractPhysics):
     delta: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("x", "y")
-    param_names: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "delta")
-    term_names: ClassVar[tuple[str, ...]] = ("growth", "predation", "death", "reproduction")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "growth": "x: alpha*x", "predation": "x: -beta*x*y",
-        "death": "y: -gamma*y", "reproduction": "y: delta*x*y",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _LOTKA_VOLTERRA.state_names
+    param_names: ClassVar[tuple[str, ...]] = _LOTKA_VOLTERRA.param_names
+    term_names: ClassVar[tuple[str, ...]] = _LOTKA_VOLTERRA.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_LOTKA_VOLTERRA.term_formulas)
 
     def terms(self, t, y):
         x, z = y[0], y[1]
@@ -75,6 +77,9 @@ class LotkaVolterra(AbstractPhysics):
         }
 
 
+_DAMPED_PENDULUM = registry.SYSTEMS["damped_pendulum"]
+
+
 class DampedPendulum(AbstractPhysics):
     """``θ' = ω``, ``ω' = −(g/L) sin θ − c ω`` (angle θ, angular velocity ω).
 
@@ -85,13 +90,10 @@ class DampedPendulum(AbstractPhysics):
     friction: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("theta", "omega")
-    param_names: ClassVar[tuple[str, ...]] = ("g_over_l", "friction")
-    term_names: ClassVar[tuple[str, ...]] = ("velocity", "gravity", "damping")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "velocity": "theta: omega", "gravity": "omega: -g_over_l*sin(theta)",
-        "damping": "omega: -friction*omega",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _DAMPED_PENDULUM.state_names
+    param_names: ClassVar[tuple[str, ...]] = _DAMPED_PENDULUM.param_names
+    term_names: ClassVar[tuple[str, ...]] = _DAMPED_PENDULUM.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_DAMPED_PENDULUM.term_formulas)
 
     def terms(self, t, y):
         th, om = y[0], y[1]
@@ -101,6 +103,9 @@ class DampedPendulum(AbstractPhysics):
             "gravity": _vec(zero, -self.p("g_over_l") * jnp.sin(th)),
             "damping": _vec(zero, -self.p("friction") * om),
         }
+
+
+_SIR = registry.SYSTEMS["sir"]
 
 
 class SIR(AbstractPhysics):
@@ -113,12 +118,10 @@ class SIR(AbstractPhysics):
     gamma: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("S", "I", "R")
-    param_names: ClassVar[tuple[str, ...]] = ("beta", "gamma")
-    term_names: ClassVar[tuple[str, ...]] = ("infection", "recovery")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "infection": "S: -beta*S*I", "recovery": "I: -gamma*I",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _SIR.state_names
+    param_names: ClassVar[tuple[str, ...]] = _SIR.param_names
+    term_names: ClassVar[tuple[str, ...]] = _SIR.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_SIR.term_formulas)
 
     def terms(self, t, y):
         s, i = y[0], y[1]
@@ -136,6 +139,9 @@ class SIR(AbstractPhysics):
         return {k: " + ".join(v).replace("+ -", "- ") or "0" for k, v in f.items()}
 
 
+_VAN_DER_POL = registry.SYSTEMS["van_der_pol"]
+
+
 class VanDerPol(AbstractPhysics):
     """``x' = y``, ``y' = μ(1 − x²)y − x``.
 
@@ -145,12 +151,10 @@ class VanDerPol(AbstractPhysics):
     mu: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("x", "y")
-    param_names: ClassVar[tuple[str, ...]] = ("mu",)
-    term_names: ClassVar[tuple[str, ...]] = ("velocity", "damping", "restoring")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "velocity": "x: y", "damping": "y: mu*(1 - x^2)*y", "restoring": "y: -x",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _VAN_DER_POL.state_names
+    param_names: ClassVar[tuple[str, ...]] = _VAN_DER_POL.param_names
+    term_names: ClassVar[tuple[str, ...]] = _VAN_DER_POL.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_VAN_DER_POL.term_formulas)
 
     def terms(self, t, y):
         x, v = y[0], y[1]
@@ -160,6 +164,9 @@ class VanDerPol(AbstractPhysics):
             "damping": _vec(zero, self.p("mu") * (1 - x**2) * v),
             "restoring": _vec(zero, -x),
         }
+
+
+_FITZHUGH_NAGUMO = registry.SYSTEMS["fitzhugh_nagumo"]
 
 
 class FitzHughNagumo(AbstractPhysics):
@@ -175,13 +182,10 @@ class FitzHughNagumo(AbstractPhysics):
     current: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("v", "w")
-    param_names: ClassVar[tuple[str, ...]] = ("a", "b", "tau", "current")
-    term_names: ClassVar[tuple[str, ...]] = ("cubic", "coupling", "input", "recovery")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "cubic": "v: v - v^3/3", "coupling": "v: -w", "input": "v: current",
-        "recovery": "w: (v + a - b*w)/tau",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _FITZHUGH_NAGUMO.state_names
+    param_names: ClassVar[tuple[str, ...]] = _FITZHUGH_NAGUMO.param_names
+    term_names: ClassVar[tuple[str, ...]] = _FITZHUGH_NAGUMO.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_FITZHUGH_NAGUMO.term_formulas)
 
     def terms(self, t, y):
         v, w = y[0], y[1]
@@ -192,6 +196,9 @@ class FitzHughNagumo(AbstractPhysics):
             "input": _vec(self.p("current") + zero, zero),
             "recovery": _vec(zero, (v + self.p("a") - self.p("b") * w) / self.p("tau")),
         }
+
+
+_LORENZ = registry.SYSTEMS["lorenz"]
 
 
 class Lorenz(AbstractPhysics):
@@ -206,13 +213,10 @@ class Lorenz(AbstractPhysics):
     beta: Parameter = _param()
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    state_names: ClassVar[tuple[str, ...]] = ("x", "y", "z")
-    param_names: ClassVar[tuple[str, ...]] = ("sigma", "rho", "beta")
-    term_names: ClassVar[tuple[str, ...]] = ("convection", "shear", "dissipation", "heating", "cooling")
-    term_formulas: ClassVar[dict[str, str]] = {
-        "convection": "x: sigma*(y - x)", "shear": "y: x*(rho - z)", "dissipation": "y: -y",
-        "heating": "z: x*y", "cooling": "z: -beta*z",
-    }
+    state_names: ClassVar[tuple[str, ...]] = _LORENZ.state_names
+    param_names: ClassVar[tuple[str, ...]] = _LORENZ.param_names
+    term_names: ClassVar[tuple[str, ...]] = _LORENZ.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_LORENZ.term_formulas)
 
     def terms(self, t, y):
         x, v, z = y[0], y[1], y[2]
@@ -226,20 +230,24 @@ class Lorenz(AbstractPhysics):
         }
 
 
+_NONE = registry.SYSTEMS["none"]
+
+
 class NoPhysics(AbstractPhysics):
     """No known physics (dy/dt = 0): the known part of a pure neural ODE."""
 
-    state_names: tuple[str, ...] = eqx.field(static=True, default=("x", "y"))
+    state_names: tuple[str, ...] = eqx.field(static=True, default=_NONE.state_names)
     include: tuple[str, ...] | None = eqx.field(default=None, static=True, kw_only=True)
 
-    param_names: ClassVar[tuple[str, ...]] = ()
-    term_names: ClassVar[tuple[str, ...]] = ()
-    term_formulas: ClassVar[dict[str, str]] = {}
+    param_names: ClassVar[tuple[str, ...]] = _NONE.param_names
+    term_names: ClassVar[tuple[str, ...]] = _NONE.term_names
+    term_formulas: ClassVar[dict[str, str]] = dict(_NONE.term_formulas)
 
     def terms(self, t, y):
         return {}
 
 
+# the keys are those of ude.registry.SYSTEMS, in its order (tests/test_registry.py checks it)
 SYSTEMS: dict[str, type[AbstractPhysics]] = {
     "lotka_volterra": LotkaVolterra,
     "damped_pendulum": DampedPendulum,
