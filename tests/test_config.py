@@ -165,6 +165,17 @@ def test_not_a_mapping():
         validate_config([1, 2])
 
 
+def test_config_error_is_the_one_of_ude_errors():
+    # one class wherever it is imported from, so the command line maps it to its exit code
+    from ude import errors
+
+    assert ConfigError is errors.ConfigError
+    with pytest.raises(errors.UdeError) as e:
+        validate_config([1, 2])
+    assert errors.exit_code(e.value) == errors.EXIT_USAGE
+    assert isinstance(e.value, ValueError) and e.value.source is None
+
+
 def test_real_data_needs_system_and_parameters(tmp_path):
     raw = read_yaml((CONFIGS[0].parent / "hudson_bay.yaml").read_text())
     raw["data"]["file"]["path"] = str(CONFIGS[0].parent.parent / "data" / "hudson_bay.tsv")

@@ -1,0 +1,307 @@
+"""Checks that need several sections of a config, one small function per concern.
+
+Each section validates itself in :mod:`.schema`; what remains is consistency between them: the
+data source and the truth, the model's system, terms and parameters against the registry, the
+network's states, the data's windows, the training strategy and stages against the training
+window, and discovery against the network. Every check returns ``(key path, message)`` pairs;
+:func:`_cross_check` runs them in a fixed order, skipping those whose sections are invalid.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..registry import SYSTEMS, SystemSpec
+from .messages import _suggest
+from .schema import DataConfig, ModelConfig
+from .schema_train import TrainConfig
+from .times import time_grid
+
+Items = list[tuple[str, str]]
+
+
+def _params_in_terms(spec: SystemSpec, terms) -> set[str]:
+    """The parameters that appear in the formulas of ``terms``."""
+    text = " ".join(spec.term_formulas.get(t, "").split(":", 1)[-1] for t in terms)
+    return {p for p in spec.param_names if re.search(rf"\b{re.escape(p)}\b", text)}
+
+
+def _known_terms(known, spec: SystemSpec) -> list[str]:
+    """``model.known`` (``"all"``, ``"none"`` or a list) as a list of term names."""
+    if known == "all":
+        return list(spec.term_names)
+    if known == "none":
+        return []
+    return list(known)
+
+
+def _cross_check(s: dict, invalid: set) -> Items:
+    """Checks that need several sections; ``s[name]`` is the validated section or None, and
+    ``invalid`` names the sections that failed their own validation (checks needing them are
+    skipped)."""
+    truth, data, model = s.get("truth"), s.get("data"), s.get("model")
+    out = _check_redraw_noise(s.get("parallel"), data) + _check_data_source(truth, data, invalid)
+    system, problems = _model_system(model, truth, data, invalid)
+    out += problems
+    if system is None or model is None:
+        return out
+    spec = SYSTEMS[system]
+    known = [t for t in _known_terms(model.known, spec) if t in spec.term_names]
+    used = _params_in_terms(spec, known)
+    out += _check_known(model, spec)
+    out += _check_model_parameters(model, truth, data, spec, used)
+    out += _check_trainable(model, truth, spec, known, used)
+    out += _check_network(model, spec, known)
+    if data is not None:
+        grid = time_grid(data)
+        out += _check_observe(data, grid, spec.state_names) + _check_file_states(data, spec)
+        out += _check_windows(data)
+        if s.get("train") is not None:
+            out += _check_strategy(s["train"], data, grid, spec.state_names)
+            out += _check_horizons(s["train"], data)
+        out += _check_evaluate(s.get("evaluate"), data)
+    out += _check_discovery(s.get("discovery"), model, spec, used)
+    return out
+
+
+# ---- data source and system --------------------------------------------------------------------
+def _check_redraw_noise(par, data: DataConfig | None) -> Items:
+    if par is None or not par.redraw_noise or data is None:
+        return []
+    if data.file is not None:
+        return [("parallel.redraw_noise", "needs simulated data (data.file is a fixed table "
+                                          "with its own noise); remove it")]
+    if data.noise.kind == "none":
+        return [("parallel.redraw_noise", "data.noise.kind is 'none': there is no noise to "
+                                          "redraw; remove it or set data.noise")]
+    return []
+
+
+def _check_data_source(truth, data: DataConfig | None, invalid: set) -> Items:
+    """Simulated data need a truth; a real table excludes one."""
+    if data is None or "truth" in invalid:
+        return []
+    out = []
+    if truth is None and data.file is None:
+        out.append(("truth", "required unless data.file names a real data table"))
+    if truth is not None and data.file is not None:
+        out.append(("data.file", "give either truth (simulated data) or data.file (real data), "
+                                 "not both"))
+    return out
+
+
+def _model_system(model: ModelConfig | None, truth, data: DataConfig | None,
+                  invalid: set) -> tuple[str | None, Items]:
+    """The model's system (default: the truth's) and the problems in choosing it; None when the
+    checks that need a system cannot run."""
+    system = model.system if model is not None else None
+    if model is not None and system is None:
+        if truth is not None:
+            return truth.system, []
+        if "truth" not in invalid and data is not None and data.file is not None:
+            return None, [("model.system", "required with data.file (there is no truth system to "
+                                           "take it from)")]
+    elif system is not None and truth is not None and truth.system != system:
+        return None, [("model.system", f"{system!r} differs from truth.system {truth.system!r}; "
+                                       "the known terms must be part of the true system")]
+    return system, []
+
+
+# ---- model ------------------------------------------------------------------------------------
+def _check_known(model: ModelConfig, spec: SystemSpec) -> Items:
+    """A list of known terms names terms of the system, each once."""
+    if not isinstance(model.known, list):
+        return []
+    out = []
+    for i, t in enumerate(model.known):
+        if t not in spec.term_names:
+            out.append((f"model.known[{i}]", f"unknown term {t!r} of {spec.name}"
+                                             f"{_suggest(t, spec.term_names)}"
+                                             f"; its terms are {', '.join(spec.term_names)}"))
+        elif model.known.count(t) > 1:
+            out.append((f"model.known[{i}]", f"term {t!r} is listed twice"))
+    return out
+
+
+def _check_model_parameters(model: ModelConfig, truth, data: DataConfig | None,
+                            spec: SystemSpec, used: set[str]) -> Items:
+    """Parameters are the system's; with real data, those of the known terms must be given."""
+    out = []
+    for p in model.parameters:
+        if p not in spec.param_names:
+            out.append((f"model.parameters.{p}", f"unknown parameter of {spec.name}"
+                                                 f"{_suggest(p, spec.param_names)}; its parameters "
+                                                 f"are {', '.join(spec.param_names)}"))
+    if truth is None and data is not None and data.file is not None:
+        missing = sorted(used - set(model.parameters))
+        if missing:
+            out.append(("model.parameters", f"missing {', '.join(map(repr, missing))} (used by the "
+                                            "known terms; with real data there is no truth to take "
+                                            "them from)"))
+    return out
+
+
+def _check_trainable(model: ModelConfig, truth, spec: SystemSpec, known: list[str],
+                     used: set[str]) -> Items:
+    """Trainable parameters appear in a known term and start positive when kept positive."""
+    values = dict(truth.parameters) if truth is not None else {}
+    values.update(model.parameters)
+    out = []
+    for i, p in enumerate(model.trainable):
+        if p not in spec.param_names:
+            out.append((f"model.trainable[{i}]", f"unknown parameter {p!r} of {spec.name}"
+                                                 f"{_suggest(p, spec.param_names)}"))
+        elif p not in used:
+            out.append((f"model.trainable[{i}]", f"{p!r} appears in no known term "
+                                                 f"({', '.join(known) or 'none are known'})"))
+        elif model.positive and p in values and not values[p] > 0:
+            out.append((f"model.trainable[{i}]", f"{p!r} is constrained positive (model.positive) "
+                                                 f"but starts at {values[p]}"))
+    return out
+
+
+def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> Items:
+    """Something trains; the network's inputs and outputs are states; one scale per input."""
+    net, states = model.network, spec.state_names
+    if net is None:
+        out = []
+        if not model.trainable:
+            out.append(("model", "nothing to train: network is null and trainable is empty"))
+        if not known:
+            out.append(("model.network", "required when no term is known (known: none)"))
+        return out
+    out = []
+    for f in ("inputs", "outputs"):
+        for i, n in enumerate(getattr(net, f) or []):
+            if n not in states:
+                out.append((f"model.network.{f}[{i}]", f"unknown state {n!r}{_suggest(n, states)}; "
+                                                       f"states are {', '.join(states)}"))
+    n_in = len(net.inputs) if net.inputs is not None else len(states)
+    if net.input_scale is not None and len(net.input_scale) not in (1, n_in):
+        out.append(("model.network.input_scale", f"give one value or one per input ({n_in}), "
+                                                 f"got {len(net.input_scale)}"))
+    return out
+
+
+# ---- data -------------------------------------------------------------------------------------
+def _span(data: DataConfig) -> tuple[float | None, float | None, float | None]:
+    """The data's start and end (None for a file) and the training end (default: the data's)."""
+    t0 = data.t_span[0] if data.t_span is not None else None
+    t_data_end = data.t_span[1] if data.t_span is not None else None
+    t_train = data.train_end if data.train_end is not None else t_data_end
+    return t0, t_data_end, t_train
+
+
+def _check_observe(data: DataConfig, grid: list | None, states: tuple[str, ...]) -> Items:
+    """``data.observe`` names states, and its times are save times (``grid``)."""
+    out = []
+    for state, times in (data.observe or {}).items():
+        if state not in states:
+            out.append((f"data.observe.{state}", f"unknown state{_suggest(state, states)}; "
+                                                 f"states are {', '.join(states)}"))
+        elif isinstance(times, list) and grid is not None:
+            tol = 1e-9 * max(1.0, abs(grid[-1]))
+            for j, t in enumerate(times):
+                if not any(abs(t - g) <= tol for g in grid):
+                    out.append((f"data.observe.{state}[{j}]", f"time {t} is not a save time "
+                                                              f"(t_span {list(data.t_span)}, "
+                                                              f"{len(grid)} samples)"))
+    return out
+
+
+def _check_file_states(data: DataConfig, spec: SystemSpec) -> Items:
+    if data.file is None or len(data.file.states) == len(spec.state_names):
+        return []
+    states = spec.state_names
+    return [("data.file.states", f"lists {len(data.file.states)} columns for the "
+                                 f"{len(states)} states of {spec.name} ({', '.join(states)})")]
+
+
+def _check_windows(data: DataConfig) -> Items:
+    """The training end lies in the data; the held-out window after it, inside the data."""
+    t0, t_data_end, t_train = _span(data)
+    out = []
+    if data.train_end is not None and t0 is not None:
+        if not t0 < data.train_end <= t_data_end:
+            out.append(("data.train_end", f"must lie in the data span ({t0}, {t_data_end}], "
+                                          f"got {data.train_end}"))
+    if data.held_out is not None:
+        if t_train is not None and data.held_out[0] < t_train:
+            out.append(("data.held_out", f"starts at {data.held_out[0]}, before the training end "
+                                         f"{t_train}; held-out data must come after training"))
+        if t_data_end is not None and data.held_out[1] > t_data_end:
+            out.append(("data.held_out", f"ends at {data.held_out[1]}, after the end of the data "
+                                         f"{t_data_end}"))
+    return out
+
+
+# ---- train and evaluate -----------------------------------------------------------------------
+def _check_strategy(train: TrainConfig, data: DataConfig, grid: list | None,
+                    states: tuple[str, ...]) -> Items:
+    """One weight per state; segments and windows fit in the training window (of ``grid``)."""
+    t_train = _span(data)[2]
+    n_train = None
+    if grid is not None and t_train is not None:
+        n_train = sum(1 for g in grid if g <= t_train + 1e-9 * max(1.0, abs(t_train)))
+    st = train.strategy
+    out = []
+    if st.weights is not None and len(st.weights) != len(states):
+        out.append(("train.strategy.weights", f"give one weight per state ({len(states)}), "
+                                              f"got {len(st.weights)}"))
+    if n_train is not None:
+        if st.kind == "multiple_shooting" and st.segments > n_train - 1:
+            out.append(("train.strategy.segments", f"{st.segments} segments need at least "
+                                                   f"{st.segments + 1} samples; the training "
+                                                   f"window has {n_train}"))
+        if st.kind == "window_minibatch" and st.window > n_train:
+            out.append(("train.strategy.window", f"{st.window} samples exceed the "
+                                                 f"{n_train} of the training window"))
+    return out
+
+
+def _check_horizons(train: TrainConfig, data: DataConfig) -> Items:
+    """A stage's horizon lies after the data start and within the training window."""
+    t0, _, t_train = _span(data)
+    out = []
+    for i, stage in enumerate(train.stages):
+        if stage.horizon is None:
+            continue
+        if t0 is not None and stage.horizon <= t0:
+            out.append((f"train.stages[{i}].horizon", f"must be after the data start "
+                                                      f"{t0}, got {stage.horizon}"))
+        elif t_train is not None and stage.horizon > t_train:
+            out.append((f"train.stages[{i}].horizon", f"must be <= the training end "
+                                                      f"{t_train}, got {stage.horizon}"))
+    return out
+
+
+def _check_evaluate(ev, data: DataConfig) -> Items:
+    t_train = _span(data)[2]
+    if ev is not None and ev.t_end is not None and t_train is not None and ev.t_end < t_train:
+        return [("evaluate.t_end", f"must be >= the training end {t_train}, got {ev.t_end}")]
+    return []
+
+
+# ---- discovery --------------------------------------------------------------------------------
+def _check_discovery(disc, model: ModelConfig, spec: SystemSpec, used: set[str]) -> Items:
+    """Discovery needs a network; its states are network outputs; refitted parameters are known."""
+    if disc is None or not disc.enabled:
+        return []
+    net, out = model.network, []
+    if net is None:
+        out.append(("discovery.enabled", "discovery regresses the network's output, but "
+                                         "model.network is null; set discovery.enabled: false"))
+    else:
+        outs = net.outputs if net.outputs is not None else list(spec.state_names)
+        for i, n in enumerate(disc.states or []):
+            if n not in outs:
+                out.append((f"discovery.states[{i}]", f"{n!r} is not a network output "
+                                                      f"({', '.join(outs)})"))
+    for i, p in enumerate(disc.refit.train_known):
+        if p not in spec.param_names:
+            out.append((f"discovery.refit.train_known[{i}]", f"unknown parameter {p!r} of "
+                                                             f"{spec.name}"
+                                                             f"{_suggest(p, spec.param_names)}"))
+        elif p not in used:
+            out.append((f"discovery.refit.train_known[{i}]", f"{p!r} appears in no known term"))
+    return out

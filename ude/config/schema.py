@@ -1,0 +1,341 @@
+"""The schema of an experiment config: one pydantic model per section, plain data only.
+
+:class:`ExperimentConfig` holds the sections ``truth``, ``data``, ``model``, ``solver``,
+``train``, ``discovery`` (those two in :mod:`.schema_train`), ``evaluate``, ``output`` and
+``parallel``. Each section validates itself (types, ranges, options of one kind); checks that
+need several sections are in :mod:`.checks`. Names of systems, activations and solvers are
+checked against :mod:`ude.registry`, so the schema imports nothing of JAX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..registry import ACTIVATION_NAMES, ADJOINT_NAMES, SOLVER_NAMES, SYSTEMS
+from .fields import Bool, Name, NonNegFloat, NonNegInt, Num, PosFloat, PosInt, _Section
+from .messages import _choice, _Problems, _show, _suggest
+from .schema_train import DiscoveryConfig, TrainConfig
+
+__all__ = ["TruthConfig", "FileConfig", "NoiseConfig", "DataConfig", "NetworkConfig",
+           "ModelConfig", "SolverConfig", "EvaluateConfig", "OutputConfig", "ParallelConfig",
+           "ExperimentConfig", "SECTIONS"]
+
+# the systems a truth or model may name: "none" (no known physics) is no system to simulate
+_NAMED_SYSTEMS = tuple(k for k in SYSTEMS if k != "none")
+
+
+def _as_matrix(v):
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                         for x in v):
+        return [v]
+    return v
+
+
+class TruthConfig(_Section):
+    """The simulated ground truth: ``system`` with ``parameters`` from initial state(s) ``y0``."""
+
+    system: Name
+    parameters: dict[str, Num]
+    y0: list[list[Num]] = Field(min_length=1)
+    tolerance: PosFloat = 1e-12
+
+    _y0 = field_validator("y0", mode="before")(lambda cls, v: _as_matrix(v))
+
+    @field_validator("system")
+    @classmethod
+    def _system(cls, v):
+        msg = _choice(v, _NAMED_SYSTEMS, "system")
+        if msg:
+            raise _Problems([("", msg)])
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        spec = SYSTEMS[self.system]
+        problems = []
+        missing = [p for p in spec.param_names if p not in self.parameters]
+        if missing:
+            problems.append(("parameters", f"missing {', '.join(map(repr, missing))} for "
+                                           f"{self.system} (needs {', '.join(spec.param_names)})"))
+        for p in self.parameters:
+            if p not in spec.param_names:
+                problems.append((f"parameters.{p}",
+                                 f"unknown parameter of {self.system}"
+                                 f"{_suggest(p, spec.param_names)}; its "
+                                 f"parameters are {', '.join(spec.param_names)}"))
+        n = len(spec.state_names)
+        for i, row in enumerate(self.y0):
+            if len(row) != n:
+                where = "y0" if len(self.y0) == 1 else f"y0[{i}]"
+                problems.append((where, f"must have {n} values ({', '.join(spec.state_names)}), "
+                                        f"got {len(row)}"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class FileConfig(_Section):
+    """A real data table (TSV/CSV) with a time column and one column per state."""
+
+    path: Name
+    time: Name = "t"
+    states: list[Name] = Field(min_length=1)
+    normalize: Literal["max"] | None = None
+    t_offset: Num = 0.0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not Path(self.path).is_file():
+            raise _Problems([("path", f"file not found: {self.path}")])
+        return self
+
+
+class NoiseConfig(_Section):
+    """Measurement noise: ``none``, ``gaussian`` (sigma), ``relative_mean`` (level, the paper's:
+    X + level·mean_t(X)·N(0,1)) or ``lognormal`` (sigma)."""
+
+    kind: Literal["none", "gaussian", "relative_mean", "lognormal"] = "none"
+    level: NonNegFloat | None = None
+    sigma: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        need = {"none": None, "gaussian": "sigma", "relative_mean": "level",
+                "lognormal": "sigma"}[self.kind]
+        problems = []
+        for f in ("level", "sigma"):
+            if f == need and getattr(self, f) is None:
+                problems.append((f, f"required for noise kind {self.kind!r}"))
+            if f != need and getattr(self, f) is not None:
+                problems.append((f, f"not used by noise kind {self.kind!r}"
+                                    + (f" (it takes {need})" if need else "") + "; remove it"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class DataConfig(_Section):
+    """Simulated (``t_span`` with ``dt`` or ``samples``, ``noise``, ``seed``, ``observe``) or real
+    (``file``) data; ``train_end`` ends the training window; ``held_out`` is the window scored
+    after training (default: everything after ``train_end``)."""
+
+    file: FileConfig | None = None
+    t_span: tuple[Num, Num] | None = None
+    dt: PosFloat | None = None
+    samples: Annotated[int, Field(strict=True, ge=2)] | None = None
+    noise: NoiseConfig = NoiseConfig()
+    seed: NonNegInt = 0
+    observe: dict[str, Any] | None = None
+    train_end: Num | None = None
+    held_out: tuple[Num, Num] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        if self.t_span is not None and not self.t_span[1] > self.t_span[0]:
+            problems.append(("t_span", "must be [start, end] with end > start, got "
+                                       f"{list(self.t_span)}"))
+        if self.held_out is not None and not self.held_out[1] > self.held_out[0]:
+            problems.append(("held_out", "must be [start, end] with end > start, got "
+                                         f"{list(self.held_out)}"))
+        if self.file is not None:
+            for f in ("t_span", "dt", "samples"):
+                if getattr(self, f) is not None:
+                    problems.append((f, "not used with data.file (the times come from the "
+                                        "file); remove it"))
+            if self.noise.kind != "none":
+                problems.append(("noise", "not used with data.file (real data carry their own "
+                                          "noise)"))
+        else:
+            if self.t_span is None:
+                problems.append(("t_span", "required for simulated data, e.g. [0.0, 3.0]"))
+            if (self.dt is None) == (self.samples is None):
+                problems.append(("dt", "give exactly one of dt (sample spacing) and samples "
+                                       "(count)"))
+            elif (self.dt is not None and self.t_span is not None
+                  and self.t_span[1] > self.t_span[0]):
+                n = (self.t_span[1] - self.t_span[0]) / self.dt
+                if abs(n - round(n)) > 1e-6 * max(1.0, n):
+                    problems.append(("dt", f"{self.dt} does not divide the span "
+                                           f"{list(self.t_span)} into whole steps"))
+        for state, spec in (self.observe or {}).items():
+            ok = spec in ("all", "none") or (
+                isinstance(spec, list) and spec and all(isinstance(t, (int, float)) and
+                                                        not isinstance(t, bool) for t in spec))
+            if not ok:
+                problems.append((f"observe.{state}", "must be 'all', 'none' or a list of save "
+                                                     f"times, got {_show(spec)}"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class NetworkConfig(_Section):
+    """The neural correction: an MLP ``inputs → width × depth → outputs``."""
+
+    width: PosInt = 5
+    depth: NonNegInt = 3
+    activation: list[Name] = ["rbf"]
+    init: Literal["glorot", "default"] = "glorot"
+    output_scale: Num = 1.0
+    input_scale: list[PosFloat] | None = None
+    inputs: list[Name] | None = None
+    outputs: list[Name] | None = None
+
+    @field_validator("activation", mode="before")
+    @classmethod
+    def _act_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("input_scale", mode="before")
+    @classmethod
+    def _scale_list(cls, v):
+        return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        for i, a in enumerate(self.activation):
+            msg = _choice(a, ACTIVATION_NAMES, "activation")
+            if msg:
+                where = f"activation[{i}]" if len(self.activation) > 1 else "activation"
+                problems.append((where, msg))
+        if len(self.activation) == 1:
+            self.activation = self.activation * self.depth
+        elif len(self.activation) != self.depth:
+            problems.append(("activation", f"lists {len(self.activation)} activations for depth "
+                                           f"{self.depth}; give one name or one per hidden layer"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+def _known_before(v):
+    if isinstance(v, str) and v in ("all", "none"):
+        return v
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return v
+    raise _Problems([("", f"must be 'all', 'none' or a list of term names, got {_show(v)}")])
+
+
+class ModelConfig(_Section):
+    """The UDE: known terms of ``system`` (default: the truth's) with ``parameters`` (default: the
+    truth's), of which ``trainable`` ones learn (kept positive when ``positive``), plus a
+    ``network`` (null: physics only)."""
+
+    system: Name | None = None
+    known: Any = "all"
+    parameters: dict[str, Num] = {}
+    trainable: list[Name] = []
+    positive: Bool = True
+    network: NetworkConfig | None = NetworkConfig()
+
+    _known = field_validator("known", mode="before")(lambda cls, v: _known_before(v))
+
+    @field_validator("system")
+    @classmethod
+    def _system(cls, v):
+        msg = None if v is None else _choice(v, _NAMED_SYSTEMS, "system")
+        if msg:
+            raise _Problems([("", msg)])
+        return v
+
+
+class SolverConfig(_Section):
+    """The training solver (and the one used to evaluate the fitted models)."""
+
+    name: Name = "tsit5"
+    rtol: PosFloat = 1e-6
+    atol: PosFloat = 1e-6
+    adjoint: Name = "recursive"
+    max_steps: PosInt = 4096
+    dt0: PosFloat | None = None
+    fixed_steps: PosInt | None = None
+    dtype: Literal["float32", "float64"] = "float64"
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        for f, reg in (("name", SOLVER_NAMES), ("adjoint", ADJOINT_NAMES)):
+            msg = _choice(getattr(self, f), reg, "solver" if f == "name" else "adjoint")
+            if msg:
+                problems.append((f, msg))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+class EvaluateConfig(_Section):
+    """Extrapolation: solve the final model (and the truth) to ``t_end`` (default: the end of the
+    data) every ``dt``."""
+
+    t_end: Num | None = None
+    dt: PosFloat = 0.1
+
+
+class OutputConfig(_Section):
+    """Where runs go (``dir/<name>-<timestamp>/``) and which figures are drawn."""
+
+    dir: Name = "runs"
+    figures: Bool = True
+    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"],
+                                                        min_length=1)
+    dpi: PosInt = 120
+
+
+class ParallelConfig(_Section):
+    """Ensembles and devices: ``ensemble`` fits trained as one vmapped program
+    (:func:`ude.train.ensemble.fit_ensemble`), each from its own network-initialisation seed
+    (member 0 is exactly the single fit); with ``redraw_noise`` (simulated data only) members
+    1, 2, ... also get their own noise draw. The member with the lowest loss on the run's training
+    data becomes the run's model; all give the ensemble spread in ``metrics.json``. ``devices``
+    splits the members over that many devices (a ``jax.sharding`` mesh; default: one device, no
+    mesh)."""
+
+    ensemble: PosInt = 1
+    redraw_noise: Bool = False
+    devices: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.devices is not None and self.devices > self.ensemble:
+            raise _Problems([("devices", f"{self.devices} devices for {self.ensemble} ensemble "
+                                         f"member(s): each device trains a block of members, so "
+                                         f"set parallel.ensemble to at least {self.devices}")])
+        return self
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment. Build one with :func:`load_config` or :func:`validate_config`."""
+
+    name: Name | None = None
+    description: str | None = None
+    seed: NonNegInt = 0
+    truth: TruthConfig | None = None
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    solver: SolverConfig = SolverConfig()
+    train: TrainConfig = TrainConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    output: OutputConfig = OutputConfig()
+    parallel: ParallelConfig = ParallelConfig()
+
+    @property
+    def system(self) -> str:
+        """The model's (and truth's) system name."""
+        return self.model.system
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(SYSTEMS[self.model.system].state_names)
+
+    @property
+    def simulated(self) -> bool:
+        return self.data.file is None
+
+
+SECTIONS = ("truth", "data", "model", "solver", "train", "discovery", "evaluate", "output",
+            "parallel")
