@@ -240,11 +240,14 @@ def solve(vector_field, y0: InitialStates, ts: SaveTimes,
     With ``throw=False`` (the default) a failed solve is reported in ``Solution.result`` rather than
     raised. ``t0`` defaults to ``ts[0]``. Call it inside your own ``jit``, or use ``solve_jit``.
 
-    Example::
+    Example (a :class:`ude.model.UDE` is solved the same way):
 
-        sol = solve(UDE(known, net), jnp.array([0.44, 4.6]), jnp.linspace(0, 3, 31),
-                    SolverOptions("tsit5", rtol=1e-6, atol=1e-6))
-        sol.ys.shape  # (31, 2)
+    >>> import jax.numpy as jnp
+    >>> from ude.physics import LotkaVolterra
+    >>> sol = solve(LotkaVolterra(1.3, 0.9, 1.8, 0.8), jnp.array([0.44, 4.6]),
+    ...             jnp.linspace(0, 3, 31), SolverOptions("tsit5", rtol=1e-6, atol=1e-6))
+    >>> sol.ys.shape, bool(sol.ok)
+    ((31, 2), True)
     """
     options = options or SolverOptions()
     check_times(ts)

@@ -17,9 +17,11 @@ class Parameter(eqx.Module):
     so that gradient steps can never make it negative. ``trainable`` is read by
     :func:`ude.model.trainable_filter`; a fixed parameter is frozen out of the gradient.
 
-    Example::
+    Example:
 
-        Parameter(1.8, trainable=True, positive=True).value  # -> 1.8
+    >>> p = Parameter(1.8, trainable=True, positive=True)
+    >>> print(p.value)  # the optimiser sees p.raw = log(1.8)
+    1.8
     """
 
     raw: Array

@@ -50,9 +50,12 @@ class LotkaVolterra(AbstractPhysics):
     """Predator–prey: ``x' = αx − βxy``, ``y' = −γy + δxy`` (x prey, y predator).
 
     Terms: ``growth`` (αx), ``predation`` (−βxy), ``death`` (−γy), ``reproduction`` (δxy).
-    The UDE paper knows ``growth`` and ``death`` only::
+    The UDE paper knows ``growth`` and ``death`` only:
 
-        LotkaVolterra(1.3, 0.9, 1.8, 0.8, include=("growth", "death"))
+    >>> import jax.numpy as jnp
+    >>> known = LotkaVolterra(1.3, 0.9, 1.8, 0.8, include=("growth", "death"))
+    >>> print(known(0.0, jnp.array([1.0, 2.0])))  # αx and −γy at x = 1, y = 2
+    [ 1.3 -3.6]
     """
 
     alpha: Parameter = _param()
