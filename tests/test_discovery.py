@@ -14,10 +14,24 @@ import pytest
 import sympy
 from scipy.integrate import solve_ivp
 
-from ude.discovery import (SR3, STLSQ, CustomLibrary, DiscoveredModel, Ensemble, PolynomialLibrary,
-                           TrigLibrary, coefficients_from_sympy, discover, format_equations,
-                           library_from_spec, paper_library, parse_equations, regress, sweep,
-                           to_sympy)
+from ude.discovery import (
+    SR3,
+    STLSQ,
+    BaggedRegressor,
+    CustomLibrary,
+    DiscoveredModel,
+    PolynomialLibrary,
+    TrigLibrary,
+    coefficients_from_sympy,
+    discover,
+    format_equations,
+    library_from_spec,
+    paper_library,
+    parse_equations,
+    regress,
+    sweep,
+    to_sympy,
+)
 from ude.discovery.selection import pareto_stats, select_aicc, select_knee, select_paper
 from ude.model import UDE
 from ude.nn import AbstractCorrection
@@ -194,18 +208,18 @@ def test_sweep_vmaps_without_recompiling(lv6, lib3):
     assert counts[1] == 4 and counts[2] < counts[1]
 
 
-def test_ensemble_inclusion_probabilities(lv6, lib3):
+def test_bagged_regressor_inclusion_probabilities(lv6, lib3):
     Y, dY = lv6
     Theta = lib3(jnp.asarray(Y))
     truth = true_xi(lib3, LV_FULL)
-    res = Ensemble(STLSQ(0.5, alpha=0.0), n_models=16)(Theta, jnp.asarray(dY), key=jr.key(0))
+    res = BaggedRegressor(STLSQ(0.5, alpha=0.0), n_models=16)(Theta, jnp.asarray(dY), key=jr.key(0))
     assert res.members.shape == (16, lib3.n_terms, 2)
     np.testing.assert_array_equal(res.inclusion[truth != 0], 1.0)
     np.testing.assert_array_equal(res.inclusion[truth == 0], 0.0)
     np.testing.assert_allclose(res.coefficients, truth, atol=1e-9)
     # with noise the true terms are still always kept and the absent ones rarely
     noisy = dY + 0.01 * np.random.default_rng(2).standard_normal(dY.shape)
-    res = Ensemble(STLSQ(1.0, alpha=1e-8), n_models=16, aggregate="mean")(
+    res = BaggedRegressor(STLSQ(1.0, alpha=1e-8), n_models=16, aggregate="mean")(
         Theta, jnp.asarray(noisy), key=jr.key(1))
     assert np.all(np.asarray(res.inclusion)[truth != 0] == 1.0)
     assert np.all(np.asarray(res.inclusion)[truth == 0] <= 0.25)
@@ -221,7 +235,7 @@ def test_regressor_errors():
     with pytest.raises(ValueError, match="Theta"):
         STLSQ()(jnp.ones((5, 2)), jnp.ones((4, 1)))
     with pytest.raises(ValueError, match="n_models"):
-        Ensemble(STLSQ(), n_models=0)
+        BaggedRegressor(STLSQ(), n_models=0)
 
 
 # ---- the λ sweep and model selection -----------------------------------------------------------

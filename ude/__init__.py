@@ -28,9 +28,9 @@ from .data import (
 from .discovery import (
     SR3 as SR3,
     STLSQ as STLSQ,
+    BaggedRegressor as BaggedRegressor,
     DiscoveredModel as DiscoveredModel,
     Discovery as Discovery,
-    Ensemble as Ensemble,
     PolynomialLibrary as PolynomialLibrary,
     TrigLibrary as TrigLibrary,
     discover as discover,

@@ -18,8 +18,8 @@ from .refit import refit as refit
 from .regressors import SR3 as SR3
 from .regressors import STLSQ as STLSQ
 from .regressors import AbstractRegressor as AbstractRegressor
-from .regressors import Ensemble as Ensemble
-from .regressors import EnsembleResult as EnsembleResult
+from .regressors import BaggedRegressor as BaggedRegressor
+from .regressors import BaggedResult as BaggedResult
 from .regressors import sweep as sweep
 from .selection import SELECTORS as SELECTORS
 from .simulation import SimulationSelection as SimulationSelection

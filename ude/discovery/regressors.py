@@ -238,18 +238,21 @@ def sweep(regressor: AbstractRegressor, Theta: Float[Array, "n terms"], Y: Float
 sweep_jit = eqx.filter_jit(sweep)
 
 
-class EnsembleResult(eqx.Module):
-    """Ensemble output: aggregated ``coefficients (terms, targets)``, each term's ``inclusion``
-    probability (fraction of members that keep it) and all ``members (models, terms, targets)``."""
+class BaggedResult(eqx.Module):
+    """:class:`BaggedRegressor` output: aggregated ``coefficients (terms, targets)``, each term's
+    ``inclusion`` probability (fraction of members that keep it) and all ``members (models, terms,
+    targets)``."""
 
     coefficients: Float[Array, "terms targets"]
     inclusion: Float[Array, "terms targets"]
     members: Float[Array, "models terms targets"]
 
 
-class Ensemble(eqx.Module):
+class BaggedRegressor(eqx.Module):
     """Bagging (Fasel et al. 2022, pysindy's ``EnsembleOptimizer(bagging=True)``): run ``regressor``
-    on ``n_models`` resamples of the rows and report inclusion probabilities.
+    on ``n_models`` resamples of the rows of one regression and report inclusion probabilities
+    (an ensemble of *trained UDEs* is :mod:`ude.train.ensemble`; its discovery,
+    :mod:`ude.discovery.ensemble`).
 
     Args:
         regressor: any :class:`AbstractRegressor`.
@@ -260,7 +263,7 @@ class Ensemble(eqx.Module):
 
     Example::
 
-        res = Ensemble(STLSQ(0.1), n_models=50)(Theta, dY, key=jr.key(0))
+        res = BaggedRegressor(STLSQ(0.1), n_models=50)(Theta, dY, key=jr.key(0))
         res.inclusion  # (terms, targets), 1.0 for terms every member keeps
     """
 
@@ -273,13 +276,17 @@ class Ensemble(eqx.Module):
     def __init__(self, regressor: AbstractRegressor, n_models: int = 20, *, fraction: float = 1.0,
                  replace: bool = True, aggregate: str = "median"):
         if not isinstance(regressor, AbstractRegressor):
-            raise ValueError(f"Ensemble: regressor must be an AbstractRegressor, got {type(regressor).__name__}")
+            raise ValueError("BaggedRegressor: regressor must be an AbstractRegressor, got "
+                             f"{type(regressor).__name__}")
         if not isinstance(n_models, int) or n_models < 1:
-            raise ValueError(f"Ensemble: n_models must be a positive integer, got {n_models!r}")
+            raise ValueError("BaggedRegressor: n_models must be a positive integer, got "
+                             f"{n_models!r}")
         if not 0 < fraction <= (10.0 if replace else 1.0):
-            raise ValueError(f"Ensemble: fraction must be in (0, 1] without replacement, got {fraction!r}")
+            raise ValueError("BaggedRegressor: fraction must be in (0, 1] without replacement, "
+                             f"got {fraction!r}")
         if aggregate not in ("median", "mean"):
-            raise ValueError(f"Ensemble: aggregate must be 'median' or 'mean', got {aggregate!r}")
+            raise ValueError("BaggedRegressor: aggregate must be 'median' or 'mean', got "
+                             f"{aggregate!r}")
         self.regressor = regressor
         self.n_models = n_models
         self.fraction = float(fraction)
@@ -287,7 +294,7 @@ class Ensemble(eqx.Module):
         self.aggregate = aggregate
 
     def __call__(self, Theta: Float[Array, "n terms"], Y: Float[Array, "n targets"], *,
-                 key) -> EnsembleResult:
+                 key) -> BaggedResult:
         Theta = jnp.asarray(Theta)
         Y = jnp.asarray(Y, dtype=Theta.dtype)
         Y2 = Y[:, None] if Y.ndim == 1 else Y
@@ -300,10 +307,10 @@ class Ensemble(eqx.Module):
         inclusion = jnp.mean(members != 0, axis=0)
         coef = agg(members, axis=0)
         if Y.ndim == 1:
-            return EnsembleResult(coef[:, 0], inclusion[:, 0], members[..., 0])
-        return EnsembleResult(coef, inclusion, members)
+            return BaggedResult(coef[:, 0], inclusion[:, 0], members[..., 0])
+        return BaggedResult(coef, inclusion, members)
 
-    def with_lam(self, lam) -> "Ensemble":
+    def with_lam(self, lam) -> BaggedRegressor:
         return eqx.tree_at(lambda e: e.regressor, self, self.regressor.with_lam(lam))
 
 
@@ -312,5 +319,5 @@ def _members(regressor, Theta, Y, rows):
     return jax.vmap(lambda r: regressor(Theta[r], Y[r]))(rows)
 
 
-__all__ = ["AbstractRegressor", "STLSQ", "SR3", "Ensemble", "EnsembleResult", "sweep", "sweep_jit",
-           "PROX"]
+__all__ = ["AbstractRegressor", "STLSQ", "SR3", "BaggedRegressor", "BaggedResult", "sweep",
+           "sweep_jit", "PROX"]
