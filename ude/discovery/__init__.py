@@ -1,33 +1,47 @@
 """Equation discovery: candidate libraries, sparse regressors, model selection, the symbolic and
-vector-field forms of the result, and its refit through the solver."""
+vector-field forms of the result, its refit through the solver, and discovery over an ensemble of
+trained UDEs."""
 
-from .discover import PAPER_LAMS as PAPER_LAMS
-from .discover import Discovery as Discovery
-from .discover import discover as discover
-from .discover import regress as regress
-from .discover import ude_trajectory as ude_trajectory
+from .discover import (
+    PAPER_LAMS as PAPER_LAMS,
+    Discovery as Discovery,
+    discover as discover,
+    regress as regress,
+    ude_trajectory as ude_trajectory,
+)
 from .discovered import DiscoveredModel as DiscoveredModel
-from .library import AbstractLibrary as AbstractLibrary
-from .library import CombinedLibrary as CombinedLibrary
-from .library import CustomLibrary as CustomLibrary
-from .library import PolynomialLibrary as PolynomialLibrary
-from .library import TrigLibrary as TrigLibrary
-from .library import library_from_spec as library_from_spec
-from .library import paper_library as paper_library
+from .ensemble import (
+    coefficient_spread as coefficient_spread,
+    discover_members as discover_members,
+    ensemble_discover as ensemble_discover,
+)
+from .library import (
+    AbstractLibrary as AbstractLibrary,
+    CombinedLibrary as CombinedLibrary,
+    CustomLibrary as CustomLibrary,
+    PolynomialLibrary as PolynomialLibrary,
+    TrigLibrary as TrigLibrary,
+    library_from_spec as library_from_spec,
+    paper_library as paper_library,
+)
 from .refit import refit as refit
-from .regressors import SR3 as SR3
-from .regressors import STLSQ as STLSQ
-from .regressors import AbstractRegressor as AbstractRegressor
-from .regressors import BaggedRegressor as BaggedRegressor
-from .regressors import BaggedResult as BaggedResult
-from .regressors import sweep as sweep
-from .selection import SELECTORS as SELECTORS
-from .simulation import SimulationSelection as SimulationSelection
-from .simulation import select_by_simulation as select_by_simulation
-from .simulation import select_many as select_many
-from .selection import pareto_stats as pareto_stats
-from .selection import select as select
-from .symbolic import coefficients_from_sympy as coefficients_from_sympy
-from .symbolic import format_equations as format_equations
-from .symbolic import parse_equations as parse_equations
-from .symbolic import to_sympy as to_sympy
+from .regressors import (
+    SR3 as SR3,
+    STLSQ as STLSQ,
+    AbstractRegressor as AbstractRegressor,
+    BaggedRegressor as BaggedRegressor,
+    BaggedResult as BaggedResult,
+    sweep as sweep,
+)
+from .selection import SELECTORS as SELECTORS, pareto_stats as pareto_stats, select as select
+from .simulation import (
+    SimulationSelection as SimulationSelection,
+    select_by_simulation as select_by_simulation,
+    select_many as select_many,
+)
+from .symbolic import (
+    coefficients_from_sympy as coefficients_from_sympy,
+    format_equations as format_equations,
+    parse_equations as parse_equations,
+    to_sympy as to_sympy,
+)
