@@ -42,7 +42,7 @@ def out_dir(name: str, out=None) -> Path:
 
 def clean(x):
     """JSON-safe copy (numpy to Python, NaN/inf to None)."""
-    return ude.experiment.json_safe(x)
+    return ude.pipeline.json_safe(x)
 
 
 def params(name: str, defaults: dict, overrides: dict) -> dict:
@@ -80,7 +80,7 @@ def load_run_results(run: Path) -> tuple[dict, dict, dict]:
     with np.load(run / "results.npz", allow_pickle=False) as z:
         r = {k: z[k] for k in z.files}
     metrics = json.loads((run / "metrics.json").read_text())
-    hist = ude.experiment.read_history(run / "history.csv")
+    hist = ude.pipeline.read_history(run / "history.csv")
     return r, metrics, hist
 
 
@@ -212,7 +212,7 @@ def config_study(name: str, defaults: dict, overrides: dict, summarise, title: s
     out = out_dir(name, p["out"])
     r, metrics, hist, cfg = run_config(p["config"], out, p["overrides"], p["verbose"])
     ours = summarise(metrics, hist)
-    stages = [s.kind for _, _, phase in ude.experiment.build_phases(cfg) for s in phase]
+    stages = [s.kind for _, _, phase in ude.pipeline.build_phases(cfg) for s in phase]
     figures = (main_figure or paper_figure)(r, title, out, name)
     figures += supplementary_figures(r, hist, stages, supplementary_title or title, out, name)
     result = {"ours": ours, "paper": PAPER[name], "config": p["config"],

@@ -19,7 +19,7 @@ import pytest
 
 from ude import cli
 from ude.config import load_config, read_yaml
-from ude.experiment import FILES, read_history, run_experiment
+from ude.pipeline import FILES, read_history, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

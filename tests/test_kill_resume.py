@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from reliability_report import count, flush
+
 from ude import cli
-from ude.experiment import FILES
+from ude.pipeline import FILES
 
 MODULE = "kill_resume"
 ROOT = Path(__file__).resolve().parent.parent

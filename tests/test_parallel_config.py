@@ -22,8 +22,17 @@ import pytest
 from ude import cli
 from ude.config import ConfigError, dump_config, load_config, read_yaml, validate_config
 from ude.discovery import discover
-from ude.experiment import (FILES, build_library, build_lams, build_regressor, ensemble_spread,
-                            split_data, step_data, step_fit, trajectories)
+from ude.pipeline import (
+    FILES,
+    build_lams,
+    build_library,
+    build_regressor,
+    ensemble_metrics,
+    fit_model,
+    prepare_data,
+    split_data,
+    trajectories,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,16 +173,16 @@ def test_resume_reuses_the_saved_ensemble(run, tmp_path):
 
 
 def test_coefficient_spread_regresses_every_member(run):
-    """Discovery's regression per member, on the same trajectories step_discover uses: every term
-    the run's model keeps is kept by at least that member."""
+    """Discovery's regression per member, on the same trajectories the discover stage uses: every
+    term the run's model keeps is kept by at least that member."""
     _, d, _ = run
     cfg = load_config(d / FILES["config"], ["discovery.enabled=true"])
-    data = step_data(cfg, d)
+    data = prepare_data(cfg, d)
     train, _ = split_data(cfg, data)
     import jax.random as jr
 
-    fitted = step_fit(cfg, d, train, key=jr.split(jr.key(cfg.seed))[0], verbose=False, data=data)
-    block, _ = ensemble_spread(cfg, data, train, fitted.ensemble)
+    fitted = fit_model(cfg, d, train, key=jr.split(jr.key(cfg.seed))[0], verbose=False, data=data)
+    block, _ = ensemble_metrics(cfg, data, train, fitted.ensemble)
     spread = block["coefficient_spread"]
     assert spread["criterion"] == "paper" and spread["members"] == 3
     ts, ys, _, n = trajectories(cfg, fitted.model, data, train, fitted.extra)

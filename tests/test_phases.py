@@ -12,7 +12,7 @@ import pytest
 
 from test_cli import tiny_overrides
 from ude.config import ConfigError, load_config
-from ude.experiment import FILES, read_history, run_experiment
+from ude.pipeline import FILES, read_history, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "lotka_volterra_partial.yaml"

@@ -2,17 +2,18 @@
 
 Known physics + neural corrections (:mod:`ude.physics`, :mod:`ude.nn`, :mod:`ude.model`), solved with
 diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back into equations
-(:mod:`ude.discovery`) and evaluated by extrapolation (:mod:`ude.evaluate`).
+(:mod:`ude.discovery`) and evaluated by extrapolation (:mod:`ude.evaluate`); :mod:`ude.pipeline`
+runs a whole experiment from a config (:func:`run_experiment`).
 """
 
 from . import config as config
 from . import data as data
 from . import discovery as discovery
 from . import evaluate as evaluate
-from . import experiment as experiment
 from . import model as model
 from . import nn as nn
 from . import physics as physics
+from . import pipeline as pipeline
 from . import train as train
 from .config import ConfigError as ConfigError, ExperimentConfig as ExperimentConfig, load_config as load_config
 from .data import (
@@ -38,7 +39,6 @@ from .discovery import (
     refit as refit,
     select_by_simulation as select_by_simulation,
 )
-from .experiment import run_experiment as run_experiment
 from .model import UDE as UDE, HybridUDE as HybridUDE, partition as partition, trainable_filter as trainable_filter
 from .nn import MLP as MLP, rbf as rbf
 from .physics import (
@@ -52,6 +52,7 @@ from .physics import (
     Parameter as Parameter,
     VanDerPol as VanDerPol,
 )
+from .pipeline import run_experiment as run_experiment
 from .solve import Solution as Solution, SolverOptions as SolverOptions, solve as solve
 from .solvers import Tsit5 as Tsit5
 from .train import (

@@ -63,8 +63,8 @@ def _enable_x64(cfg) -> None:
 
 def _check_devices(cfg, command: str) -> int | None:
     """EXIT_USAGE (after printing why) when ``parallel.devices`` cannot be used
-    (:func:`ude.experiment.build_mesh`: jax sees fewer devices, or the adjoint cannot be sharded)."""
-    from .experiment import build_mesh
+    (:func:`ude.pipeline.build_mesh`: jax sees fewer devices, or the adjoint cannot be sharded)."""
+    from .pipeline import build_mesh
 
     try:
         build_mesh(cfg)
@@ -184,7 +184,7 @@ def graceful_signals():
 
 
 def cmd_run(args) -> int:
-    from .experiment import default_run_dir, run_experiment
+    from .pipeline import default_run_dir, run_experiment
 
     cfg = _load(args)
     _enable_x64(cfg)
@@ -202,7 +202,7 @@ def cmd_run(args) -> int:
 
 def cmd_resume(args) -> int:
     from .config import load_config
-    from .experiment import FILES, load_run, run_experiment
+    from .pipeline import FILES, load_run, run_experiment
 
     out = Path(args.dir)
     args._out = out
@@ -222,7 +222,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .experiment import default_run_dir, run_simulate
+    from .pipeline import default_run_dir, run_simulate
 
     cfg = _load(args)
     _enable_x64(cfg)
@@ -235,7 +235,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_discover(args) -> int:
-    from .experiment import load_run, run_discovery
+    from .pipeline import load_run, run_discovery
 
     out = Path(args.dir)
     args._out = out
@@ -246,7 +246,7 @@ def cmd_discover(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from .experiment import run_figures
+    from .pipeline import run_figures
 
     paths = run_figures(Path(args.dir), log=_Quiet(args.quiet))
     print(f"wrote {len(paths)} figure files to {Path(args.dir) / 'figures'}")
@@ -398,7 +398,7 @@ def main(argv=None) -> int:
         _err(f"ude {args.command}: interrupted" + (f" ({'; '.join(why)})" if why else "") + hint)
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 — a failed run is reported, not a traceback
-        from .experiment import DataError, RunDirError
+        from .pipeline import DataError, RunDirError
 
         if args.debug:
             traceback.print_exc()
@@ -408,7 +408,7 @@ def main(argv=None) -> int:
         out = getattr(args, "_out", None)
         hint = "" if args.debug else " (--debug shows the traceback)"
         where = f" in {out}" if out is not None else ""
-        from .experiment import FitFailed
+        from .pipeline import FitFailed
 
         if isinstance(e, FitFailed):
             _err(f"ude {args.command}: the run failed{where}: {e}")

@@ -14,17 +14,11 @@ import os
 import socket
 from pathlib import Path
 
+from ..errors import RunLocked
+
 __all__ = ["LOCK_NAME", "RunLocked", "RunLock", "acquire", "holder"]
 
 LOCK_NAME = ".lock"
-
-
-class RunLocked(ValueError):
-    """Another process holds the run directory's lock. ``pid`` is the holder's (None if unknown)."""
-
-    def __init__(self, message: str, pid: int | None = None):
-        super().__init__(message)
-        self.pid = pid
 
 
 def holder(directory) -> dict:
@@ -75,8 +69,8 @@ class RunLock:
 def acquire(directory, command: str = "") -> RunLock:
     """Lock ``directory`` (which must exist) for writing, without waiting.
 
-    Raises :class:`RunLocked` naming the holder's pid when another process (or another open of
-    the lock in this process) holds it.
+    Raises :class:`~ude.errors.RunLocked` (a :class:`~ude.errors.RunDirError`) naming the holder's
+    pid when another process (or another open of the lock in this process) holds it.
     """
     import fcntl
 

@@ -1,0 +1,114 @@
+"""The drivers: the whole pipeline of a config into a run directory, or part of it again.
+
+:func:`run_experiment` runs the stages in order — data, fit, discover, evaluate, figures — each of
+which skips work whose output already exists, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax.random as jr
+
+from .. import data as data_mod
+from .._io import json_safe, write_json
+from ..config import ExperimentConfig
+from ..errors import RunDirError
+from .builders import build_mesh, split_data
+from .dataset import input_data, prepare_data
+from .discover import DiscoveryOutcome, discover_equations
+from .evaluate import evaluate_run
+from .figures import draw_figures
+from .fit import FitOutcome, fit_model
+from .progress import Log
+from .rundir import FILES, check_new_dir, load_run, locked_run_dir
+
+__all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures"]
+
+
+def _finish(cfg: ExperimentConfig, out: Path, data, train, held, fitted: FitOutcome,
+            found: DiscoveryOutcome | None, t_start: float, log: Log) -> dict:
+    """Evaluate, draw, and write metrics.json (status ``ok``, the wall time since ``t_start``)."""
+    metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
+    if cfg.output.figures:
+        draw_figures(cfg, out, log=log)
+    metrics["status"] = "ok"
+    metrics["wall_seconds"] = time.perf_counter() - t_start
+    metrics["run_dir"] = str(out)
+    write_json(out / FILES["metrics"], metrics)
+    return json_safe(metrics)
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resume: bool = False,
+                   log: Log = None, fit_callback=None, stop=None) -> dict:
+    """Run the whole pipeline into ``out_dir`` and return the metrics (also in metrics.json).
+
+    Args:
+        cfg: a validated config (:func:`ude.config.load_config`).
+        out_dir: the run directory; it must not exist or be empty unless ``resume``.
+        verbose: progress bars during the fits.
+        resume: continue a run in ``out_dir`` (its data, checkpoints and finished stages are
+            reused).
+        log: called with one-line progress messages.
+        fit_callback: passed to :func:`ude.train.fit` (``(stage, step, model, loss)`` per chunk).
+        stop: a :class:`ude.interrupt.StopRequest` (or any ``() -> bool``) polled between chunks
+            of the fit: when set, a checkpoint is written and ``KeyboardInterrupt`` raised.
+
+    A new run validates its data before the directory is created (a broken table is a
+    :class:`~ude.errors.DataError` and leaves nothing behind); the directory is locked while the
+    run writes. Raises :class:`~ude.errors.FitFailed` when training diverged (see
+    :func:`~ude.pipeline.fit.fit_problem`), ValueError when ``parallel.devices`` cannot be used
+    (:func:`~ude.pipeline.builders.build_mesh`).
+    """
+    t_start = time.perf_counter()
+    build_mesh(cfg)  # too few devices: fail before any work
+    if not resume:
+        check_new_dir(Path(out_dir))
+    data = None if resume else input_data(cfg)  # before the run directory exists
+    with locked_run_dir(cfg, out_dir, resume=resume, command="resume" if resume else "run") as out:
+        k_fit, k_refit = jr.split(jr.key(cfg.seed))
+        data = prepare_data(cfg, out, log, data=data)
+        train, held = split_data(cfg, data)
+        fitted = fit_model(cfg, out, train, key=k_fit, verbose=verbose, log=log,
+                           callback=fit_callback, stop=stop, data=data)
+        found = discover_equations(cfg, out, fitted, data, train, key=k_refit, verbose=verbose,
+                                   log=log)
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+
+
+def run_simulate(cfg: ExperimentConfig, out_dir, *, log: Log = None) -> data_mod.Dataset:
+    """Only the data stage: write config.yaml and the dataset into ``out_dir`` (the data are built
+    first: a failure leaves no directory behind)."""
+    check_new_dir(Path(out_dir))
+    data = input_data(cfg)
+    with locked_run_dir(cfg, out_dir, command="simulate") as out:
+        return prepare_data(cfg, out, log, data=data)
+
+
+def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
+    """Redo discovery, refit, evaluation and figures of a fitted run (after editing its
+    config.yaml's discovery section, for instance)."""
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    cfg = load_run(out)
+    if not (out / FILES["model"]).is_file():
+        raise RunDirError(f"{out}: the fit has not finished (no {FILES['model']}); run "
+                          f"`ude resume {out}`")
+    if not cfg.discovery.enabled:
+        raise RunDirError(f"{out}: discovery is disabled in its config.yaml "
+                          "(discovery.enabled: false)")
+    k_fit, k_refit = jr.split(jr.key(cfg.seed))
+    with locked_run_dir(cfg, out, resume=True, command="discover"):
+        data = prepare_data(cfg, out, log)
+        train, held = split_data(cfg, data)
+        fitted = fit_model(cfg, out, train, key=k_fit, verbose=verbose, log=log, data=data)
+        found = discover_equations(cfg, out, fitted, data, train, key=k_refit, verbose=verbose,
+                                   log=log, force=True)
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+
+
+def run_figures(out_dir, *, log: Log = None) -> list[Path]:
+    """Redraw the figures of a finished run."""
+    out = Path(out_dir)
+    return draw_figures(load_run(out), out, log=log)
