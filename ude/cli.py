@@ -14,13 +14,14 @@ exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run d
 (``DIR/.lock``) while a command writes it.
 ``--devices N`` trains the ensemble (``parallel.ensemble`` members) split over N devices
 (``parallel.devices``); jax must see N devices. When jax has not started its backends yet (the
-console script), ``--devices N`` also asks XLA for N host (CPU) devices, so a CPU-only machine
-splits the ensemble over its cores; accelerators are unaffected.
+console script), ``--devices N`` also asks jax for N host (CPU) devices (``jax_num_cpu_devices``),
+so a CPU-only machine splits the ensemble over its cores; accelerators are unaffected.
 Commands that train or refit keep JAX's compiled programs on disk (``ude.compile_cache``:
 ``~/.cache/ude/jax``, or ``$UDE_COMPILATION_CACHE``; ``UDE_COMPILATION_CACHE=0`` switches it off), so
 a repeated run skips XLA compilation.
-This is the only module that prints or reads ``sys.argv``; it switches JAX to float64 before any
-work when the config asks for it (and whenever data are simulated: the ground truth is float64).
+This is the only module that prints or reads ``sys.argv``, and the only place that turns errors
+into exit codes (:func:`ude.errors.exit_code`); it switches JAX to float64 before any work when
+the config asks for it (and whenever data are simulated: the ground truth is float64).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import sys
 import traceback
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, FitFailed, exit_code
+
 PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -64,10 +66,10 @@ def _enable_x64(cfg) -> None:
 def _check_devices(cfg, command: str) -> int | None:
     """EXIT_USAGE (after printing why) when ``parallel.devices`` cannot be used
     (:func:`ude.pipeline.build_mesh`: jax sees fewer devices, or the adjoint cannot be sharded)."""
-    from .pipeline import build_mesh
+    from . import pipeline
 
     try:
-        build_mesh(cfg)
+        pipeline.build_mesh(cfg)
     except ValueError as e:
         _err(f"ude {command}: error: {e}")
         return EXIT_USAGE
@@ -77,8 +79,6 @@ def _check_devices(cfg, command: str) -> int | None:
 def _with_devices(load, devices: int | None):
     """``load(extra overrides)`` with ``parallel.devices`` set from ``--devices``; a config whose
     ensemble is smaller gets a hint to enlarge it."""
-    from .config import ConfigError
-
     if devices is None:
         return load([])
     try:
@@ -184,50 +184,52 @@ def graceful_signals():
 
 
 def cmd_run(args) -> int:
-    from .pipeline import default_run_dir, run_experiment
+    from . import pipeline
 
     cfg = _load(args)
     _enable_x64(cfg)
     if _check_devices(cfg, "run") is not None:
         return EXIT_USAGE
-    out = Path(args.out) if args.out else default_run_dir(cfg)
+    out = Path(args.out) if args.out else pipeline.default_run_dir(cfg)
     args._out = out
     log = _Quiet(args.quiet)
     log(f"run {cfg.name} → {out}")
     with graceful_signals() as args._stop:
-        metrics = run_experiment(cfg, out, verbose=not args.quiet, log=log, stop=args._stop)
+        metrics = pipeline.run_experiment(cfg, out, verbose=not args.quiet, log=log,
+                                          stop=args._stop)
     print(summary(metrics))
     return EXIT_OK
 
 
 def cmd_resume(args) -> int:
+    from . import pipeline
     from .config import load_config
-    from .pipeline import FILES, load_run, run_experiment
 
     out = Path(args.dir)
     args._out = out
-    cfg = load_run(out)
+    cfg = pipeline.load_run(out)
     if args.devices is not None:  # for this process only: the results do not depend on it
-        cfg = _with_devices(lambda extra: load_config(out / FILES["config"], extra), args.devices)
+        cfg = _with_devices(lambda extra: load_config(out / pipeline.FILES["config"], extra),
+                            args.devices)
     _enable_x64(cfg)
     if _check_devices(cfg, "resume") is not None:
         return EXIT_USAGE
     log = _Quiet(args.quiet)
     log(f"resume {cfg.name} in {out}")
     with graceful_signals() as args._stop:
-        metrics = run_experiment(cfg, out, verbose=not args.quiet, resume=True, log=log,
-                                 stop=args._stop)
+        metrics = pipeline.run_experiment(cfg, out, verbose=not args.quiet, resume=True,
+                                          log=log, stop=args._stop)
     print(summary(metrics))
     return EXIT_OK
 
 
 def cmd_simulate(args) -> int:
-    from .pipeline import default_run_dir, run_simulate
+    from . import pipeline
 
     cfg = _load(args)
     _enable_x64(cfg)
-    out = Path(args.out) if args.out else default_run_dir(cfg)
-    d = run_simulate(cfg, out, log=_Quiet(args.quiet))
+    out = Path(args.out) if args.out else pipeline.default_run_dir(cfg)
+    d = pipeline.run_simulate(cfg, out, log=_Quiet(args.quiet))
     print(f"wrote {out}/data.npz: {d.n_traj} trajectory(ies), {d.n_times} times "
           f"[{float(d.ts[0]):g}, {float(d.ts[-1]):g}], states {', '.join(d.state_names)}, "
           f"{d.n_observed()} observed values")
@@ -235,20 +237,20 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_discover(args) -> int:
-    from .pipeline import load_run, run_discovery
+    from . import pipeline
 
     out = Path(args.dir)
     args._out = out
-    _enable_x64(load_run(out))
-    metrics = run_discovery(out, verbose=not args.quiet, log=_Quiet(args.quiet))
+    _enable_x64(pipeline.load_run(out))
+    metrics = pipeline.run_discovery(out, verbose=not args.quiet, log=_Quiet(args.quiet))
     print(summary(metrics))
     return EXIT_OK
 
 
 def cmd_figures(args) -> int:
-    from .pipeline import run_figures
+    from . import pipeline
 
-    paths = run_figures(Path(args.dir), log=_Quiet(args.quiet))
+    paths = pipeline.run_figures(Path(args.dir), log=_Quiet(args.quiet))
     print(f"wrote {len(paths)} figure files to {Path(args.dir) / 'figures'}")
     return EXIT_OK
 
@@ -348,22 +350,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _force_host_devices(n: int) -> None:
-    """Ask XLA for ``n`` CPU devices unless jax's backends already started (then the device count
-    is fixed and :func:`_check_devices` reports a shortfall)."""
+    """Ask jax for ``n`` CPU devices unless its backends already started (then the device count
+    is fixed and :func:`_check_devices` reports a shortfall) or ``XLA_FLAGS`` already asks."""
     import os
 
-    from jax._src import xla_bridge
+    import jax
 
     flags = os.environ.get("XLA_FLAGS", "")
-    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in flags:
+    if "xla_force_host_platform_device_count" in flags:
         return
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backends have started: the device count is fixed
+        pass
+    except AttributeError:  # a jax without this option: XLA's flag, read when the backends start
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def _report(command: str, error: Exception, out, debug: bool) -> None:
+    """Say on stderr why ``command`` failed: what to fix for a usage, config or data error, what
+    happened for a run that failed (:func:`ude.errors.exit_code` sorts them)."""
+    if debug:
+        traceback.print_exc()
+    if isinstance(error, ConfigError):
+        where = f"{error.source}: " if error.source else ""
+        if len(error.messages) == 1:
+            _err(f"ude {command}: error: {where}{error.messages[0]}")
+        else:
+            _err(f"ude {command}: error: {where}{len(error.messages)} problems in the config:")
+            for m in error.messages:
+                _err(f"  {m}")
+    elif exit_code(error) == EXIT_USAGE:  # a run directory or data file that cannot be used
+        _err(f"ude {command}: error: {error}")
+    elif isinstance(error, FitFailed):
+        _err(f"ude {command}: the run failed{_in(out)}: {error}")
+    else:
+        hint = "" if debug else " (--debug shows the traceback)"
+        _err(f"ude {command}: the run failed{_in(out)}: {type(error).__name__}: {error}{hint}")
+
+
+def _in(out) -> str:
+    return f" in {out}" if out is not None else ""
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``ude`` console script; returns the exit code."""
-    from .config import ConfigError
-
+    """Entry point of the ``ude`` console script; returns the exit code (:mod:`ude.errors`)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -377,18 +408,6 @@ def main(argv=None) -> int:
         enable()  # a second run of the same shapes loads its compiled programs (ude.compile_cache)
     try:
         return args.func(args)
-    except ConfigError as e:
-        if args.debug:
-            traceback.print_exc()
-        where = f"{e.source}: " if e.source else ""
-        n = len(e.messages)
-        if n == 1:
-            _err(f"ude {args.command}: error: {where}{e.messages[0]}")
-        else:
-            _err(f"ude {args.command}: error: {where}{n} problems in the config:")
-            for m in e.messages:
-                _err(f"  {m}")
-        return EXIT_USAGE
     except KeyboardInterrupt as e:
         out = getattr(args, "_out", None)
         hint = f"; continue with: ude resume {out}" if out is not None and Path(out).is_dir() else ""
@@ -398,23 +417,8 @@ def main(argv=None) -> int:
         _err(f"ude {args.command}: interrupted" + (f" ({'; '.join(why)})" if why else "") + hint)
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 — a failed run is reported, not a traceback
-        from .pipeline import DataError, RunDirError
-
-        if args.debug:
-            traceback.print_exc()
-        if isinstance(e, (RunDirError, DataError)):
-            _err(f"ude {args.command}: error: {e}")
-            return EXIT_USAGE
-        out = getattr(args, "_out", None)
-        hint = "" if args.debug else " (--debug shows the traceback)"
-        where = f" in {out}" if out is not None else ""
-        from .pipeline import FitFailed
-
-        if isinstance(e, FitFailed):
-            _err(f"ude {args.command}: the run failed{where}: {e}")
-            return EXIT_FAILED
-        _err(f"ude {args.command}: the run failed{where}: {type(e).__name__}: {e}{hint}")
-        return EXIT_FAILED
+        _report(args.command, e, getattr(args, "_out", None), args.debug)
+        return exit_code(e)
 
 
 if __name__ == "__main__":
