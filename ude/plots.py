@@ -1,7 +1,7 @@
 """Figures from results: data vs fit, loss curve, learned vs true missing term, extrapolation.
 
 Plots only draw — the arrays come computed (``results.npz`` of a run, see
-:func:`ude.experiment.step_evaluate`); nothing here solves or differentiates. Figures are built on
+:func:`ude.pipeline.evaluate_run`); nothing here solves or differentiates. Figures are built on
 ``matplotlib.figure.Figure`` with the Agg renderer, never pyplot, so no global backend state changes.
 
 Arrays are ``(traj, times, state)`` unless noted; every trajectory is drawn.
@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .train import atomic_write_bytes
+from ._io import atomic_write_bytes
 
 COLORS = {"data": "0.15", "truth": "0.45", "ude": "tab:blue", "discovered": "tab:red",
           "learned": "tab:blue", "true": "0.3"}
