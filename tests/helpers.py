@@ -5,11 +5,13 @@
 * ``CASES``: one parameter set, initial state and time span per system.
 * ``scipy_reference``: the solution of a reference field by ``scipy.integrate.solve_ivp``.
 * ``central_fd`` / ``random_direction``: directional derivatives of a function of a pytree.
+* ``tiny_overrides``: config overrides that make a shipped config's pipeline run in seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -152,3 +154,33 @@ def tree_dot(x, y):
 def central_fd(f: Callable, x, v, eps: float = 1e-5) -> float:
     """Central difference ``(f(x + eps v) − f(x − eps v)) / (2 eps)``; error O(eps²)."""
     return float((f(tree_axpy(eps, v, x)) - f(tree_axpy(-eps, v, x))) / (2 * eps))
+
+
+def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
+    """Overrides of the config at ``path``: few (default: no) optimiser steps, a tiny network, a
+    small library, and the evaluation on the data grid (no extra compilations). The pipeline's
+    plumbing runs end to end in seconds; the fit itself is tested in test_train.py."""
+    from ude.config import read_yaml
+
+    raw = read_yaml(Path(path).read_text())
+    out = [f"train.stages=[{{kind: adam, lr: 0.01, steps: {steps}}}]", "train.chunk=5",
+           "train.pretrain=[]", "train.polish=[]",  # the phases are tested in test_phases.py
+           "output.figures=false", "evaluate.t_end=null", "solver.name=euler",
+           "solver.fixed_steps=40"]
+    data = raw.get("data", {})
+    if (raw.get("truth") or {}).get("system") == "lotka_volterra" and not data.get("observe"):
+        # the Lotka-Volterra variants share one data grid here, hence compiled programs
+        data = {**data, "dt": 0.1}
+        out += ["data.t_span=[0.0, 3.0]", "data.dt=0.1", "data.samples=null"]
+    if data.get("dt") is not None:
+        out += [f"evaluate.dt={data['dt']}", f"discovery.dt={data['dt']}"]
+    net = raw.get("model", {}).get("network", {})
+    if net is not None:
+        depth_list = isinstance(net.get("activation"), list)
+        out += ["model.network.width=3"] + ([] if depth_list else ["model.network.depth=1"])
+    if raw.get("discovery", {}).get("enabled", True):
+        out += ["discovery.library=[{kind: polynomial, degree: 2}]", "discovery.lams=[0.001, 0.1]",
+                "discovery.refit.stages=[{kind: lbfgs, steps: 0}]"]
+        if Path(path).stem != "lotka_volterra":  # the refit plumbing is exercised once
+            out += ["discovery.refit.enabled=false", "discovery.criterion=paper"]
+    return out

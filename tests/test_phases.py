@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_overrides
 
-from test_cli import tiny_overrides
-from ude.config import ConfigError, load_config
+from ude.config import load_config
 from ude.pipeline import FILES, read_history, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
