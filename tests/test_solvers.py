@@ -131,7 +131,7 @@ def test_gradients_match_diffrax_tsit5(ude_loss, adjoint):
     g = jax.grad(lambda p: loss(p, "tsit5", adjoint))(params)
     ref = jax.grad(lambda p: loss(p, "tsit5-diffrax", "recursive"))(params)
     rtol = 1e-5 if adjoint == "backsolve" else 1e-8  # backsolve integrates the adjoint ODE anew
-    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref)):
+    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-8 * float(jnp.max(jnp.abs(b))))
 
 
@@ -170,7 +170,7 @@ def test_large_vector_fields_and_forward_mode_keep_the_stage_loop(adjoint):
     counts, sols = {}, {}
     for cls in (_Counting, _CompactCounting):
         vf = cls(calls=[])
-        jax.make_jaxpr(lambda y0: solve(vf, y0, TS, opts).ys)(Y0)
+        jax.make_jaxpr(lambda y0, vf=vf: solve(vf, y0, TS, opts).ys)(Y0)
         counts[cls] = len(vf.calls)
         sols[cls] = solve(cls(calls=[]), Y0, TS, opts).ys
     if adjoint == "forward":

@@ -84,7 +84,8 @@ class UDE(AbstractUDE):
         self.correction = correction
 
     def missing(self, t, y: State) -> State:
-        """The network's contribution to dy/dt as a full state vector (zeros where it does not act)."""
+        """The network's contribution to dy/dt as a full state vector (zeros where it does not
+        act)."""
         if self.correction is None:
             return jnp.zeros_like(y)
         everything = tuple(range(len(self.state_names)))
@@ -133,8 +134,8 @@ def trainable_filter(model: PyTree, *, networks: bool = True) -> PyTree:
     """A bool pytree for ``eqx.partition``: True on the arrays that should learn.
 
     Network weights learn (unless ``networks=False``); physics :class:`Parameter` s learn only when
-    ``trainable`` is set; every other leaf (input scales, static data) is frozen. ``MLP.input_scale``
-    is frozen too.
+    ``trainable`` is set; every other leaf (input scales, static data) is frozen.
+    ``MLP.input_scale`` is frozen too.
     """
 
     def leaf_spec(x):
@@ -164,7 +165,8 @@ def _freeze_input_scales(model, spec):
 
 
 def partition(model: PyTree, *, networks: bool = True) -> tuple[PyTree, PyTree]:
-    """``(params, static)``: what ``jax.grad`` should see, and the rest. ``eqx.combine`` undoes it."""
+    """``(params, static)``: what ``jax.grad`` should see, and the rest (``eqx.combine`` undoes
+    it)."""
     return eqx.partition(model, trainable_filter(model, networks=networks))
 
 

@@ -109,16 +109,16 @@ class MLP(AbstractCorrection):
         sizes = [in_size] + [width] * depth + [out_size]
         keys = jr.split(key, len(sizes) - 1)
         layers = []
-        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
+        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
             if init == "glorot":
                 # only the structure of equinox's Linear: its own random init would be discarded
                 lin = eqx.filter_eval_shape(eqx.nn.Linear, a, b, key=k, dtype=dtype)
-                lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin,
+                lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
                                   (_glorot_uniform(k, (b, a), dtype), jnp.zeros((b,), dtype)))
             else:
                 lin = eqx.nn.Linear(a, b, key=k, dtype=dtype)
             if i == len(sizes) - 2 and output_scale != 1.0:
-                lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin,
+                lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
                                   (lin.weight * output_scale, lin.bias * output_scale))
             layers.append(lin)
         self.layers = tuple(layers)
@@ -131,10 +131,10 @@ class MLP(AbstractCorrection):
 
     def __call__(self, t, y):
         h = y if self.input_scale is None else y / jax.lax.stop_gradient(self.input_scale)
-        for layer, act in zip(self.layers[:-1], self.activations):
+        for layer, act in zip(self.layers[:-1], self.activations, strict=True):
             h = ACTIVATIONS[act](layer(h))
         return self.layers[-1](h)
 
     @property
     def n_params(self) -> int:
-        return sum(l.weight.size + l.bias.size for l in self.layers)
+        return sum(layer.weight.size + layer.bias.size for layer in self.layers)

@@ -1,9 +1,10 @@
 """Classic systems: Lotka–Volterra, damped pendulum, SIR, Van der Pol, FitzHugh–Nagumo, Lorenz.
 
-Each is a final :class:`AbstractPhysics`: parameters are :class:`Parameter` fields (plain numbers are
-converted to fixed parameters) and the right-hand side is a sum of named terms, any subset of which
-can be kept with ``include=`` or :meth:`AbstractPhysics.keep`. Their names, states, parameters and
-term formulas are the specs of :mod:`ude.registry` (what a config may name, without JAX).
+Each is a final :class:`AbstractPhysics`: parameters are :class:`Parameter` fields (plain numbers
+are converted to fixed parameters) and the right-hand side is a sum of named terms, any subset of
+which can be kept with ``include=`` or :meth:`AbstractPhysics.keep`. Their names, states,
+parameters and term formulas are the specs of :mod:`ude.registry` (what a config may name, without
+JAX).
 """
 
 from __future__ import annotations
