@@ -5,14 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._types import Array, Scalar
+from .._types import Array, ArrayLike, Scalar
 from ..model import network_weights
 
 REDUCTIONS = ("sse", "mse")
 
 
-def squared_error(pred: Array, target: Array, mask: Array | None = None,
-                  weights: Array | None = None, reduction: str = "sse") -> Scalar:
+def squared_error(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None,
+                  weights: ArrayLike | None = None, reduction: str = "sse") -> Scalar:
     """Sum (``"sse"``) or mean (``"mse"``) of squared errors over observed entries.
 
     ``mask`` (same shape, bool) drops unobserved values; ``weights`` (one per state, last axis)
