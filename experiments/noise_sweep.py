@@ -111,7 +111,8 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     # the paper's discovery data: each run's own trajectory every 0.05 on [0, 3], from its
     # (learned) initial state, and the network's output along it
     fine = jnp.asarray(np.round(np.arange(0.0, 3.0 + 1e-9, 0.05), 10))
-    y0s = r.extra["y0"] if isinstance(r.extra, dict) and "y0" in r.extra else data.ys[:, :, 0, :]
+    learned = isinstance(r.extra, ude.train.LearnedInitialStates)
+    y0s = r.extra.y0 if learned else data.ys[:, :, 0, :]
     Y, U = map(np.asarray, trajectories(r.models, y0s, fine))
     library = ude.paper_library(("x", "y"))
     regressor = ude.SR3(nu=p["regressor_nu"])

@@ -16,6 +16,7 @@ from ude.train import (
     LBFGS,
     Adam,
     MultipleShooting,
+    SegmentStarts,
     SingleShooting,
     WindowMinibatch,
     Collocation,
@@ -99,7 +100,7 @@ def test_multiple_shooting_counts_every_sample_once(data):
     # constant offset in the data, each of the n samples contributes once
     ms = MultipleShooting(options=OPTS, segments=4)
     shifted = eqx.tree_at(lambda d: d.ys, data, data.ys + 0.1)
-    extra = {"starts": data.y_true[:, np.array([0, 2, 5, 8]), :]}
+    extra = SegmentStarts(starts=data.y_true[:, np.array([0, 2, 5, 8]), :])
     loss, _ = ms.loss(UDE(TRUTH), extra, shifted)
     assert float(loss) == pytest.approx(data.ys.size * 0.01, rel=1e-6)
 
@@ -298,14 +299,14 @@ def test_early_stopping_on_a_validation_window_keeps_the_best_parameters(data):
 
 def test_an_lbfgs_stage_compiles_its_program_once(data):
     """optax's L-BFGS state starts weakly typed; stages must not recompile after the first chunk."""
-    from ude.train.fit import _run_chunk
+    from ude.train.fit import _run_chunk as run_chunk
 
     model = UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))  # own shapes
-    before = _run_chunk._cached._cache_size()
+    before = run_chunk._cached._cache_size()
     res = fit(model, data, SingleShooting(options=OPTS), [LBFGS(steps=30)], key=jr.key(0), chunk=10,
               verbose=False)
     assert len(res.history["step"]) > 10  # more than one chunk ran
-    assert _run_chunk._cached._cache_size() == before + 1
+    assert run_chunk._cached._cache_size() == before + 1
 
 
 # ---------------------------------------------------------------- Stepper (a step per call)

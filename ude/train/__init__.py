@@ -13,9 +13,12 @@ from .stepper import Stepper as Stepper
 from .strategies import (
     AbstractStrategy as AbstractStrategy,
     Collocation as Collocation,
+    LearnedInitialStates as LearnedInitialStates,
     MultipleShooting as MultipleShooting,
+    SegmentStarts as SegmentStarts,
     SingleShooting as SingleShooting,
     WindowMinibatch as WindowMinibatch,
+    fitted_initial_states as fitted_initial_states,
     initial_states as initial_states,
     smooth_derivatives as smooth_derivatives,
 )

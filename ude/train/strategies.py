@@ -2,8 +2,8 @@
 
 A strategy is an equinox Module with
 
-* ``init(model, data, key) -> extra``: extra trainable arrays it needs (segment initial states,
-  learned initial conditions) or ``None``;
+* ``init(model, data, key) -> extra``: extra trainable arrays it needs (:class:`SegmentStarts`,
+  :class:`LearnedInitialStates`) or ``None``;
 * ``loss(model, extra, data, key) -> (loss, ok)``: the training objective (``ok`` is False when a
   solve failed) — pure, jittable, vectorised over trajectories and segments;
 * ``full_loss(model, extra, data) -> loss``: the deterministic loss on all the data (what the
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._types import Array
+from .._types import Array, Float
 from ..solve import SolverOptions, solve
 from .losses import REDUCTIONS, l2_penalty, squared_error
 
@@ -85,6 +85,53 @@ def initial_states(data):
     return jnp.where(data.mask[:, 0, :], first, _observed_mean(data))
 
 
+class LearnedInitialStates(eqx.Module):
+    """The initial states a strategy learns with the model (``SingleShooting(learn_y0=...)``).
+
+    ``y0``: ``(traj, state)`` (an ensemble's stacked ones: ``(members, traj, state)``).
+    """
+
+    y0: Float[Array, "*members traj state"]
+
+
+class SegmentStarts(eqx.Module):
+    """Multiple shooting's trainable starting states, one per segment of every trajectory.
+
+    ``starts``: ``(traj, segments, state)`` (stacked: ``(members, traj, segments, state)``).
+    """
+
+    starts: Float[Array, "*members traj segments state"]
+
+
+def _typed(extra):
+    """Extra parameters as the typed modules; the ``{"y0": ...}`` / ``{"starts": ...}`` dicts of
+    earlier versions (saved runs, callers not yet switched) are read as the same."""
+    if isinstance(extra, dict) and "y0" in extra:
+        return LearnedInitialStates(y0=jnp.asarray(extra["y0"]))
+    if isinstance(extra, dict) and "starts" in extra:
+        return SegmentStarts(starts=jnp.asarray(extra["starts"]))
+    return extra
+
+
+def fitted_initial_states(data, extra) -> Float[Array, "traj state"]:
+    """The initial states a fitted model starts from (for prediction, evaluation, discovery).
+
+    Args:
+        data: the training :class:`ude.data.Dataset` (``ys``, ``mask``: ``(traj, times, state)``).
+        extra: a fit's extra parameters (``FitResult.extra``).
+
+    Returns ``(traj, state)``: the learned ones (:class:`LearnedInitialStates`); for
+    :class:`SegmentStarts` the first sample where observed, else the first segment's learned start
+    (what ``MultipleShooting.full_loss`` solves from); otherwise :func:`initial_states`.
+    """
+    extra = _typed(extra)
+    if isinstance(extra, LearnedInitialStates):
+        return jnp.asarray(extra.y0)
+    if isinstance(extra, SegmentStarts):
+        return jnp.where(data.mask[:, 0, :], data.ys[:, 0, :], extra.starts[:, 0, :])
+    return initial_states(data)
+
+
 class SingleShooting(AbstractStrategy):
     """Solve each trajectory from its start over the whole window and compare at every sample.
 
@@ -112,10 +159,11 @@ class SingleShooting(AbstractStrategy):
         return bool(self.learn_y0)
 
     def init(self, model, data, key=None):
-        return {"y0": initial_states(data)} if self._learns_y0(data) else None
+        return LearnedInitialStates(y0=initial_states(data)) if self._learns_y0(data) else None
 
     def predict(self, model, extra, data):
-        y0 = extra["y0"] if extra is not None and "y0" in extra else initial_states(data)
+        extra = _typed(extra)
+        y0 = extra.y0 if isinstance(extra, LearnedInitialStates) else initial_states(data)
         return solve(model, y0, data.ts, self.options)
 
     def loss(self, model, extra, data, key=None):
@@ -171,11 +219,11 @@ class MultipleShooting(AbstractStrategy):
         guess = solve(model, y0, data.ts, self.options).ys  # (traj, times, state)
         guess = jnp.where(jnp.isfinite(guess), guess, y0[:, None, :])
         obs = data.mask[:, starts, :]
-        return {"starts": jnp.where(obs, data.ys[:, starts, :], guess[:, starts, :])}
+        return SegmentStarts(starts=jnp.where(obs, data.ys[:, starts, :], guess[:, starts, :]))
 
     def _segments(self, model, extra, data):
         bounds, idx, valid = self._layout(data.ts.shape[0])
-        starts = extra["starts"]
+        starts = _typed(extra).starts
         if self.fix_observed:
             s = bounds[:-1]
             starts = jnp.where(data.mask[:, s, :], data.ys[:, s, :], starts)
@@ -204,8 +252,7 @@ class MultipleShooting(AbstractStrategy):
 
     def full_loss(self, model, extra, data):
         """Single-shooting loss of the model from the first learned start (comparable across strategies)."""
-        y0 = jnp.where(data.mask[:, 0, :], data.ys[:, 0, :], extra["starts"][:, 0, :])
-        sol = solve(model, y0, data.ts, self.options)
+        sol = solve(model, fitted_initial_states(data, extra), data.ts, self.options)
         return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
 
 
