@@ -28,6 +28,8 @@ import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ._types import is_key_array
+
 MEMBERS = "members"
 TRAJ = "traj"
 
@@ -95,12 +97,8 @@ def init_distributed(*, coordinator: str | None = None, num_processes: int | Non
             "local_devices": len(jax.local_devices()), "devices": len(jax.devices())}
 
 
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _put(x, sharding: NamedSharding):
-    if _is_key(x):  # typed keys travel as their raw data
+    if is_key_array(x):  # typed keys travel as their raw data
         return jr.wrap_key_data(_put(jr.key_data(x), _extend(sharding, 1)), impl=jr.key_impl(x))
     if sharding.is_fully_addressable:
         return jax.device_put(x, sharding)

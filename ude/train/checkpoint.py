@@ -1,52 +1,36 @@
-"""Atomic checkpoints of a fit: the optimiser carry (equinox serialisation) plus a JSON index."""
+"""Atomic checkpoints of a fit: the carry (equinox serialisation) plus a JSON index that names it.
+
+The index (``checkpoint.json``) holds where the fit stands (stage, step, history, rejected and
+stopped per stage) and a fingerprint of the set-up, so a checkpoint is only resumed by the fit that
+wrote it. It is replaced last: a crash at any point leaves the previous checkpoint intact.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import equinox as eqx
+import jax
+import jax.random as jr
 import numpy as np
+
+from .._io import atomic_write_bytes, atomic_write_text, load_eqx, save_eqx
+from .._types import is_key_array
+
+__all__ = ["INDEX", "save_checkpoint", "load_index", "load_carry", "keys_as_data",
+           "keys_from_data", "fingerprint", "atomic_write_bytes", "atomic_write_text"]
 
 INDEX = "checkpoint.json"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
 def save_checkpoint(directory, carry, meta: dict, history: dict) -> Path:
-    """Write ``carry`` (a pytree) to ``ckpt-<step>.eqx`` and then the index that names it.
-
-    The index is replaced last, so a crash at any point leaves the previous checkpoint intact.
-    """
+    """Write ``carry`` (a pytree) to ``ckpt-<global_step>.eqx``, then the index naming it, then
+    remove older checkpoint files."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{meta['global_step']:08d}.eqx"
-    tmp = directory / f".{name}.tmp"
-    eqx.tree_serialise_leaves(tmp, carry)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / name)
+    save_eqx(directory / name, carry)
     hist = {k: np.asarray(v).tolist() for k, v in history.items()}
     atomic_write_text(directory / INDEX, json.dumps({**meta, "file": name, "history": hist}))
     for old in directory.glob("ckpt-*.eqx"):
@@ -70,9 +54,41 @@ def load_index(directory) -> dict | None:
 
 
 def load_carry(directory, index: dict, like):
-    """Deserialise the carry named by ``index`` into the structure of ``like``."""
-    path = Path(directory) / index["file"]
-    try:
-        return eqx.tree_deserialise_leaves(path, like)
-    except Exception as e:  # wrong structure or truncated file
-        raise ValueError(f"{path}: cannot restore the checkpoint ({type(e).__name__}: {e})") from e
+    """Deserialise the carry named by ``index`` into the structure of ``like``; a wrong structure
+    or a truncated file raises :class:`~ude.errors.RunDirError` (a ``ValueError``)."""
+    return load_eqx(Path(directory) / index["file"], like,
+                    hint="the checkpoint is truncated or belongs to another set-up")
+
+
+def keys_as_data(tree):
+    """Typed PRNG keys cannot be serialised: their raw ``uint32`` data instead."""
+    return jax.tree_util.tree_map(lambda x: jr.key_data(x) if is_key_array(x) else x, tree)
+
+
+def keys_from_data(tree, like):
+    """The inverse of :func:`keys_as_data`: raw data back to keys where ``like`` has keys."""
+    return jax.tree_util.tree_map(
+        lambda new, old: jr.wrap_key_data(new, impl=jr.key_impl(old)) if is_key_array(old) else new,
+        tree, like)
+
+
+def _describe(obj) -> str:
+    """A stable text of a module's fields and values (``repr`` hides defaults by identity)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        inner = ", ".join(f"{f.name}={_describe(getattr(obj, f.name))}"
+                          for f in dataclasses.fields(obj))
+        return f"{type(obj).__name__}({inner})"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ", ".join(_describe(o) for o in obj) + "]"
+    if isinstance(obj, (jax.Array, np.ndarray)):
+        return f"array({np.asarray(obj).tolist()!r})"
+    return repr(obj)
+
+
+def fingerprint(model, strategy, stages, *, members: int | None = None) -> str:
+    """Identifies a fit's set-up (model structure, strategy and stages with their values; for an
+    ensemble also its size) so that a checkpoint is only resumed by the same one."""
+    text = repr(jax.tree_util.tree_structure(model)) + _describe(strategy) + _describe(list(stages))
+    if members is not None:
+        text = f"ensemble of {members}: " + text
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
