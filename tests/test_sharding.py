@@ -88,6 +88,24 @@ SCRIPT = textwrap.dedent("""
                       mesh=make_mesh(members=4))
     out["A"] = compare(a0, a4)
     out["A"]["rejected"] = a0.rejected.tolist()
+    # D: the sharded ensemble stopped after its first chunk and resumed from the checkpoint
+    import tempfile
+    with tempfile.TemporaryDirectory() as ckpt:
+        try:
+            fit_ensemble(models, data, strat, stages, key=jr.key(1), chunk=10, verbose=False,
+                         mesh=make_mesh(members=4), checkpoint_dir=ckpt, should_stop=lambda: True)
+        except KeyboardInterrupt:
+            pass
+        d4 = fit_ensemble(models, data, strat, stages, key=jr.key(1), chunk=10, verbose=False,
+                          mesh=make_mesh(members=4), checkpoint_dir=ckpt, resume=True)
+    out["D"] = {"params_equal": all(np.array_equal(x, y) for x, y in
+                                    zip(arrays(a4.models), arrays(d4.models))),
+                "history_equal": all(np.array_equal(a4.history[k], d4.history[k], equal_nan=True)
+                                     for k in ("loss", "lr_scale")),
+                "final_equal": bool(np.array_equal(a4.final_losses, d4.final_losses,
+                                                   equal_nan=True)),
+                "sharding": str(arrays(d4.models)[0].sharding.spec),
+                "uninterrupted_sharding": str(arrays(a4.models)[0].sharding.spec)}
     # B: per-member noisy data, L-BFGS; members over 2 devices x trajectories over 2
     noisy = resample_noise(data, RelativeMeanNoise(0.02), jr.split(jr.key(3), N))
     stages = [LBFGS(steps=10)]
@@ -133,6 +151,12 @@ def test_sharded_ensemble_equals_unsharded(multi):
     a = multi["A"]
     assert a["params"] < TOL and a["final"] < TOL and a["history"] < TOL
     assert a["rejected_equal"] and a["stopped_equal"]
+
+
+def test_sharded_ensemble_resumes_bit_for_bit(multi):
+    d = multi["D"]
+    assert d["params_equal"] and d["history_equal"] and d["final_equal"]
+    assert d["sharding"] == d["uninterrupted_sharding"]  # placed as the uninterrupted run's
 
 
 def test_diverging_member_in_a_sharded_ensemble(multi):

@@ -299,7 +299,7 @@ def test_early_stopping_on_a_validation_window_keeps_the_best_parameters(data):
 
 def test_an_lbfgs_stage_compiles_its_program_once(data):
     """optax's L-BFGS state starts weakly typed; stages must not recompile after the first chunk."""
-    from ude.train.fit import _run_chunk as run_chunk
+    from ude.train.step import run_chunk
 
     model = UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))  # own shapes
     before = run_chunk._cached._cache_size()

@@ -1,6 +1,7 @@
-"""Fitting: losses, strategies, optimiser stages, the fused fit loop and checkpoints."""
+"""Fitting: losses, strategies, optimiser stages, the fused fit step, one host loop, checkpoints."""
 
-from .checkpoint import atomic_write_bytes as atomic_write_bytes, atomic_write_text as atomic_write_text
+from .._io import atomic_write_bytes as atomic_write_bytes, atomic_write_text as atomic_write_text
+from .ensemble import EnsembleFitResult as EnsembleFitResult, fit_ensemble as fit_ensemble
 from .fit import FitResult as FitResult, fit as fit, loss_value as loss_value
 from .losses import l2_penalty as l2_penalty, squared_error as squared_error
 from .stages import (
@@ -9,6 +10,7 @@ from .stages import (
     Adam as Adam,
     growing_horizon as growing_horizon,
 )
+from .step import FitState as FitState
 from .stepper import Stepper as Stepper
 from .strategies import (
     AbstractStrategy as AbstractStrategy,

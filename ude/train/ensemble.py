@@ -1,17 +1,20 @@
 """Ensembles: N fits (seeds, noise draws, hyper-parameters) trained as one vmapped program.
 
-The fused optimiser chunk of :func:`ude.train.fit.chunk_steps` is vmapped over a leading *member*
+The fused optimiser chunk of :func:`ude.train.step.chunk_steps` is vmapped over a leading *member*
 axis of the models (and, where given per member, of the data, the strategy and the stages), then
-jitted once per stage kind. Step rejection, the learning-rate back-off and L-BFGS's convergence flag
-live in the per-member carry, so one diverging member never stops or changes the others: it just
-records rejected steps. With a :class:`jax.sharding.Mesh` (:func:`ude.parallel.make_mesh`) the
-member axis is split over devices (and the trajectory axis too, when the mesh has a ``"traj"``
-axis); XLA partitions the same program, so the result equals the single-device one.
+jitted once per stage kind, and driven by the same host loop as :func:`ude.train.fit`
+(:mod:`ude.train.loop`: checkpoints, resume, callback, stop requests, early stopping). Step
+rejection, the learning-rate back-off and L-BFGS's convergence flag live in the per-member carry,
+so one diverging member never stops or changes the others: it just records rejected steps. With a
+:class:`jax.sharding.Mesh` (:func:`ude.parallel.make_mesh`) the member axis is split over devices
+(and the trajectory axis too, when the mesh has a ``"traj"`` axis); XLA partitions the same
+program, so the result equals the single-device one.
 
 Example (the UDE paper's noise sweep, 100 seeds at one noise level)::
 
     keys = jr.split(jr.key(0), 100)
-    models = eqx.filter_vmap(lambda k: UDE(known, MLP(2, 2, width=5, depth=3, activation="rbf", key=k)))(keys)
+    models = eqx.filter_vmap(lambda k: UDE(known, MLP(2, 2, width=5, depth=3, activation="rbf",
+                                                      key=k)))(keys)
     data = resample_noise(clean, RelativeMeanNoise(0.05), jr.split(jr.key(1), 100))
     res = fit_ensemble(models, data, SingleShooting(l2=1e-4), [Adam(0.1, steps=200), LBFGS(1000)],
                        key=jr.key(2))
@@ -22,133 +25,65 @@ Example (the UDE paper's noise sweep, 100 seeds at one noise level)::
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._types import is_key_array
 from ..model import partition
-from ..parallel import MEMBERS, TRAJ, axis_size, pad_members, replicate, shard_members, shard_trajectories, to_host
-from .fit import FitResult, chunk_steps, is_key_array as _is_key_array, strong_types
+from ..parallel import (
+    MEMBERS,
+    TRAJ,
+    axis_size,
+    pad_members,
+    replicate,
+    shard_members,
+    shard_trajectories,
+    to_host,
+)
+from .checkpoint import fingerprint, keys_as_data, keys_from_data
+from .fit import FitResult
+from .loop import AbstractFitProgram, check_loop_arguments, run_stages
+from .stacking import (
+    broadcast as broadcast,
+    member as member,
+    n_members as n_members,
+    resample_noise as resample_noise,
+    stack as stack,
+    stack_datasets as stack_datasets,
+    stack_models as stack_models,
+    unstack as unstack,
+)
 from .stages import AbstractStage
+from .step import ChunkRecord, FitState, chunk_steps, strong_types
 from .strategies import AbstractStrategy
 
-__all__ = ["EnsembleResult", "fit_ensemble", "stack", "unstack", "member", "n_members", "broadcast",
-           "stack_models", "stack_datasets", "resample_noise"]
-
-ENSEMBLE_HISTORY_KEYS = ("loss", "accepted", "active", "lr_scale")
-
-
-# ------------------------------------------------------------------------------------------------
-# stacked pytrees
-# ------------------------------------------------------------------------------------------------
-def _is_array(x) -> bool:
-    return isinstance(x, (jax.Array, np.ndarray))
-
-
-def n_members(tree) -> int:
-    """The length of the leading (member) axis of a stacked pytree."""
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if _is_array(x)]
-    if not leaves or np.ndim(leaves[0]) == 0:
-        raise ValueError("n_members: the tree has no array with a leading member axis")
-    return int(leaves[0].shape[0])
-
-
-def _same(a, b) -> bool:
-    try:
-        return a is b or bool(a == b)
-    except Exception:  # noqa: BLE001 - objects without a boolean ==
-        return False
-
-
-def stack(trees: Sequence):
-    """One pytree whose array leaves gain a leading member axis, from ``trees`` of identical
-    structure (models, datasets, stages or strategies differing only in array values)."""
-    trees = list(trees)
-    if not trees:
-        raise ValueError("stack: trees is empty")
-    parts = [eqx.partition(t, _is_array) for t in trees]
-    ref_arrays, ref_static = parts[0]
-    s_def, a_def = jax.tree_util.tree_structure(ref_static), jax.tree_util.tree_structure(ref_arrays)
-    ref_leaves = jax.tree_util.tree_leaves(ref_static)
-    for i, (arrays, static) in enumerate(parts[1:], start=1):
-        ok = (jax.tree_util.tree_structure(arrays) == a_def
-              and jax.tree_util.tree_structure(static) == s_def
-              and all(_same(a, b) for a, b in zip(jax.tree_util.tree_leaves(static), ref_leaves)))
-        ok = ok and all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(arrays),
-                                                                     jax.tree_util.tree_leaves(ref_arrays)))
-        if not ok:
-            raise ValueError(f"stack: member {i} differs from member 0 in structure, static fields "
-                             "or array shapes; only array values may differ")
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
-                                     *[a for a, _ in parts])
-    return eqx.combine(stacked, ref_static)
-
-
-stack_models = stack
-stack_datasets = stack
-
-
-def member(tree, i):
-    """Member ``i`` (an int, or a slice for a sub-ensemble) of a stacked pytree."""
-    return jax.tree_util.tree_map(lambda x: x[i] if _is_array(x) else x, tree)
-
-
-def unstack(tree) -> list:
-    """The members of a stacked pytree as a list."""
-    return [member(tree, i) for i in range(n_members(tree))]
-
-
-def broadcast(tree, n: int):
-    """``n`` identical members: every array leaf repeated along a new leading axis."""
-    return jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x), (n,) + np.shape(x)) if _is_array(x) else x, tree)
-
-
-def resample_noise(data, noise, keys):
-    """A stacked dataset of ``len(keys)`` noise draws on ``data.y_true`` (one per key).
-
-    Args:
-        data: a :class:`ude.data.Dataset` with noise-free ``y_true`` (e.g. from ``simulate``).
-        noise: an ``ude.data`` noise model, or a list of them (one per key: e.g. noise levels).
-        keys: ``(members,)`` random keys.
-    """
-    if data.y_true is None:
-        raise ValueError("resample_noise: data has no y_true (noise-free truth) to redraw noise on")
-    n = int(np.shape(keys)[0]) if not jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) \
-        else int(keys.shape[0])
-    if isinstance(noise, (list, tuple)):
-        if len(noise) != n:
-            raise ValueError(f"resample_noise: got {len(noise)} noise models for {n} keys")
-        ys = eqx.filter_vmap(lambda nz, k: nz.apply(data.y_true, k))(stack(noise), keys)
-    else:
-        ys = eqx.filter_vmap(lambda k: noise.apply(data.y_true, k))(keys)
-    ys = jnp.where(data.mask, ys, jnp.zeros((), ys.dtype))
-    return eqx.tree_at(lambda d: d.ys, broadcast(data, n), ys)
+__all__ = ["EnsembleFitResult", "fit_ensemble", "stack", "unstack", "member", "n_members",
+           "broadcast", "stack_models", "stack_datasets", "resample_noise"]
 
 
 # ------------------------------------------------------------------------------------------------
 # result
 # ------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class EnsembleResult:
+class EnsembleFitResult:
     """What :func:`fit_ensemble` returns.
 
     Attributes:
         models: the trained models, stacked (leading member axis); :meth:`member` picks one.
         extra: the strategy's extra parameters, stacked, or None.
         history: ``step``, ``stage`` (steps,) and ``loss``, ``accepted``, ``active``, ``lr_scale``
-            (members, steps). ``active`` is False after a member's L-BFGS stage has converged (its
-            loss is still recorded, unchanged); ``accepted`` is False for rejected steps.
+            (members, steps). ``active`` is False once a member has finished its stage (L-BFGS
+            converged, or stopped early; its loss is still recorded, unchanged); ``accepted`` is
+            False for rejected steps.
         final_losses: (members,) the strategy's full loss of each trained model (inf/nan where a
             member failed). rejected: (members, stages) rejected steps.
-        stopped: (members, stages) ``"steps"`` or ``"converged"``.
+        stopped: (members, stages) ``"steps"``, ``"converged"`` or ``"early_stop"``.
         wall_seconds: time spent in :func:`fit_ensemble`, compilation included.
     """
 
@@ -210,13 +145,15 @@ def _ensemble_full_loss(params, static, extra, data, strategy, axes):
     def one(p, st, e, dd, strat):
         return strat.full_loss(eqx.combine(p, st), e, dd)
 
-    return eqx.filter_vmap(one, in_axes=(m, m, m, _ax(d), _ax(s)))(params, static, extra, data, strategy)
+    return eqx.filter_vmap(one, in_axes=(m, m, m, _ax(d), _ax(s)))(params, static, extra, data,
+                                                                    strategy)
 
 
 @eqx.filter_jit
 def _ensemble_opt_init(params, extra, stage, stacked_stage: bool):
     return eqx.filter_vmap(lambda p, e, g: g.optimizer().init((p, e)),
-                           in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)))(params, extra, stage)
+                           in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)))(
+        params, extra, stage)
 
 
 _TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
@@ -245,7 +182,7 @@ def _init_extra(strategy, params, static, data, axes, n):
 # ------------------------------------------------------------------------------------------------
 def _member_keys(key, n: int):
     """``key`` split into ``n`` member keys, or ``n`` keys given already."""
-    if _is_key_array(key):
+    if is_key_array(key):
         if key.shape == ():
             return jr.split(key, n)
         if key.shape == (n,):
@@ -268,7 +205,8 @@ def _per_member(obj, n: int, cls, what: str):
         if len(obj) != n:
             raise ValueError(f"fit_ensemble: {what} has {len(obj)} entries for {n} members")
         if len({type(o) for o in obj}) != 1:
-            raise ValueError(f"fit_ensemble: {what} mixes {sorted({type(o).__name__ for o in obj})}; "
+            kinds = sorted({type(o).__name__ for o in obj})
+            raise ValueError(f"fit_ensemble: {what} mixes {kinds}; "
                              "members must share one kind")
         return stack(obj), True
     raise ValueError(f"fit_ensemble: {what} must be a {cls.__name__} or a list of {n} of them, "
@@ -289,14 +227,16 @@ def _stage_specs(stages, n: int) -> list[_StageSpec]:
         if isinstance(s, AbstractStage):
             specs.append(_StageSpec(s, dataclasses.replace(s, steps=0), False, None))
             continue
-        if not (isinstance(s, (list, tuple)) and s and all(isinstance(x, AbstractStage) for x in s)):
+        if not (isinstance(s, (list, tuple)) and s
+                and all(isinstance(x, AbstractStage) for x in s)):
             raise ValueError(f"fit_ensemble: stages[{i}] must be a stage or a list of {n} stages, "
                              f"got {type(s).__name__}")
         if len(s) != n:
             raise ValueError(f"fit_ensemble: stages[{i}] has {len(s)} entries for {n} members")
         if len({(type(x), x.steps, x.horizon) for x in s}) != 1:
-            raise ValueError(f"fit_ensemble: stages[{i}]: members must share kind, steps and horizon "
-                             "(they run in lockstep); only hyper-parameter values may differ")
+            raise ValueError(f"fit_ensemble: stages[{i}]: members must share kind, steps and "
+                             "horizon (they run in lockstep); only hyper-parameter values may "
+                             "differ")
         specs.append(_StageSpec(s[0], stack([dataclasses.replace(x, steps=0) for x in s]), True,
                                 list(s)))
     return specs
@@ -322,14 +262,137 @@ def _gather(tree):
     """Arrays spread over processes come back whole (a no-op on one process)."""
     return jax.tree_util.tree_map(
         lambda x: jnp.asarray(to_host(x)) if isinstance(x, jax.Array) and not x.is_fully_addressable
-        and not _is_key_array(x) else x, tree)
+        and not is_key_array(x) else x, tree)
+
+
+# ------------------------------------------------------------------------------------------------
+# the program the host loop drives
+# ------------------------------------------------------------------------------------------------
+def _member_mask(mask: np.ndarray, n_pad: int) -> jax.Array:
+    """A ``(members,)`` host mask extended over the padding (copies of member 0)."""
+    mask = np.asarray(mask, bool)
+    return jnp.asarray(np.concatenate([mask, np.repeat(mask[:1], n_pad - mask.shape[0])]))
+
+
+def _select_members(mask, new, old):
+    def one(a, b):
+        if not isinstance(a, jax.Array):
+            return a
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(one, new, old)
+
+
+class EnsembleProgram(AbstractFitProgram):
+    """The members' chunk program, vmapped (and sharded over ``mesh``), for the host loop.
+
+    Arrays are padded to ``n_pad`` members (a multiple of the mesh's member axis) with copies of
+    member 0; the host sees the first ``members`` only.
+    """
+
+    static: object
+    data: object
+    strategy: object
+    specs: list
+    keys: object
+    validation: object
+    mesh: object
+    axes: tuple  # (data stacked, strategy stacked, validation stacked)
+    members: int
+    n_pad: int
+    dtype: object
+    single: bool = False
+
+    @property
+    def stages(self):
+        return [sp.ref for sp in self.specs]
+
+    @property
+    def label(self):
+        return f" ×{self.members}"
+
+    def _place(self, tree):
+        return tree if self.mesh is None else shard_members(tree, self.mesh)
+
+    def stage_data(self, s_idx):
+        horizon = None if s_idx is None else self.specs[s_idx].ref.horizon
+        d = self.axes[0]
+        return _place_data(_stage_data(self.data, horizon, d), self.mesh, d)
+
+    def init_extra(self, params, data):
+        return _init_extra(self.strategy, params, self.static, data, self.axes[:2], self.n_pad)
+
+    def init_state(self, params, extra, s_idx):
+        sp = self.specs[s_idx]
+        opt_state = _ensemble_opt_init(params, extra, sp.jit, sp.stacked)
+        n, dtype = self.n_pad, self.dtype
+        state = FitState(params=params, extra=extra, opt_state=opt_state,
+                         key=jax.vmap(jr.fold_in, in_axes=(0, None))(self.keys, s_idx),
+                         lr_scale=jnp.ones((n,), dtype), finished=jnp.zeros((n,), bool),
+                         prev_loss=jnp.full((n,), jnp.inf, dtype))
+        return self._place(strong_types(state))
+
+    def run_chunk(self, state, data, s_idx, remaining, chunk):
+        sp = self.specs[s_idx]
+        state, rec = _ensemble_chunk(state, self.static, data, self.strategy, sp.jit,
+                                     jnp.asarray(sp.ref.steps), jnp.asarray(remaining), chunk,
+                                     (self.axes[0], self.axes[1], sp.stacked))
+        n = self.members
+        return state, ChunkRecord(*(to_host(x)[:n] for x in
+                                    (rec.loss, rec.accepted, rec.active, rec.lr_scale)))
+
+    def finished(self, state):
+        return to_host(state.finished)[:self.members]
+
+    def _mask(self, mask):
+        mask = _member_mask(mask, self.n_pad)
+        return mask if self.mesh is None else replicate(mask, self.mesh)
+
+    def select(self, mask, new, old):
+        return self._place(_select_members(self._mask(mask), new, old))
+
+    def finish(self, state, mask):
+        done = jnp.where(self._mask(mask), True, state.finished)
+        return eqx.tree_at(lambda s: s.finished, state, self._place(done))
+
+    def _unpad(self, tree):
+        return tree if self.n_pad == self.members else member(tree, slice(0, self.members))
+
+    def model(self, params):
+        return _gather(self._unpad(eqx.combine(params, self.static)))
+
+    def _loss(self, params, extra, data, stacked):
+        axes = (stacked, self.axes[1])
+        if extra is None:
+            extra = _init_extra(self.strategy, params, self.static, data, axes, self.n_pad)
+        loss = _ensemble_full_loss(params, self.static, extra, data, self.strategy, axes)
+        return to_host(loss)[:self.members]
+
+    def validation_loss(self, params):
+        return self._loss(params, None, self.validation, self.axes[2])
+
+    def final_loss(self, params, extra):
+        return self._loss(params, extra, self.stage_data(None), self.axes[0])
+
+    def saved(self, tree):
+        return _gather(self._unpad(keys_as_data(tree)))
+
+    def restored(self, saved, like):
+        return self._place(keys_from_data(pad_members(saved, self.n_pad), like))
+
+    def postfix(self, last_loss, rejected):
+        return {"median_loss": f"{np.nanmedian(last_loss):.4g}",
+                "rejecting": int((rejected > 0).sum())}
 
 
 # ------------------------------------------------------------------------------------------------
 # fit_ensemble
 # ------------------------------------------------------------------------------------------------
 def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbose: bool = True,
-                 mesh=None) -> EnsembleResult:
+                 mesh=None, checkpoint_dir=None, checkpoint_every: int | None = None,
+                 resume: bool = False, validation=None, patience: int | None = None,
+                 callback: Callable | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> EnsembleFitResult:
     """Train every member of a stacked model ensemble, as one vmapped (and optionally sharded)
     program per stage kind.
 
@@ -341,26 +404,35 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
         strategy: a strategy, or a list of one per member (same kind; e.g. different ``l2``).
         stages: as in :func:`ude.train.fit`; any entry may be a list of one stage per member
             (same kind, steps and horizon; e.g. different ``lr``).
-        key: one random key (member ``i`` gets ``jr.split(key, members)[i]``) or ``(members,)`` keys.
+        key: one random key (member ``i`` gets ``jr.split(key, members)[i]``) or ``(members,)``
+            keys.
             Member ``i`` then matches ``fit(member_i, data_i, ..., key=member_key_i)``.
         chunk: optimiser steps fused per jitted ``lax.scan``.
         verbose: a progress bar per stage (median loss, members with rejected steps).
         mesh: a :class:`jax.sharding.Mesh` from :func:`ude.parallel.make_mesh`: members are split
             over its ``"members"`` axis (padded to a multiple of it), trajectories over ``"traj"``.
+        checkpoint_dir, checkpoint_every, resume, should_stop: as in :func:`ude.train.fit`; a
+            resumed ensemble ends exactly where an uninterrupted one does.
+        validation, patience: early stopping per member, as in ``fit`` (``validation``: one
+            dataset or a stacked one); a member that stops runs no more steps of the stage.
+        callback: called after each chunk with ``(stage_index, global_step, models, losses)``,
+            ``losses`` ``(members,)``.
 
-    Returns an :class:`EnsembleResult`. A member whose steps fail (non-finite loss or gradient,
+    Returns an :class:`EnsembleFitResult`. A member whose steps fail (non-finite loss or gradient,
     failed solve) has them rejected and its learning rate backed off, exactly as in ``fit``; the
     other members are unaffected.
     """
     t_start = time.perf_counter()
-    if not stages:
-        raise ValueError("fit_ensemble: stages is empty; give at least one stage")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"fit_ensemble: chunk must be a positive integer, got {chunk!r}")
+    check_loop_arguments("fit_ensemble", stages, chunk, checkpoint_dir, checkpoint_every)
     n = n_members(models)
     data_stacked = data.ys.ndim == 4
     if data_stacked and data.ys.shape[0] != n:
         raise ValueError(f"fit_ensemble: data has {data.ys.shape[0]} members, models have {n}")
+    v_stacked = validation is not None and validation.ys.ndim == 4
+    if v_stacked and validation.ys.shape[0] != n:
+        raise ValueError(f"fit_ensemble: validation has {validation.ys.shape[0]} members, "
+                         f"models have {n}")
+    print_of = fingerprint(models, strategy, stages, members=n)
     strategy, strat_stacked = _per_member(strategy, n, AbstractStrategy, "strategy")
     specs = _stage_specs(stages, n)
     keys = _member_keys(key, n)
@@ -370,6 +442,7 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
     if n_pad != n:
         models, keys = pad_members(models, n_pad), pad_members(keys, n_pad)
         data = pad_members(data, n_pad) if data_stacked else data
+        validation = pad_members(validation, n_pad) if v_stacked else validation
         strategy = pad_members(strategy, n_pad) if strat_stacked else strategy
         specs = [dataclasses.replace(sp, jit=pad_members(sp.jit, n_pad)) if sp.stacked else sp
                  for sp in specs]
@@ -378,78 +451,22 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
     if mesh is not None:
         static = shard_members(static, mesh)
         strategy = shard_members(strategy, mesh) if strat_stacked else replicate(strategy, mesh)
+        specs = [dataclasses.replace(sp, jit=shard_members(sp.jit, mesh) if sp.stacked
+                                     else replicate(sp.jit, mesh)) for sp in specs]
+    if validation is not None:
+        validation = _place_data(validation, mesh, v_stacked)
     leaves = jax.tree_util.tree_leaves(params)
     dtype = leaves[0].dtype if leaves else jnp.result_type(float)
-
-    losses_h, acc_h, act_h, scale_h, step_h, stage_h = [], [], [], [], [], []
-    rejected = np.zeros((n_pad, len(specs)), int)
-    stopped = np.full((n_pad, len(specs)), "steps", dtype=object)
-    extra, prev_horizon, global_step = None, object(), 0
-    fold = jax.vmap(jr.fold_in, in_axes=(0, None))
-
-    for s_idx, sp in enumerate(specs):
-        stage = sp.ref
-        sdata = _place_data(_stage_data(data, stage.horizon, data_stacked), mesh, data_stacked)
-        if extra is None or stage.horizon != prev_horizon:
-            extra = _init_extra(strategy, params, static, sdata, (data_stacked, strat_stacked), n_pad)
-        prev_horizon = stage.horizon
-        jstage = sp.jit
-        if mesh is not None:
-            jstage = shard_members(jstage, mesh) if sp.stacked else replicate(jstage, mesh)
-        opt_state = _ensemble_opt_init(params, extra, jstage, sp.stacked)
-        carry = (params, extra, opt_state, fold(keys, s_idx), jnp.ones((n_pad,), dtype),
-                 jnp.zeros((n_pad,), bool), jnp.full((n_pad,), jnp.inf, dtype))
-        carry = strong_types(carry)
-        if mesh is not None:
-            carry = shard_members(carry, mesh)
-        bar = tqdm(total=stage.steps, disable=not verbose, leave=False, file=sys.stderr,
-                   desc=f"stage {s_idx + 1}/{len(specs)} {stage.name} ×{n}", dynamic_ncols=True)
-        step = 0
-        while step < stage.steps:
-            remaining = jnp.asarray(stage.steps - step)
-            carry, losses, good, active, scales = _ensemble_chunk(
-                carry, static, sdata, strategy, jstage, jnp.asarray(stage.steps), remaining, chunk,
-                (data_stacked, strat_stacked, sp.stacked))
-            losses, good, active, scales = map(to_host, (losses, good, active, scales))
-            k = int(active.any(axis=0).sum())  # done is monotone: active columns form a prefix
-            losses_h.append(losses[:, :k])
-            acc_h.append(good[:, :k])
-            act_h.append(active[:, :k])
-            scale_h.append(scales[:, :k])
-            step_h.append(np.arange(global_step, global_step + k))
-            stage_h.append(np.full(k, s_idx))
-            rejected[:, s_idx] += (active[:, :k] & ~good[:, :k]).sum(axis=1)
-            step += k
-            global_step += k
-            bar.update(k)
-            if k:
-                bar.set_postfix(median_loss=f"{np.nanmedian(losses[:n, k - 1]):.4g}",
-                                rejecting=int((rejected[:n, s_idx] > 0).sum()))
-            done = to_host(carry[5])
-            if done.all() or k < chunk:
-                break
-        bar.close()
-        stopped[to_host(carry[5]), s_idx] = "converged"
-        params, extra = carry[0], carry[1]
-
-    if specs[-1].ref.horizon is not None:  # the extra parameters belong to a shorter window
-        full = _place_data(data, mesh, data_stacked)
-        extra = _init_extra(strategy, params, static, full, (data_stacked, strat_stacked), n_pad)
-    full = _place_data(data, mesh, data_stacked)
-    final = to_host(_ensemble_full_loss(params, static, extra, full, strategy,
-                                        (data_stacked, strat_stacked)))
-
-    def cat(parts, dt):
-        return np.concatenate(parts, axis=-1) if parts else np.zeros((n_pad, 0), dt)
-
-    history = {"step": np.concatenate(step_h) if step_h else np.zeros(0, int),
-               "stage": np.concatenate(stage_h) if stage_h else np.zeros(0, int),
-               "loss": cat(losses_h, float)[:n], "accepted": cat(acc_h, bool)[:n].astype(bool),
-               "active": cat(act_h, bool)[:n].astype(bool), "lr_scale": cat(scale_h, float)[:n]}
-    trained = eqx.combine(params, static)
-    if n_pad != n:
-        trained, extra = member((trained, extra), slice(0, n))
-    trained, extra = _gather(trained), _gather(extra)
-    return EnsembleResult(models=trained, extra=extra, history=history, final_losses=final[:n],
-                          rejected=rejected[:n], stopped=stopped[:n].astype(str),
-                          wall_seconds=time.perf_counter() - t_start)
+    program = EnsembleProgram(static=static, data=data, strategy=strategy, specs=specs, keys=keys,
+                              validation=validation, mesh=mesh,
+                              axes=(data_stacked, strat_stacked, v_stacked), members=n,
+                              n_pad=n_pad, dtype=dtype)
+    out = run_stages(program, params, chunk=chunk, verbose=verbose, fingerprint=print_of,
+                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                     resume=resume, patience=None if validation is None else patience,
+                     callback=callback, should_stop=should_stop)
+    trained = program._unpad((eqx.combine(out.params, static), out.extra))
+    trained, extra = _gather(trained)
+    return EnsembleFitResult(models=trained, extra=extra, history=out.history,
+                             final_losses=out.final_losses, rejected=out.rejected,
+                             stopped=out.stopped, wall_seconds=time.perf_counter() - t_start)

@@ -13,7 +13,7 @@ them once and calls a ``jax.jit`` program with flat lists of arrays::
             print(i, float(losses[-1]))
     model = stepper.model
 
-The step is exactly :func:`ude.train.fit.chunk_steps` (rejection of non-finite steps, learning-rate
+The step is exactly :func:`ude.train.step.chunk_steps` (rejection of non-finite steps, learning-rate
 back-off, L-BFGS convergence), so a Stepper run and a ``fit`` of the same stage agree step for step.
 """
 
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..model import partition
-from .fit import chunk_steps, initial_carry
 from .stages import AbstractStage
+from .step import FitState, chunk_steps, initial_state
 from .strategies import AbstractStrategy
 
 
@@ -36,16 +36,18 @@ class Stepper:
     """``steps_per_call`` optimiser steps of ``stage`` per :meth:`step` call.
 
     Attributes:
-        state: the optimiser carry as a flat list of arrays (save it and assign it back to rewind).
+        state: the carry (a :class:`~ude.train.step.FitState`) as a flat list of arrays (save it
+            and assign it back to rewind).
         steps_done: steps taken so far (at most ``stage.steps``; further calls change nothing).
     """
 
     def __init__(self, model, data, strategy: AbstractStrategy, stage: AbstractStage, *, key,
                  steps_per_call: int = 1):
         if not isinstance(steps_per_call, int) or steps_per_call < 1:
-            raise ValueError(f"Stepper: steps_per_call must be a positive integer, got {steps_per_call!r}")
+            raise ValueError("Stepper: steps_per_call must be a positive integer, "
+                             f"got {steps_per_call!r}")
         params, static = partition(model)
-        carry = initial_carry(params, strategy.init(model, data, None), stage, key)
+        carry = initial_state(params, strategy.init(model, data, None), stage, key)
         self.state, carry_def = jax.tree_util.tree_flatten(carry)
         # as in fit: the stage's length is traced, so stages differing in length share the program
         args = (data, strategy, dataclasses.replace(stage, steps=0), jnp.asarray(stage.steps))
@@ -57,10 +59,11 @@ class Stepper:
 
         def run(state, inputs, remaining):
             carry = jax.tree_util.tree_unflatten(carry_def, state)
-            data, strategy, stage, total = eqx.combine(jax.tree_util.tree_unflatten(inputs_def, inputs), fixed)
-            carry, losses, *_ = chunk_steps(carry, static, data, strategy, stage, total, remaining,
-                                            steps_per_call)
-            return jax.tree_util.tree_leaves(carry), losses
+            data, strategy, stage, total = eqx.combine(
+                jax.tree_util.tree_unflatten(inputs_def, inputs), fixed)
+            carry, record = chunk_steps(carry, static, data, strategy, stage, total, remaining,
+                                        steps_per_call)
+            return jax.tree_util.tree_leaves(carry), record.loss
 
         self._run = jax.jit(run)
 
@@ -73,15 +76,16 @@ class Stepper:
         return losses
 
     @property
-    def _carry(self):
+    def fit_state(self) -> FitState:
+        """The carry as a :class:`~ude.train.step.FitState`."""
         return jax.tree_util.tree_unflatten(self._carry_def, self.state)
 
     @property
     def model(self):
         """The model with the current parameters."""
-        return eqx.combine(self._carry[0], self._static)
+        return eqx.combine(self.fit_state.params, self._static)
 
     @property
     def extra(self):
         """The strategy's extra parameters (learned initial states, segment starts) or None."""
-        return self._carry[1]
+        return self.fit_state.extra
