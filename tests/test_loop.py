@@ -169,12 +169,15 @@ def test_ensemble_early_stopping_per_member_matches_separate_fits(early_setup):
 
 def test_early_stopping_state_is_checkpointed(early_setup, tmp_path):
     """A resume continues the early-stopping bookkeeping (best state, chunks without
-    improvement), so it too ends exactly where an uninterrupted run ends."""
+    improvement), so it too ends exactly where an uninterrupted run ends. Member 0's validation
+    loss is best after chunk 3 and the stop comes after chunk 5: stopped after chunk 4, a resume
+    that forgot the best loss would take chunk 5 as its best and train on."""
     s = early_setup
     ref = _early(s)
+    assert ref.history["active"][0].sum() == 25  # 5 chunks: best after the 3rd, patience 2
     polls = []
     with pytest.raises(KeyboardInterrupt):
-        _early(s, checkpoint_dir=tmp_path, should_stop=lambda: polls.append(1) or len(polls) == 2)
+        _early(s, checkpoint_dir=tmp_path, should_stop=lambda: polls.append(1) or len(polls) == 4)
     assert_identical(_early(s, checkpoint_dir=tmp_path, resume=True), ref)
     # the same for a single fit
     m, d, v = member(s["models"], 0), member(s["data"], 0), member(s["valid"], 0)
@@ -183,7 +186,7 @@ def test_early_stopping_state_is_checkpointed(early_setup, tmp_path):
     polls.clear()
     with pytest.raises(KeyboardInterrupt):
         fit(m, d, s["strategy"], s["stages"], checkpoint_dir=tmp_path / "one",
-            should_stop=lambda: polls.append(1) or len(polls) == 2, **kw)
+            should_stop=lambda: polls.append(1) or len(polls) == 4, **kw)
     again = fit(m, d, s["strategy"], s["stages"], checkpoint_dir=tmp_path / "one", resume=True,
                 **kw)
     assert again.stopped == one.stopped == ["early_stop"]
