@@ -303,7 +303,7 @@ def find_peaks(ts, y, *, prominence: float = 0.0) -> tuple[np.ndarray, np.ndarra
     return np.asarray(times), np.asarray(heights)
 
 
-def oscillation_stats(ts, y, *, skip: int = 0, prominence: float = 0.0) -> dict[str, float]:
+def oscillation_stats(ts, y, *, skip: int = 0, prominence: float = 0.0) -> dict[str, int | float]:
     """Mean peak height and mean period (spacing of successive peaks) of one signal, ignoring the
     first ``skip`` peaks (transients). NaN where there are too few peaks."""
     t, h = find_peaks(ts, y, prominence=prominence)

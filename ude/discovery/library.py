@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._types import Array, Float
+from .._types import Array, ArrayLike, Float
 
 TRIG: dict[str, Callable] = {"sin": jnp.sin, "cos": jnp.cos}
 
@@ -41,7 +41,7 @@ class AbstractLibrary(eqx.Module):
     def __len__(self) -> int:
         return self.n_terms
 
-    def __call__(self, Y: Float[Array, "*n state"]) -> Float[Array, "*n terms"]:
+    def __call__(self, Y: Float[ArrayLike, "*n state"]) -> Float[Array, "*n terms"]:
         """Evaluate every term at ``Y`` of shape ``(n, state)`` or ``(state,)``."""
         Y = jnp.asarray(Y)
         if Y.ndim not in (1, 2) or Y.shape[-1] != len(self.state_names):

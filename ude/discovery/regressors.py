@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import jax.scipy.linalg as jsl
 
-from .._types import Array, Float
+from .._types import Array, ArrayLike, Float
 
 
 def _lstsq_masked(X, y, mask, alpha):
@@ -61,7 +61,7 @@ class AbstractRegressor(eqx.Module):
         """A copy with another sparsity knob (an array leaf: no recompilation)."""
         return eqx.tree_at(lambda r: r.lam, self, jnp.asarray(lam, dtype=self.lam.dtype))
 
-    def __call__(self, Theta: Float[Array, "n terms"], Y: Float[Array, "n *targets"]
+    def __call__(self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, "n *targets"]
                  ) -> Float[Array, "terms *targets"]:
         Theta = jnp.asarray(Theta)
         Y = jnp.asarray(Y, dtype=Theta.dtype)
@@ -226,8 +226,9 @@ class SR3(AbstractRegressor):
         return jax.lax.fori_loop(0, self.iterations, body, v0)
 
 
-def sweep(regressor: AbstractRegressor, Theta: Float[Array, "n terms"], Y: Float[Array, "n targets"],
-          lams: Float[Array, " lams"]) -> Float[Array, "lams terms targets"]:
+def sweep(regressor: AbstractRegressor, Theta: Float[ArrayLike, "n terms"],
+          Y: Float[ArrayLike, "n targets"], lams: Float[ArrayLike, " lams"]
+          ) -> Float[Array, "lams terms targets"]:
     """Run ``regressor`` for every λ in ``lams`` (one vmapped program)."""
     lams = jnp.asarray(lams, dtype=regressor.lam.dtype)
     if lams.ndim != 1:
@@ -293,7 +294,7 @@ class BaggedRegressor(eqx.Module):
         self.replace = bool(replace)
         self.aggregate = aggregate
 
-    def __call__(self, Theta: Float[Array, "n terms"], Y: Float[Array, "n targets"], *,
+    def __call__(self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, "n targets"], *,
                  key) -> BaggedResult:
         Theta = jnp.asarray(Theta)
         Y = jnp.asarray(Y, dtype=Theta.dtype)

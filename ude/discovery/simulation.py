@@ -179,7 +179,8 @@ def _candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[t
     return per_state
 
 
-def _candidate_models(discovery: Discovery, known, max_terms: int, top: int, max_candidates: int):
+def _candidate_models(discovery: Discovery, known, max_terms: int, top: int | Sequence[int],
+                      max_candidates: int):
     Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
     joint = list(itertools.product(*_candidates(discovery, Theta, max_terms, top)))
     if len(joint) > max_candidates:

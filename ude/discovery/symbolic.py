@@ -12,6 +12,8 @@ import sympy
 from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
                                         standard_transformations)
 
+from .._types import ArrayLike, Float
+
 _TRANSFORMS = standard_transformations + (implicit_multiplication, convert_xor)
 
 
@@ -36,7 +38,8 @@ def _fmt(c: float, precision: int) -> str:
                                       trim="-")
 
 
-def format_rhs(coefs: Sequence[float], names: Sequence[str], precision: int = 4) -> str:
+def format_rhs(coefs: Float[ArrayLike, " terms"] | Sequence[float], names: Sequence[str],
+               precision: int = 4) -> str:
     """``1.3 x - 0.899 x*y`` from coefficients and term names (zeros are skipped; ``"0"`` if none)."""
     parts = []
     for c, n in zip(coefs, names):
