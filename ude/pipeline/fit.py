@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
@@ -27,7 +26,7 @@ from .._io import load_eqx, read_history, save_eqx, write_history, write_json
 from ..config import ExperimentConfig
 from ..errors import FitFailed, RunDirError
 from ..model import UDE
-from ..train import fit, initial_states, loss_value
+from ..train import fit, fitted_initial_states, loss_value
 from ..train.ensemble import fit_ensemble, member, stack
 from .builders import build_mesh, build_model, build_phases, build_stages, member_keys, member_train
 from .progress import Log, emit
@@ -72,12 +71,9 @@ class FitOutcome:
 
 def fitted_y0(train: data_mod.Dataset, extra) -> jax.Array:
     """The initial states ``(traj, state)`` the fitted model starts from: learned ones where the
-    strategy learned them, else the first (noisy) samples, as in training."""
-    if isinstance(extra, dict) and "y0" in extra:
-        return jnp.asarray(extra["y0"])
-    if isinstance(extra, dict) and "starts" in extra:
-        return jnp.where(train.mask[:, 0, :], train.ys[:, 0, :], extra["starts"][:, 0, :])
-    return initial_states(train)
+    strategy learned them, else the first (noisy) samples, as in training
+    (:func:`ude.train.fitted_initial_states`)."""
+    return fitted_initial_states(train, extra)
 
 
 def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss,
