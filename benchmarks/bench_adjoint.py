@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-
 import udestep
 from common import ATOL, RTOL, compare, problem
 from handwritten import Program
@@ -32,12 +31,13 @@ def run(mode: str) -> dict:
     cands, memory, compile_s = {}, {}, {}
     import time
 
-    for name, kw in {"recursive (auto: one checkpoint per step)": {"adjoint": "recursive"},
-                     "recursive (diffrax's default checkpoints)": {"adjoint": "recursive",
-                                                                    "checkpoints": None},
-                     "recursive (checkpoints=8)": {"adjoint": "recursive", "checkpoints": 8},
-                     "direct": {"adjoint": "direct"},
-                     "backsolve": {"adjoint": "backsolve"}}.items():
+    for name, kw in {
+        "recursive (auto: one checkpoint per step)": {"adjoint": "recursive"},
+        "recursive (diffrax's default checkpoints)": {"adjoint": "recursive", "checkpoints": None},
+        "recursive (checkpoints=8)": {"adjoint": "recursive", "checkpoints": 8},
+        "direct": {"adjoint": "direct"},
+        "backsolve": {"adjoint": "backsolve"},
+    }.items():
         options = SolverOptions("tsit5", rtol=RTOL, atol=ATOL, **kw)
         c, one, many = udestep.ude_step(model, data, options, CHUNK)
         t = time.perf_counter()
@@ -63,9 +63,29 @@ def run(mode: str) -> dict:
 
     res = compare(cands, repeats)
     base = res["recursive (auto: one checkpoint per step)"]["cpu_ms"]
-    rows = [{"adjoint": k, "wall ms/step": v["wall_ms"], "cpu ms/step": v["cpu_ms"],
-             "vs default": v["cpu_ms"] / base, "temp memory KiB": memory[k] / 1024,
-             "compile s": compile_s[k]} for k, v in res.items()]
-    return {"timings": res, "temp_bytes": memory, "compile_s": compile_s, "chunk": CHUNK,
-            "rows": rows, "columns": ["adjoint", "wall ms/step", "cpu ms/step", "vs default",
-                                      "temp memory KiB", "compile s"]}
+    rows = [
+        {
+            "adjoint": k,
+            "wall ms/step": v["wall_ms"],
+            "cpu ms/step": v["cpu_ms"],
+            "vs default": v["cpu_ms"] / base,
+            "temp memory KiB": memory[k] / 1024,
+            "compile s": compile_s[k],
+        }
+        for k, v in res.items()
+    ]
+    return {
+        "timings": res,
+        "temp_bytes": memory,
+        "compile_s": compile_s,
+        "chunk": CHUNK,
+        "rows": rows,
+        "columns": [
+            "adjoint",
+            "wall ms/step",
+            "cpu ms/step",
+            "vs default",
+            "temp memory KiB",
+            "compile s",
+        ],
+    }

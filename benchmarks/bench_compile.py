@@ -14,9 +14,7 @@ import subprocess
 import sys
 import time
 
-import jax.numpy as jnp
 import jax.random as jr
-
 import udestep
 from common import ATOL, FUSED, RTOL, block, problem
 
@@ -38,8 +36,9 @@ def _first_call():
 
 
 def _first_call_in_fresh_process():
-    out = subprocess.run([sys.executable, __file__, "--first-call"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--first-call"], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -77,23 +76,41 @@ def run(mode: str) -> dict:
 
     before = cache()
     t = time.perf_counter()
-    fit(model, data, SingleShooting(options=options),
+    fit(
+        model,
+        data,
+        SingleShooting(options=options),
         [Adam(lr=1e-3, steps=FUSED), Adam(lr=3e-4, steps=2 * FUSED, schedule="constant")],
-        key=jr.key(0), chunk=FUSED, verbose=False)
+        key=jr.key(0),
+        chunk=FUSED,
+        verbose=False,
+    )
     fit_s = time.perf_counter() - t
     checks["fit: two Adam stages (different lr and length)"] = cache() - before
 
-    rows = [{"what": "first call (trace + compile + run), s", "value": first},
-            {"what": "second call, s", "value": second},
-            {"what": "AOT trace+lower, s", "value": lower_s},
-            {"what": "AOT XLA compile, s", "value": compile_s},
-            {"what": f"fit 2 stages x {FUSED}+{2 * FUSED} steps (warm), s", "value": fit_s}]
+    rows = [
+        {"what": "first call (trace + compile + run), s", "value": first},
+        {"what": "second call, s", "value": second},
+        {"what": "AOT trace+lower, s", "value": lower_s},
+        {"what": "AOT XLA compile, s", "value": compile_s},
+        {"what": f"fit 2 stages x {FUSED}+{2 * FUSED} steps (warm), s", "value": fit_s},
+    ]
     rows += [{"what": f"new compiles: {k}", "value": v} for k, v in checks.items()]
-    return {"first_call_s": first, "second_call_s": second, "lower_s": lower_s, "compile_s": compile_s,
-            "fit_two_stages_s": fit_s, "recompiles": checks, "jit_cache_entries": base,
-            "targets_cpu": {"first-call compile <= 3 s": first - second <= 3.0,
-                            "no recompiles": not any(checks.values())},
-            "rows": rows, "columns": ["what", "value"]}
+    return {
+        "first_call_s": first,
+        "second_call_s": second,
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "fit_two_stages_s": fit_s,
+        "recompiles": checks,
+        "jit_cache_entries": base,
+        "targets_cpu": {
+            "first-call compile <= 3 s": first - second <= 3.0,
+            "no recompiles": not any(checks.values()),
+        },
+        "rows": rows,
+        "columns": ["what", "value"],
+    }
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--first-call"]:

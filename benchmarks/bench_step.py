@@ -14,7 +14,6 @@ of each compiled program (see ``hlo.py``).
 from __future__ import annotations
 
 import diffrax
-
 import handwritten as hw
 import udestep
 from common import ATOL, FUSED, RTOL, compare, problem, ratio
@@ -30,6 +29,7 @@ def _loop(program, carry, k):
         for _ in range(k):
             c = program(c)[0]
         return c
+
     return run
 
 
@@ -73,24 +73,59 @@ def run(mode: str) -> dict:
         "diffrax fused/floor": ratio(res, "diffrax_fused", "floor_fused"),
         "diffrax per-step/fused": ratio(res, "diffrax_per_step", "diffrax_fused"),
     }
-    rows = [{"candidate": k, "wall ms/step": v["wall_ms"], "cpu ms/step": v["cpu_ms"],
-             "min wall ms/step": v["wall_min_ms"]} for k, v in res.items()]
-    rows += [{"candidate": f"ratio {k}", "wall ms/step": r["paired_wall"], "cpu ms/step": r["paired_cpu"],
-              "min wall ms/step": None} for k, r in ratios.items()]
-    rows += [{"candidate": f"launches/step-loop {k}", "wall ms/step": None, "cpu ms/step": None,
-              "min wall ms/step": None, "note": f"{v['launches']} total; loop bodies {v['loop_bodies'][:4]}"}
-             for k, v in launches.items()]
+    rows = [
+        {
+            "candidate": k,
+            "wall ms/step": v["wall_ms"],
+            "cpu ms/step": v["cpu_ms"],
+            "min wall ms/step": v["wall_min_ms"],
+        }
+        for k, v in res.items()
+    ]
+    rows += [
+        {
+            "candidate": f"ratio {k}",
+            "wall ms/step": r["paired_wall"],
+            "cpu ms/step": r["paired_cpu"],
+            "min wall ms/step": None,
+        }
+        for k, r in ratios.items()
+    ]
+    rows += [
+        {
+            "candidate": f"launches/step-loop {k}",
+            "wall ms/step": None,
+            "cpu ms/step": None,
+            "min wall ms/step": None,
+            "note": f"{v['launches']} total; loop bodies {v['loop_bodies'][:4]}",
+        }
+        for k, v in launches.items()
+    ]
     targets = {
         "ude/diffrax per-step <= 1.05": ratios["ude/diffrax per-step"]["paired_cpu"] <= 1.05,
         "ude/diffrax fused <= 1.05": ratios["ude/diffrax fused"]["paired_cpu"] <= 1.05,
-        "ude/same-config per-step <= 1.05": ratios["ude/same-config per-step"]["paired_cpu"] <= 1.05,
+        "ude/same-config per-step <= 1.05": ratios["ude/same-config per-step"]["paired_cpu"]
+        <= 1.05,
         "ude/same-config fused <= 1.05": ratios["ude/same-config fused"]["paired_cpu"] <= 1.05,
         "ude fused/floor <= 2.0": ratios["ude fused/floor"]["paired_cpu"] <= 2.0,
     }
-    return {"problem": {"solver": "tsit5", "rtol": RTOL, "atol": ATOL, "dtype": "float32",
-                        "adaptive_steps": n_steps, "rejected_steps": n_rej, "fused": FUSED,
-                        "diffrax_tsit5_steps": int(ref.num_steps),
-                        "diffrax_tsit5_rejected": int(ref.num_rejected),
-                        "per_step_calls_per_repeat": k},
-            "timings": res, "ratios": ratios, "launches": launches, "targets_cpu": targets,
-            "rows": rows, "columns": ["candidate", "wall ms/step", "cpu ms/step", "min wall ms/step", "note"]}
+    return {
+        "problem": {
+            "solver": "tsit5",
+            "rtol": RTOL,
+            "atol": ATOL,
+            "dtype": "float32",
+            "adaptive_steps": n_steps,
+            "rejected_steps": n_rej,
+            "fused": FUSED,
+            "diffrax_tsit5_steps": int(ref.num_steps),
+            "diffrax_tsit5_rejected": int(ref.num_rejected),
+            "per_step_calls_per_repeat": k,
+        },
+        "timings": res,
+        "ratios": ratios,
+        "launches": launches,
+        "targets_cpu": targets,
+        "rows": rows,
+        "columns": ["candidate", "wall ms/step", "cpu ms/step", "min wall ms/step", "note"],
+    }

@@ -22,8 +22,11 @@ def run(mode: str) -> dict:
         import torch
         import torchdiffeq
     except Exception as e:  # noqa: BLE001 - any import failure means: not available
-        return {"skipped": f"torch/torchdiffeq not importable ({type(e).__name__}: {e})",
-                "rows": [], "columns": []}
+        return {
+            "skipped": f"torch/torchdiffeq not importable ({type(e).__name__}: {e})",
+            "rows": [],
+            "columns": [],
+        }
     import numpy as np
 
     torch.set_num_threads(1)
@@ -52,7 +55,10 @@ def run(mode: str) -> dict:
     vf = VF()
     steps = 5 if mode == "quick" else 20
     rows, out = [], {}
-    for name, solver in (("odeint", torchdiffeq.odeint), ("odeint_adjoint", torchdiffeq.odeint_adjoint)):
+    for name, solver in (
+        ("odeint", torchdiffeq.odeint),
+        ("odeint_adjoint", torchdiffeq.odeint_adjoint),
+    ):
         opt = torch.optim.Adam(vf.parameters(), lr=LR)
 
         def step():
@@ -72,9 +78,12 @@ def run(mode: str) -> dict:
         out[name] = {"wall_ms": float(np.median(times)), "samples_ms": times}
         rows.append({"candidate": f"torchdiffeq {name}", "wall ms/step": float(np.median(times))})
     import udestep
+
     from ude.solve import SolverOptions
 
-    c, one, many = udestep.ude_step(model, data, SolverOptions("tsit5", rtol=RTOL, atol=ATOL), FUSED)
+    c, one, many = udestep.ude_step(
+        model, data, SolverOptions("tsit5", rtol=RTOL, atol=ATOL), FUSED
+    )
 
     def per_step(k=10):
         state = c
@@ -82,8 +91,10 @@ def run(mode: str) -> dict:
             state = one(state)[0]
         return state
 
-    res = compare({"ude_fused": (lambda: many(c), FUSED), "ude_per_step": (per_step, 10)},
-                  5 if mode == "quick" else 15)
+    res = compare(
+        {"ude_fused": (lambda: many(c), FUSED), "ude_per_step": (per_step, 10)},
+        5 if mode == "quick" else 15,
+    )
     for k, v in res.items():
         out[k] = v
         rows.append({"candidate": k.replace("_", " "), "wall ms/step": v["wall_ms"]})
@@ -91,6 +102,16 @@ def run(mode: str) -> dict:
         for k in ("ude_fused", "ude_per_step"):
             r = out[name]["wall_ms"] / res[k]["wall_ms"]
             out.setdefault("ratios", {})[f"torchdiffeq {name} / {k}"] = r
-            rows.append({"candidate": f"ratio torchdiffeq {name} / {k.replace('_', ' ')}", "wall ms/step": r})
-    return {"timings": out, "torch": torch.__version__, "torchdiffeq": torchdiffeq.__version__,
-            "rows": rows, "columns": ["candidate", "wall ms/step"]}
+            rows.append(
+                {
+                    "candidate": f"ratio torchdiffeq {name} / {k.replace('_', ' ')}",
+                    "wall ms/step": r,
+                }
+            )
+    return {
+        "timings": out,
+        "torch": torch.__version__,
+        "torchdiffeq": torchdiffeq.__version__,
+        "rows": rows,
+        "columns": ["candidate", "wall ms/step"],
+    }

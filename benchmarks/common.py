@@ -32,6 +32,8 @@ FUSED = 100  # steps per lax.scan in fused mode
 # ------------------------------------------------------------------------------------------ problem
 def problem(dtype="float32", noise=0.0, seed=0):
     """``(model, data)``: the LV UDE (fresh network from ``seed``) and its dataset in ``dtype``."""
+    import equinox as eqx
+    import jax
     import jax.numpy as jnp
     import jax.random as jr
 
@@ -41,12 +43,10 @@ def problem(dtype="float32", noise=0.0, seed=0):
     from ude.physics import LotkaVolterra
     from ude.solve import SolverOptions, solve
 
-    import equinox as eqx
-    import jax
-
     dt = jnp.dtype(dtype)
     cast = lambda tree: jax.tree_util.tree_map(  # noqa: E731
-        lambda a: a.astype(dt) if eqx.is_inexact_array(a) else a, tree)
+        lambda a: a.astype(dt) if eqx.is_inexact_array(a) else a, tree
+    )
     truth = cast(LotkaVolterra(*TRUTH_PARAMS))
     ts = jnp.linspace(0.0, T1, N_TIMES, dtype=dt)
     y0 = jnp.asarray(Y0, dt)
@@ -91,9 +91,15 @@ def compare(cands: dict, repeats: int, warmup: int = 1) -> dict:
             samples[k][1].append(1e3 * c / steps)
     out = {}
     for k, (w, c) in samples.items():
-        out[k] = {"wall_ms": statistics.median(w), "cpu_ms": statistics.median(c),
-                  "wall_min_ms": min(w), "repeats": repeats, "steps_per_call": cands[k][1],
-                  "wall_samples_ms": [round(x, 4) for x in w], "cpu_samples_ms": [round(x, 4) for x in c]}
+        out[k] = {
+            "wall_ms": statistics.median(w),
+            "cpu_ms": statistics.median(c),
+            "wall_min_ms": min(w),
+            "repeats": repeats,
+            "steps_per_call": cands[k][1],
+            "wall_samples_ms": [round(x, 4) for x in w],
+            "cpu_samples_ms": [round(x, 4) for x in c],
+        }
     return out
 
 
@@ -101,9 +107,12 @@ def ratio(res: dict, a: str, b: str) -> dict:
     """``a / b`` on wall and CPU medians, and the median of the paired per-repeat ratios."""
     wa, wb = res[a]["wall_samples_ms"], res[b]["wall_samples_ms"]
     ca, cb = res[a]["cpu_samples_ms"], res[b]["cpu_samples_ms"]
-    return {"wall": res[a]["wall_ms"] / res[b]["wall_ms"], "cpu": res[a]["cpu_ms"] / res[b]["cpu_ms"],
-            "paired_wall": statistics.median(x / y for x, y in zip(wa, wb)),
-            "paired_cpu": statistics.median(x / y for x, y in zip(ca, cb))}
+    return {
+        "wall": res[a]["wall_ms"] / res[b]["wall_ms"],
+        "cpu": res[a]["cpu_ms"] / res[b]["cpu_ms"],
+        "paired_wall": statistics.median(x / y for x, y in zip(wa, wb)),
+        "paired_cpu": statistics.median(x / y for x, y in zip(ca, cb)),
+    }
 
 
 class TraceCounter:
@@ -137,11 +146,18 @@ def machine() -> dict:
     except OSError:
         load = None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-        "diffrax": diffrax.__version__, "equinox": equinox.__version__, "optax": optax.__version__,
-        "backend": jax.default_backend(), "load_average": load,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "diffrax": diffrax.__version__,
+        "equinox": equinox.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "load_average": load,
         "x64": bool(jax.config.jax_enable_x64),
     }
 
@@ -155,12 +171,16 @@ def write(name: str, payload: dict) -> Path:
 
 def table(rows: list[dict], cols: list[str]) -> str:
     """A plain-text (and Markdown) table of ``rows`` restricted to ``cols``."""
+
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
         return "" if v is None else str(v)
+
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)]
+    widths = [
+        max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)
+    ]
     line = lambda xs: "| " + " | ".join(x.ljust(w) for x, w in zip(xs, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cols), sep] + [line(x) for x in cells])

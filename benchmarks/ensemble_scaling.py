@@ -53,8 +53,9 @@ def problem(n: int, seed: int = 0):
     clean = ude.simulate(TRUTH, U0, jnp.linspace(0.0, 3.0, 31), key=seed)
     data = resample_noise(clean, ude.RelativeMeanNoise(0.05), jr.split(jr.key(seed + 1), n))
     known = TRUTH.keep("growth", "death")
-    models = eqx.filter_vmap(lambda k: ude.UDE(known, ude.MLP(2, 2, width=5, depth=3, activation="rbf",
-                                                                key=k)))(jr.split(jr.key(seed), n))
+    models = eqx.filter_vmap(
+        lambda k: ude.UDE(known, ude.MLP(2, 2, width=5, depth=3, activation="rbf", key=k))
+    )(jr.split(jr.key(seed), n))
     strategy = ude.SingleShooting(options=ude.SolverOptions("tsit5", rtol=1e-6, atol=1e-6), l2=1e-4)
     return models, data, strategy
 
@@ -76,21 +77,27 @@ def scaling(sizes, adam_steps: int, lbfgs_steps: int) -> list[dict]:
     for n in sizes:
         models, data, strategy = problem(n)
         row = {"members": n}
-        for name, stage, steps in (("adam", ude.Adam(lr=0.1, steps=adam_steps), adam_steps),
-                                   ("lbfgs", ude.LBFGS(steps=lbfgs_steps, gtol=0.0, ftol=0.0),
-                                    lbfgs_steps)):
+        for name, stage, steps in (
+            ("adam", ude.Adam(lr=0.1, steps=adam_steps), adam_steps),
+            ("lbfgs", ude.LBFGS(steps=lbfgs_steps, gtol=0.0, ftol=0.0), lbfgs_steps),
+        ):
             first, second, res = timed_fit(models, data, strategy, [stage])
-            row[name] = {"steps": steps, "wall_s": second, "first_call_s": first,
-                         "ms_per_member_step": 1e3 * second / (n * steps),
-                         "rejected": int(res.rejected.sum()),
-                         "median_final_loss": float(np.nanmedian(res.final_losses))}
+            row[name] = {
+                "steps": steps,
+                "wall_s": second,
+                "first_call_s": first,
+                "ms_per_member_step": 1e3 * second / (n * steps),
+                "rejected": int(res.rejected.sum()),
+                "median_final_loss": float(np.nanmedian(res.final_losses)),
+            }
         print(json.dumps(row), flush=True)
         rows.append(row)
     base = rows[0]
     for r in rows:
         for name in ("adam", "lbfgs"):
-            r[name]["speedup_per_member_vs_first"] = (base[name]["ms_per_member_step"]
-                                                      / r[name]["ms_per_member_step"])
+            r[name]["speedup_per_member_vs_first"] = (
+                base[name]["ms_per_member_step"] / r[name]["ms_per_member_step"]
+            )
     return rows
 
 
@@ -118,10 +125,13 @@ print("RESULT " + json.dumps(out))
 def sharding(n: int, steps: int, devices=(1, 2, 4)) -> dict:
     out = {"members": n, "adam_steps": steps, "runs": {}}
     for d in devices:
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={d}",
-                   JAX_PLATFORMS="cpu")
+        env = dict(
+            os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={d}", JAX_PLATFORMS="cpu"
+        )
         script = SHARD_SCRIPT.format(root=str(ROOT), here=str(HERE), n=n, steps=steps)
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
             out["runs"][str(d)] = {"error": proc.stderr[-2000:]}
@@ -142,13 +152,17 @@ def paper_run(n: int, lbfgs_steps: int) -> dict:
     t0 = time.perf_counter()
     res = fit_ensemble(models, data, strategy, stages, key=jr.key(7), chunk=100, verbose=False)
     wall = time.perf_counter() - t0
-    out = {"members": n, "stages": ["adam x 200", f"lbfgs x {lbfgs_steps} (gtol 1e-6)"],
-           "wall_s_with_compile": wall, "s_per_fit": wall / n,
-           "steps_run": int(res.history["loss"].shape[1]),
-           "converged": int((res.stopped[:, -1] == "converged").sum()),
-           "rejected_total": int(res.rejected.sum()),
-           "final_loss_quantiles": np.nanquantile(res.final_losses, [0.1, 0.5, 0.9]).tolist(),
-           "failed": int((~res.ok).sum())}
+    out = {
+        "members": n,
+        "stages": ["adam x 200", f"lbfgs x {lbfgs_steps} (gtol 1e-6)"],
+        "wall_s_with_compile": wall,
+        "s_per_fit": wall / n,
+        "steps_run": int(res.history["loss"].shape[1]),
+        "converged": int((res.stopped[:, -1] == "converged").sum()),
+        "rejected_total": int(res.rejected.sum()),
+        "final_loss_quantiles": np.nanquantile(res.final_losses, [0.1, 0.5, 0.9]).tolist(),
+        "failed": int((~res.ok).sum()),
+    }
     print("paper run", json.dumps(out), flush=True)
     return out
 
@@ -163,10 +177,13 @@ def main(argv=None):
         sizes, adam, lbfgs, shard_n, shard_steps = (1, 8, 32), 20, 5, 16, 20
     else:
         sizes, adam, lbfgs, shard_n, shard_steps = (1, 8, 64, 256), 20, 10, 64, 20
-    payload = {"machine": machine(), "quick": args.quick,
-               "problem": "paper scenario 1: 87-parameter rbf UDE, 31 samples, tsit5 1e-6, float64",
-               "scaling": scaling(sizes, adam, lbfgs),
-               "sharding": sharding(shard_n, shard_steps)}
+    payload = {
+        "machine": machine(),
+        "quick": args.quick,
+        "problem": "paper scenario 1: 87-parameter rbf UDE, 31 samples, tsit5 1e-6, float64",
+        "scaling": scaling(sizes, adam, lbfgs),
+        "sharding": sharding(shard_n, shard_steps),
+    }
     if not args.quick:
         payload["paper_run"] = paper_run(100, 1000)
     RESULTS.parent.mkdir(exist_ok=True)

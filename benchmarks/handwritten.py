@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from common import ATOL, LR, RTOL
 
 
@@ -26,8 +25,15 @@ def copy_network(model):
     net = model.correction
     sizes = [l.weight.shape for l in net.layers]
     dtype = net.layers[0].weight.dtype
-    mlp = eqx.nn.MLP(sizes[0][1], sizes[-1][0], sizes[0][0], len(sizes) - 1, activation=jnp.tanh,
-                     key=jax.random.key(0), dtype=dtype)
+    mlp = eqx.nn.MLP(
+        sizes[0][1],
+        sizes[-1][0],
+        sizes[0][0],
+        len(sizes) - 1,
+        activation=jnp.tanh,
+        key=jax.random.key(0),
+        dtype=dtype,
+    )
     get = lambda m: [x for l in m.layers for x in (l.weight, l.bias)]  # noqa: E731
     mlp = eqx.tree_at(get, mlp, get(net))
     alpha = jnp.asarray(model.known.p("alpha"), dtype)
@@ -40,12 +46,23 @@ def _vf(t, y, args):
     return jnp.stack([alpha * y[0], -gamma * y[1]]) + mlp(y)
 
 
-def diffrax_loss(mlp, consts, ts, y0, ys, adjoint, max_steps=4096, rtol=RTOL, atol=ATOL,
-                 solver=None):
+def diffrax_loss(
+    mlp, consts, ts, y0, ys, adjoint, max_steps=4096, rtol=RTOL, atol=ATOL, solver=None
+):
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_vf), solver or diffrax.Tsit5(), ts[0], ts[-1], None, y0, args=(mlp, consts),
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        adjoint=adjoint, max_steps=max_steps, throw=False)
+        diffrax.ODETerm(_vf),
+        solver or diffrax.Tsit5(),
+        ts[0],
+        ts[-1],
+        None,
+        y0,
+        args=(mlp, consts),
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        adjoint=adjoint,
+        max_steps=max_steps,
+        throw=False,
+    )
     return jnp.sum((sol.ys - ys) ** 2), sol.stats["num_steps"]
 
 
@@ -56,10 +73,19 @@ def same_config_loss(mlp, consts, ts, y0, ys, max_steps=4096, rtol=RTOL, atol=AT
     from ude.solvers import SaveTsit5, saved
 
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_vf), SaveTsit5(ts), ts[0], ts[-1], None, y0, args=(mlp, consts),
+        diffrax.ODETerm(_vf),
+        SaveTsit5(ts),
+        ts[0],
+        ts[-1],
+        None,
+        y0,
+        args=(mlp, consts),
         saveat=diffrax.SaveAt(t1=True, solver_state=True),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        adjoint=diffrax.RecursiveCheckpointAdjoint(max_steps), max_steps=max_steps, throw=False)
+        adjoint=diffrax.RecursiveCheckpointAdjoint(max_steps),
+        max_steps=max_steps,
+        throw=False,
+    )
     return jnp.sum((saved(sol) - ys) ** 2), sol.stats["num_steps"]
 
 
@@ -68,7 +94,8 @@ def _stepper(loss):
 
     def step(params, opt_state, static, inputs):
         (value, aux), grads = jax.value_and_grad(
-            lambda p: loss(eqx.combine(p, static), inputs), has_aux=True)(params)
+            lambda p: loss(eqx.combine(p, static), inputs), has_aux=True
+        )(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value, aux
 
@@ -93,6 +120,7 @@ def make(loss, mlp, inputs, fused: int):
         def body(c, _):
             p, s, value, aux = step(*c, static, inputs)
             return (p, s), (value, aux)
+
         return jax.lax.scan(body, state, None, length=fused)
 
     return state, Program(_one, inputs), Program(_many, inputs)

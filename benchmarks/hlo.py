@@ -32,8 +32,13 @@ def launch_counts(text: str) -> dict:
     """Kernel-launching instructions outside fused computations: total and by opcode, plus the
     number of while loops and the largest loop body."""
     comps = computations(text)
-    fused = {c for lines in comps.values() for l in lines
-             if _OPCODE.search(l) and _OPCODE.search(l).group(1) == "fusion" for c in _CALLS.findall(l)}
+    fused = {
+        c
+        for lines in comps.values()
+        for l in lines
+        if _OPCODE.search(l) and _OPCODE.search(l).group(1) == "fusion"
+        for c in _CALLS.findall(l)
+    }
     by_op, per_comp = collections.Counter(), {}
     for name, lines in comps.items():
         if name in fused:
@@ -53,9 +58,12 @@ def launch_counts(text: str) -> dict:
                 body = re.search(r"body=%?([\w.\-]+)", l).group(1)
                 cond = re.search(r"condition=%?([\w.\-]+)", l).group(1)
                 bodies[body] = _inclusive(body, comps, fused) + _inclusive(cond, comps, fused)
-    return {"launches": sum(by_op.values()), "while_loops": by_op.get("while", 0),
-            "by_op": dict(by_op.most_common()),
-            "loop_bodies": sorted(bodies.values(), reverse=True)}
+    return {
+        "launches": sum(by_op.values()),
+        "while_loops": by_op.get("while", 0),
+        "by_op": dict(by_op.most_common()),
+        "loop_bodies": sorted(bodies.values(), reverse=True),
+    }
 
 
 def _inclusive(name, comps, fused, seen=None):
@@ -73,8 +81,11 @@ def _inclusive(name, comps, fused, seen=None):
         n += 1
         op = m.group(1)
         if op == "conditional":
-            branches = re.findall(r"%([\w.\-]+)", l.split("branch_computations=")[-1].split("}")[0]) \
-                if "branch_computations" in l else re.findall(r"_computation=%?([\w.\-]+)", l)
+            branches = (
+                re.findall(r"%([\w.\-]+)", l.split("branch_computations=")[-1].split("}")[0])
+                if "branch_computations" in l
+                else re.findall(r"_computation=%?([\w.\-]+)", l)
+            )
             n += max((_inclusive(b, comps, fused, set(seen)) for b in branches), default=0)
         elif op in ("while", "call"):
             for c in re.findall(r"(?:body|condition|to_apply)=%?([\w.\-]+)", l):

@@ -34,21 +34,34 @@ def _child(name: str, mode: str) -> int:
     except Exception as e:  # recorded, so one broken suite does not hide the others
         import traceback
 
-        payload = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
-                   "rows": [], "columns": []}
+        payload = {
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(),
+            "rows": [],
+            "columns": [],
+        }
     import resource
 
-    payload = {"suite": name, "mode": mode, "machine": common.machine(),
-               "suite_seconds": time.perf_counter() - t,
-               "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **payload}
+    payload = {
+        "suite": name,
+        "mode": mode,
+        "machine": common.machine(),
+        "suite_seconds": time.perf_counter() - t,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **payload,
+    }
     common.write(name, payload)
     return 0 if "error" not in payload else 1
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="fewer repeats, skip full-only suites (default)")
+    g.add_argument(
+        "--quick", action="store_true", help="fewer repeats, skip full-only suites (default)"
+    )
     g.add_argument("--full", action="store_true", help="all suites, more repeats")
     p.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -68,9 +81,15 @@ def main(argv=None) -> int:
             print(f"\n## {name}: full mode only (skipped)")
             continue
         print(f"\n## {name} ({mode})", flush=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(common.ROOT),
-                                                           os.environ.get("PYTHONPATH", "")]))
-        rc = subprocess.call([sys.executable, str(HERE / "run.py"), f"--{mode}", "--child", name], env=env)
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                [str(HERE), str(common.ROOT), os.environ.get("PYTHONPATH", "")]
+            ),
+        )
+        rc = subprocess.call(
+            [sys.executable, str(HERE / "run.py"), f"--{mode}", "--child", name], env=env
+        )
         path = common.RESULTS / f"{name}.json"
         if not path.exists():
             print(f"{name}: no result written (exit {rc})")
@@ -88,8 +107,10 @@ def main(argv=None) -> int:
             print(f"  {k}: {v}")
         for k, v in (res.get("targets_cpu") or {}).items():
             print(f"  target {k}: {'met' if v else 'NOT met'}")
-        print(f"  ({res.get('suite_seconds', 0):.0f} s, peak RSS {res.get('max_rss_mb', 0):.0f} MB; "
-              f"{res['machine']['cpu']}, {res['machine']['cores']} cores, load {res['machine']['load_average']})")
+        print(
+            f"  ({res.get('suite_seconds', 0):.0f} s, peak RSS {res.get('max_rss_mb', 0):.0f} MB; "
+            f"{res['machine']['cpu']}, {res['machine']['cores']} cores, load {res['machine']['load_average']})"
+        )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; results in {common.RESULTS}")
     return status
 

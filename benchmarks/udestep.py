@@ -11,9 +11,9 @@ import inspect
 
 import jax.numpy as jnp
 import jax.random as jr
-
 from common import LR
 from handwritten import Program
+
 from ude.model import partition
 from ude.train import Adam, SingleShooting, Stepper
 from ude.train.fit import _run_chunk, initial_carry

@@ -25,14 +25,20 @@ NAME = "all_configs"
 def summarise(metrics: dict) -> dict:
     ext = metrics.get("extrapolation") or {}
     coef = metrics.get("coefficients") or {}
-    return {"final_loss": metrics.get("final_loss"), "noise_floor": metrics.get("noise_floor"),
-            "refit_loss": metrics.get("refit_loss"), "equations": metrics.get("equations"),
-            "parameters": metrics.get("refit_parameters") or metrics.get("parameters"),
-            "exact_support": coef.get("exact_support"),
-            "max_coefficient_error": coef.get("max_relative_error"),
-            "extrapolation_model": ext.get("model"), "extrapolation_t_end": ext.get("t_end"),
-            "extrapolation_rmse": ext.get("rmse"), "rmse_train": ext.get("rmse_train"),
-            "wall_seconds": metrics.get("wall_seconds")}
+    return {
+        "final_loss": metrics.get("final_loss"),
+        "noise_floor": metrics.get("noise_floor"),
+        "refit_loss": metrics.get("refit_loss"),
+        "equations": metrics.get("equations"),
+        "parameters": metrics.get("refit_parameters") or metrics.get("parameters"),
+        "exact_support": coef.get("exact_support"),
+        "max_coefficient_error": coef.get("max_relative_error"),
+        "extrapolation_model": ext.get("model"),
+        "extrapolation_t_end": ext.get("t_end"),
+        "extrapolation_rmse": ext.get("rmse"),
+        "rmse_train": ext.get("rmse_train"),
+        "wall_seconds": metrics.get("wall_seconds"),
+    }
 
 
 def main(configs=None, out=None, verbose: bool = False) -> dict:
@@ -54,8 +60,11 @@ def main(configs=None, out=None, verbose: bool = False) -> dict:
             metrics = ude.run_experiment(cfg, run, verbose=verbose)
             results[name] = {"ok": True, **summarise(metrics)}
         except Exception as e:  # noqa: BLE001 - a failed config is reported in the table
-            results[name] = {"ok": False, "error": f"{type(e).__name__}: {e}",
-                             "wall_seconds": time.perf_counter() - t0}
+            results[name] = {
+                "ok": False,
+                "error": f"{type(e).__name__}: {e}",
+                "wall_seconds": time.perf_counter() - t0,
+            }
         print(f"{name}: {json.dumps(common.clean(results[name]))}", flush=True)
         common.write_json(path, results)
     return results

@@ -17,14 +17,32 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 PAPER = {
-    "scenario1": {"loss_first": 7529.26, "loss_after_adam": 1.605, "final_loss": 0.0696,
-                  "noise_sse": 0.085, "U1_xy": -0.877, "U2_xy": 0.923, "prey_peak": 7.3,
-                  "true_prey_peak": 8.8, "period": 5.34, "true_period": 5.46},
-    "noise_sweep": {"levels": [0.001, 0.005, 0.01, 0.025, 0.05], "successes": [75, 72, 58, 29, 18],
-                    "runs": 100},
+    "scenario1": {
+        "loss_first": 7529.26,
+        "loss_after_adam": 1.605,
+        "final_loss": 0.0696,
+        "noise_sse": 0.085,
+        "U1_xy": -0.877,
+        "U2_xy": 0.923,
+        "prey_peak": 7.3,
+        "true_prey_peak": 8.8,
+        "period": 5.34,
+        "true_period": 5.46,
+    },
+    "noise_sweep": {
+        "levels": [0.001, 0.005, 0.01, 0.025, 0.05],
+        "successes": [75, 72, 58, 29, 18],
+        "runs": 100,
+    },
     "scenario2": {"final_loss": 0.0548, "U1_xy": -0.904, "U2_xy": 0.809, "gamma": 1.823},
-    "hudson_bay": {"final_loss": 0.0502, "alpha": 0.557, "beta": 0.826, "gamma": 1.696,
-                   "delta": 2.041, "sparse": "x' = 0.373x - 1.244xy, y' = -1.166y + 2.435xy"},
+    "hudson_bay": {
+        "final_loss": 0.0502,
+        "alpha": 0.557,
+        "beta": 0.826,
+        "gamma": 1.696,
+        "delta": 2.041,
+        "sparse": "x' = 0.373x - 1.244xy, y' = -1.166y + 2.435xy",
+    },
 }
 
 
@@ -49,7 +67,9 @@ def params(name: str, defaults: dict, overrides: dict) -> dict:
     """``defaults`` updated by a study's ``main(**overrides)``; unknown names are refused."""
     unknown = set(overrides) - set(defaults)
     if unknown:
-        raise ValueError(f"{name}.main: unknown overrides {sorted(unknown)}; known: {sorted(defaults)}")
+        raise ValueError(
+            f"{name}.main: unknown overrides {sorted(unknown)}; known: {sorted(defaults)}"
+        )
     return {**defaults, **overrides}
 
 
@@ -111,7 +131,9 @@ def paper_figure(r: dict, title: str, folder: Path, stem: str) -> list[str]:
     axA.legend()
     fy = r["fit_ys"][0]
     k = min(1, r["u_learned"].shape[-1] - 1)
-    axB.plot(fy[:, 0], fy[:, 1], r["u_learned"][0, :, k], color="tab:blue", lw=2, label="network U₂")
+    axB.plot(
+        fy[:, 0], fy[:, 1], r["u_learned"][0, :, k], color="tab:blue", lw=2, label="network U₂"
+    )
     if "u_true" in r:
         axB.plot(fy[:, 0], fy[:, 1], r["u_true"][0, :, k], "--", color="0.3", lw=2, label="true U₂")
     axB.set_xlabel(names[0])
@@ -143,7 +165,9 @@ def truth_only_figure(r: dict, title: str, folder: Path, stem: str) -> list[str]
     ax = axes[0, 0]
     for j, s in enumerate(names):
         c = ("tab:blue", "tab:orange")[j % 2]
-        ax.plot(r["data_ts"], r["data_ys"][0, :, j], "o", ms=3.5, color=c, mfc="none", label=f"{s} data")
+        ax.plot(
+            r["data_ts"], r["data_ys"][0, :, j], "o", ms=3.5, color=c, mfc="none", label=f"{s} data"
+        )
         for key, ls, lab in (("ext_ude", "-", "UDE"), ("ext_discovered", "--", "recovered")):
             if key in r:
                 y = r[key][0, :, j]
@@ -156,17 +180,32 @@ def truth_only_figure(r: dict, title: str, folder: Path, stem: str) -> list[str]
     return save(fig, folder, stem)
 
 
-def supplementary_figures(r: dict, hist: dict, stages: list[str], title: str, folder: Path,
-                          stem: str) -> list[str]:
+def supplementary_figures(
+    r: dict, hist: dict, stages: list[str], title: str, folder: Path, stem: str
+) -> list[str]:
     """Loss curve (stages coloured apart), trajectory reconstruction, missing term and its error."""
     from ude import plots
 
     paths = []
-    fig = plots.plot_loss(hist["step"], hist["loss"], hist["stage"], stages,
-                          accepted=hist.get("accepted"), title=title)
+    fig = plots.plot_loss(
+        hist["step"],
+        hist["loss"],
+        hist["stage"],
+        stages,
+        accepted=hist.get("accepted"),
+        title=title,
+    )
     paths += save(fig, folder, f"{stem}_loss")
-    fig = plots.plot_fit(r["data_ts"], r["data_ys"], r["data_mask"], r["fit_ts"], r["fit_ys"],
-                         [str(s) for s in r["state_names"]], y_true=r.get("data_y_true"), title=title)
+    fig = plots.plot_fit(
+        r["data_ts"],
+        r["data_ys"],
+        r["data_mask"],
+        r["fit_ts"],
+        r["fit_ys"],
+        [str(s) for s in r["state_names"]],
+        y_true=r.get("data_y_true"),
+        title=title,
+    )
     paths += save(fig, folder, f"{stem}_trajectory")
     if "u_learned" in r:
         names = [str(s) for s in r["state_names"]]
@@ -188,7 +227,9 @@ def supplementary_figures(r: dict, hist: dict, stages: list[str], title: str, fo
     return paths
 
 
-def run_config(config: str, out: Path, overrides=(), verbose: bool = False) -> tuple[dict, dict, dict, object]:
+def run_config(
+    config: str, out: Path, overrides=(), verbose: bool = False
+) -> tuple[dict, dict, dict, object]:
     """Run ``configs/<config>.yaml`` through :func:`ude.run_experiment` into ``out/run`` (fresh)."""
     import shutil
 
@@ -201,8 +242,15 @@ def run_config(config: str, out: Path, overrides=(), verbose: bool = False) -> t
     return r, metrics, hist, cfg
 
 
-def config_study(name: str, defaults: dict, overrides: dict, summarise, title: str,
-                 main_figure=None, supplementary_title: str | None = None) -> dict:
+def config_study(
+    name: str,
+    defaults: dict,
+    overrides: dict,
+    summarise,
+    title: str,
+    main_figure=None,
+    supplementary_title: str | None = None,
+) -> dict:
     """One paper study that runs a shipped config: run it (``common.run_config``), summarise its
     metrics (``summarise(metrics, history) -> dict``), draw the main figure (default
     :func:`paper_figure`) and the supplementary ones, and write ``<name>.json`` with ours next to
@@ -215,7 +263,12 @@ def config_study(name: str, defaults: dict, overrides: dict, summarise, title: s
     stages = [s.kind for _, _, phase in ude.pipeline.build_phases(cfg) for s in phase]
     figures = (main_figure or paper_figure)(r, title, out, name)
     figures += supplementary_figures(r, hist, stages, supplementary_title or title, out, name)
-    result = {"ours": ours, "paper": PAPER[name], "config": p["config"],
-              "overrides": list(p["overrides"]), "figures": figures}
+    result = {
+        "ours": ours,
+        "paper": PAPER[name],
+        "config": p["config"],
+        "overrides": list(p["overrides"]),
+        "figures": figures,
+    }
     write_json(out / f"{name}.json", result)
     return result

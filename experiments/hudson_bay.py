@@ -19,16 +19,32 @@ NAME = "hudson_bay"
 
 
 def summarise(metrics: dict, hist: dict) -> dict:
-    return {k: metrics.get(k) for k in ("final_loss", "parameters", "equations", "discovered",
-                                        "refit_parameters", "refit_loss", "extrapolation",
-                                        "wall_seconds")}
+    return {
+        k: metrics.get(k)
+        for k in (
+            "final_loss",
+            "parameters",
+            "equations",
+            "discovered",
+            "refit_parameters",
+            "refit_loss",
+            "extrapolation",
+            "wall_seconds",
+        )
+    }
 
 
 def main(**overrides) -> dict:
     """Run the study; returns (and writes ``hudson_bay.json`` with) its numbers next to the paper's."""
-    return common.config_study(NAME, DEFAULTS, overrides, summarise,
-                               "Hudson Bay hare (x) and lynx (y): trained to t = 20, extrapolated to t = 50",
-                               main_figure=common.truth_only_figure, supplementary_title="Hudson Bay")
+    return common.config_study(
+        NAME,
+        DEFAULTS,
+        overrides,
+        summarise,
+        "Hudson Bay hare (x) and lynx (y): trained to t = 20, extrapolated to t = 50",
+        main_figure=common.truth_only_figure,
+        supplementary_title="Hudson Bay",
+    )
 
 
 if __name__ == "__main__":

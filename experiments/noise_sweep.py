@@ -33,20 +33,26 @@ DEFAULTS = dict(
     levels=(0.001, 0.005, 0.01, 0.025, 0.05),
     runs=100,
     seed=0,
-    width=5, depth=3,
-    l2=1e-4,                       # the paper's 1e-4·‖θ‖²/|θ|
-    collocation_steps=1000,        # solve-free pre-training on kernel-smoothed derivatives
+    width=5,
+    depth=3,
+    l2=1e-4,  # the paper's 1e-4·‖θ‖²/|θ|
+    collocation_steps=1000,  # solve-free pre-training on kernel-smoothed derivatives
     collocation_lr=0.05,
-    adam_steps=200, adam_lr=0.01,  # single shooting through the solver
+    adam_steps=200,
+    adam_lr=0.01,  # single shooting through the solver
     lbfgs_steps=100,
-    learn_y0=True,                 # the first sample is noisy: learn the initial state too
-    rtol=1e-6, atol=1e-6,
+    learn_y0=True,  # the first sample is noisy: learn the initial state too
+    rtol=1e-6,
+    atol=1e-6,
     regressor_nu=100.0,
-    max_terms=3, top=(3, 1, 1), score="bic", delta=2.0,  # selection by simulation
-    refit_steps=50,                # Levenberg-Marquardt iterations (most converge in 10-30)
+    max_terms=3,
+    top=(3, 1, 1),
+    score="bic",
+    delta=2.0,  # selection by simulation
+    refit_steps=50,  # Levenberg-Marquardt iterations (most converge in 10-30)
     refit_rtol=1e-6,
-    refit_max_steps=64,            # a healthy solve on [0, 3] at 1e-6 takes ~17 steps; a candidate that
-                                   # blows up must not hold the whole vmapped batch for 4096 steps
+    refit_max_steps=64,  # a healthy solve on [0, 3] at 1e-6 takes ~17 steps; a candidate that
+    # blows up must not hold the whole vmapped batch for 4096 steps
     chunk=50,
     out=None,
     verbose=True,
@@ -91,17 +97,31 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     t0 = time.perf_counter()
     losses, stage_idx, secs = [], [], []
     if p["collocation_steps"]:
-        r = fit_ensemble(models, data, ude.Collocation(l2=p["l2"]),
-                         [ude.Adam(lr=p["collocation_lr"], steps=p["collocation_steps"])],
-                         key=keys[2], chunk=p["chunk"], verbose=p["verbose"])
+        r = fit_ensemble(
+            models,
+            data,
+            ude.Collocation(l2=p["l2"]),
+            [ude.Adam(lr=p["collocation_lr"], steps=p["collocation_steps"])],
+            key=keys[2],
+            chunk=p["chunk"],
+            verbose=p["verbose"],
+        )
         models = r.models
         losses.append(r.history["loss"])
         stage_idx += [0] * r.history["loss"].shape[1]
         secs.append(r.wall_seconds)
     shoot = ude.SingleShooting(options=opts, l2=p["l2"], learn_y0=bool(p["learn_y0"]))
-    stages = [st for st in (ude.Adam(lr=p["adam_lr"], steps=p["adam_steps"]),
-                            ude.LBFGS(steps=p["lbfgs_steps"])) if st.steps > 0]
-    r = fit_ensemble(models, data, shoot, stages, key=keys[3], chunk=p["chunk"], verbose=p["verbose"])
+    stages = [
+        st
+        for st in (
+            ude.Adam(lr=p["adam_lr"], steps=p["adam_steps"]),
+            ude.LBFGS(steps=p["lbfgs_steps"]),
+        )
+        if st.steps > 0
+    ]
+    r = fit_ensemble(
+        models, data, shoot, stages, key=keys[3], chunk=p["chunk"], verbose=p["verbose"]
+    )
     losses.append(r.history["loss"])
     stage_idx += list(np.asarray(r.history["stage"]) + len(secs))
     secs.append(r.wall_seconds)
@@ -125,11 +145,24 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     t_sel = time.perf_counter()
     known = ude.train.ensemble.member(r.models, 0).known
     sub = ude.train.ensemble.member(data, np.asarray(good))
-    refit_opts = ude.SolverOptions("tsit5", rtol=p["refit_rtol"], atol=p["refit_rtol"],
-                                   max_steps=p["refit_max_steps"])
-    chosen = select_many(base, known, sub, max_terms=p["max_terms"], top=p["top"],
-                         score=p["score"], delta=p["delta"],
-                         options=refit_opts, max_steps=p["refit_steps"]) if good else []
+    refit_opts = ude.SolverOptions(
+        "tsit5", rtol=p["refit_rtol"], atol=p["refit_rtol"], max_steps=p["refit_max_steps"]
+    )
+    chosen = (
+        select_many(
+            base,
+            known,
+            sub,
+            max_terms=p["max_terms"],
+            top=p["top"],
+            score=p["score"],
+            delta=p["delta"],
+            options=refit_opts,
+            max_steps=p["refit_steps"],
+        )
+        if good
+        else []
+    )
     t_sel = time.perf_counter() - t_sel
     ok, ok_paper, found = [False] * runs, [False] * runs, [None] * runs
     for b, d, c in zip(good, base, chosen):
@@ -142,14 +175,28 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
         rel = np.linalg.norm(U - ut, axis=1) / np.linalg.norm(ut, axis=1)
     xy = [f["x"].get("x*y") if f and f.get("x") else None for f in found]
     yx = [f["y"].get("x*y") if f and f.get("y") else None for f in found]
-    log(f"noise {level:g}: {sum(ok)}/{runs} recovered (the paper's selection rule on the same "
-        f"networks: {sum(ok_paper)}), fit {t_fit:.1f} s, selection {t_sel:.1f} s, total {t_all:.1f} s")
-    return {"level": level, "successes": int(sum(ok)), "successes_paper_rule": int(sum(ok_paper)),
-            "runs": runs, "success": ok, "final_loss": final_loss,
-            "losses": np.concatenate(losses, axis=1), "stage_index": np.asarray(stage_idx),
-            "relative_error_U": np.nanmedian(rel, axis=0), "found": found,
-            "coef_x_xy": xy, "coef_y_xy": yx, "fit_seconds": t_fit, "selection_seconds": t_sel,
-            "seconds": t_all, "stage_seconds": secs}
+    log(
+        f"noise {level:g}: {sum(ok)}/{runs} recovered (the paper's selection rule on the same "
+        f"networks: {sum(ok_paper)}), fit {t_fit:.1f} s, selection {t_sel:.1f} s, total {t_all:.1f} s"
+    )
+    return {
+        "level": level,
+        "successes": int(sum(ok)),
+        "successes_paper_rule": int(sum(ok_paper)),
+        "runs": runs,
+        "success": ok,
+        "final_loss": final_loss,
+        "losses": np.concatenate(losses, axis=1),
+        "stage_index": np.asarray(stage_idx),
+        "relative_error_U": np.nanmedian(rel, axis=0),
+        "found": found,
+        "coef_x_xy": xy,
+        "coef_y_xy": yx,
+        "fit_seconds": t_fit,
+        "selection_seconds": t_sel,
+        "seconds": t_all,
+        "stage_seconds": secs,
+    }
 
 
 def main(**overrides) -> dict:
@@ -166,27 +213,43 @@ def main(**overrides) -> dict:
     known = truth.keep("growth", "death")
 
     def make(k):
-        return ude.UDE(known, ude.MLP(2, 2, width=p["width"], depth=p["depth"], activation="rbf",
-                                      init="glorot", key=k))
+        return ude.UDE(
+            known,
+            ude.MLP(
+                2, 2, width=p["width"], depth=p["depth"], activation="rbf", init="glorot", key=k
+            ),
+        )
 
     t0 = time.perf_counter()
     levels = [run_level(float(lv), p, clean, make, log) for lv in p["levels"]]
     wall = time.perf_counter() - t0
     paper = common.PAPER["noise_sweep"]
-    summary = {"levels": [lv["level"] for lv in levels],
-               "successes": [lv["successes"] for lv in levels],
-               "successes_paper_rule": [lv["successes_paper_rule"] for lv in levels],
-               "runs": p["runs"],
-               "paper_successes": [paper["successes"][paper["levels"].index(lv["level"])]
-                                   if lv["level"] in paper["levels"] else None for lv in levels],
-               "wall_seconds": wall, "settings": {k: v for k, v in p.items() if k not in ("out",)},
-               "per_level": [{k: v for k, v in lv.items() if k not in ("losses", "stage_index")}
-                             for lv in levels]}
+    summary = {
+        "levels": [lv["level"] for lv in levels],
+        "successes": [lv["successes"] for lv in levels],
+        "successes_paper_rule": [lv["successes_paper_rule"] for lv in levels],
+        "runs": p["runs"],
+        "paper_successes": [
+            paper["successes"][paper["levels"].index(lv["level"])]
+            if lv["level"] in paper["levels"]
+            else None
+            for lv in levels
+        ],
+        "wall_seconds": wall,
+        "settings": {k: v for k, v in p.items() if k not in ("out",)},
+        "per_level": [
+            {k: v for k, v in lv.items() if k not in ("losses", "stage_index")} for lv in levels
+        ],
+    }
     common.write_json(out / "noise_sweep.json", summary)
-    np.savez_compressed(out / "losses.npz", **{f"level_{lv['level']:g}": lv["losses"] for lv in levels})
+    np.savez_compressed(
+        out / "losses.npz", **{f"level_{lv['level']:g}": lv["losses"] for lv in levels}
+    )
     summary["figures"] = draw(levels, summary, out)
-    log(f"noise sweep: {summary['successes']} of {p['runs']} (paper {summary['paper_successes']}); "
-        f"{wall:.0f} s")
+    log(
+        f"noise sweep: {summary['successes']} of {p['runs']} (paper {summary['paper_successes']}); "
+        f"{wall:.0f} s"
+    )
     return summary
 
 

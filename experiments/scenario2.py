@@ -29,8 +29,13 @@ def summarise_partial(metrics: dict, hist: dict) -> dict:
 
 def main(**overrides) -> dict:
     """Run the scenario; returns (and writes ``scenario2.json`` with) its numbers next to the paper's."""
-    return common.config_study(NAME, DEFAULTS, overrides, summarise_partial,
-                               "Scenario 2: y seen at 6 times, 1 % noise, γ learned")
+    return common.config_study(
+        NAME,
+        DEFAULTS,
+        overrides,
+        summarise_partial,
+        "Scenario 2: y seen at 6 times, 1 % noise, γ learned",
+    )
 
 
 if __name__ == "__main__":

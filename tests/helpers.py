@@ -98,7 +98,11 @@ REFERENCE_TERMS: dict[str, Callable[[dict], dict[str, Callable]]] = {
 # system name -> (parameters, y0, t1); spans are short enough to stay cheap and (for Lorenz) to keep
 # chaos from amplifying the tolerance beyond what the comparison allows.
 CASES: dict[str, tuple[dict[str, float], tuple[float, ...], float]] = {
-    "lotka_volterra": (dict(alpha=1.3, beta=0.9, gamma=1.8, delta=0.8), (0.44249296, 4.6280594), 3.0),
+    "lotka_volterra": (
+        dict(alpha=1.3, beta=0.9, gamma=1.8, delta=0.8),
+        (0.44249296, 4.6280594),
+        3.0,
+    ),
     "damped_pendulum": (dict(g_over_l=9.81, friction=0.3), (1.0, 0.0), 3.0),
     "sir": (dict(beta=0.5, gamma=0.1), (0.99, 0.01, 0.0), 20.0),
     "van_der_pol": (dict(mu=1.5), (2.0, 0.0), 5.0),
@@ -118,12 +122,20 @@ def reference_field(system: str, params: dict, terms=None) -> Callable:
     return f
 
 
-def scipy_reference(f: Callable, y0, ts, *, method: str = "DOP853", rtol: float = REF_RTOL,
-                    atol: float = REF_ATOL) -> np.ndarray:
+def scipy_reference(
+    f: Callable, y0, ts, *, method: str = "DOP853", rtol: float = REF_RTOL, atol: float = REF_ATOL
+) -> np.ndarray:
     """``solve_ivp`` of ``y' = f(t, y)`` from ``y0`` at ``ts[0]``, saved at ``ts``: (times, state)."""
     ts = np.asarray(ts, dtype=np.float64)
-    sol = solve_ivp(f, (ts[0], ts[-1]), np.asarray(y0, dtype=np.float64), method=method,
-                    t_eval=ts, rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        f,
+        (ts[0], ts[-1]),
+        np.asarray(y0, dtype=np.float64),
+        method=method,
+        t_eval=ts,
+        rtol=rtol,
+        atol=atol,
+    )
     assert sol.success, sol.message
     return sol.y.T
 
@@ -136,8 +148,10 @@ def random_direction(key, tree):
     flat = np.asarray(jr.normal(key, (sum(sizes),), jnp.float64))
     flat = flat / np.linalg.norm(flat)
     cuts = np.cumsum(sizes)[:-1]
-    v = [jnp.asarray(c.reshape(np.shape(x)), jnp.result_type(x))
-         for c, x in zip(np.split(flat, cuts), leaves)]
+    v = [
+        jnp.asarray(c.reshape(np.shape(x)), jnp.result_type(x))
+        for c, x in zip(np.split(flat, cuts), leaves)
+    ]
     return jax.tree_util.tree_unflatten(treedef, v)
 
 
@@ -147,8 +161,9 @@ def tree_axpy(a, x, y):
 
 
 def tree_dot(x, y):
-    return sum(jnp.vdot(u, w) for u, w in zip(jax.tree_util.tree_leaves(x),
-                                              jax.tree_util.tree_leaves(y)))
+    return sum(
+        jnp.vdot(u, w) for u, w in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y))
+    )
 
 
 def central_fd(f: Callable, x, v, eps: float = 1e-5) -> float:
@@ -163,10 +178,16 @@ def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
     from ude.config import read_yaml
 
     raw = read_yaml(Path(path).read_text())
-    out = [f"train.stages=[{{kind: adam, lr: 0.01, steps: {steps}}}]", "train.chunk=5",
-           "train.pretrain=[]", "train.polish=[]",  # the phases are tested in test_phases.py
-           "output.figures=false", "evaluate.t_end=null", "solver.name=euler",
-           "solver.fixed_steps=40"]
+    out = [
+        f"train.stages=[{{kind: adam, lr: 0.01, steps: {steps}}}]",
+        "train.chunk=5",
+        "train.pretrain=[]",
+        "train.polish=[]",  # the phases are tested in test_phases.py
+        "output.figures=false",
+        "evaluate.t_end=null",
+        "solver.name=euler",
+        "solver.fixed_steps=40",
+    ]
     data = raw.get("data", {})
     if (raw.get("truth") or {}).get("system") == "lotka_volterra" and not data.get("observe"):
         # the Lotka-Volterra variants share one data grid here, hence compiled programs
@@ -179,8 +200,11 @@ def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
         depth_list = isinstance(net.get("activation"), list)
         out += ["model.network.width=3"] + ([] if depth_list else ["model.network.depth=1"])
     if raw.get("discovery", {}).get("enabled", True):
-        out += ["discovery.library=[{kind: polynomial, degree: 2}]", "discovery.lams=[0.001, 0.1]",
-                "discovery.refit.stages=[{kind: lbfgs, steps: 0}]"]
+        out += [
+            "discovery.library=[{kind: polynomial, degree: 2}]",
+            "discovery.lams=[0.001, 0.1]",
+            "discovery.refit.stages=[{kind: lbfgs, steps: 0}]",
+        ]
         if Path(path).stem != "lotka_volterra":  # the refit plumbing is exercised once
             out += ["discovery.refit.enabled=false", "discovery.criterion=paper"]
     return out

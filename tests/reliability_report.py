@@ -33,8 +33,11 @@ def flush(module: str) -> None:
         data = json.loads(p.read_text()) if p.is_file() else {}
     except (OSError, json.JSONDecodeError):
         data = {}
-    data[module] = {"counts": counts, "when": _dt.datetime.now().isoformat(timespec="seconds"),
-                    "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"}
+    data[module] = {
+        "counts": counts,
+        "when": _dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+    }
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

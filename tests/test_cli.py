@@ -37,7 +37,9 @@ def runs(tmp_path_factory):
     out = {}
     for path in CONFIGS:
         d = root / path.stem
-        code = cli.main(["run", str(path), "--out", str(d), "--quiet", *_args(tiny_overrides(path))])
+        code = cli.main(
+            ["run", str(path), "--out", str(d), "--quiet", *_args(tiny_overrides(path))]
+        )
         out[path.stem] = (code, d)
     return out
 
@@ -46,8 +48,16 @@ def runs(tmp_path_factory):
 def test_every_shipped_config_runs(runs, name):
     code, d = runs[name]
     assert code == 0
-    for f in ("config.yaml", "data.npz", "data.json", "model.eqx", "history.csv", "fit.json",
-              "results.npz", "metrics.json"):
+    for f in (
+        "config.yaml",
+        "data.npz",
+        "data.json",
+        "model.eqx",
+        "history.csv",
+        "fit.json",
+        "results.npz",
+        "metrics.json",
+    ):
         assert (d / f).is_file(), f
     m = json.loads((d / "metrics.json").read_text())
     cfg = load_config(d / "config.yaml")
@@ -127,8 +137,12 @@ class _Interrupt:
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys):
     path = ROOT / "configs" / "lotka_volterra.yaml"
-    ov = tiny_overrides(path, steps=6) + ["train.chunk=2", "train.checkpoint_every=2",
-                                          "output.figures=true", "output.formats=[png]"]
+    ov = tiny_overrides(path, steps=6) + [
+        "train.chunk=2",
+        "train.checkpoint_every=2",
+        "output.figures=true",
+        "output.formats=[png]",
+    ]
     cfg = load_config(path, ov)
     straight = run_experiment(cfg, tmp_path / "straight", verbose=False)
 
@@ -154,8 +168,18 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys):
 
 # ---- messages and exit codes ------------------------------------------------------------------
 def test_config_errors_exit_2_without_traceback(capsys):
-    code = cli.main(["run", str(ROOT / "configs" / "lotka_volterra.yaml"), "--set",
-                     "train.stages[1].lr=0.1", "--set", "solver.rtol=-1", "--set", "trian.x=1"])
+    code = cli.main(
+        [
+            "run",
+            str(ROOT / "configs" / "lotka_volterra.yaml"),
+            "--set",
+            "train.stages[1].lr=0.1",
+            "--set",
+            "solver.rtol=-1",
+            "--set",
+            "trian.x=1",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -172,9 +196,18 @@ def test_debug_shows_the_traceback(capsys):
     assert "Traceback" in err and "config file not found: no/such/config.yaml" in err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["resume", "--help"],
-                                  ["simulate", "--help"], ["discover", "--help"],
-                                  ["figures", "--help"], ["configs", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["resume", "--help"],
+        ["simulate", "--help"],
+        ["discover", "--help"],
+        ["figures", "--help"],
+        ["configs", "--help"],
+    ],
+)
 def test_help(argv, capsys):
     assert cli.main(argv) == 0
     assert "usage: ude" in capsys.readouterr().out
@@ -196,8 +229,18 @@ def test_configs_lists_every_config_with_its_description(capsys):
 
 def test_simulate_writes_the_data_only(tmp_path, capsys):
     d = tmp_path / "sim"
-    assert cli.main(["simulate", str(ROOT / "configs" / "lotka_volterra_partial.yaml"), "--out",
-                     str(d), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "simulate",
+                str(ROOT / "configs" / "lotka_volterra_partial.yaml"),
+                "--out",
+                str(d),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in d.iterdir()) == ["config.yaml", "data.json", "data.npz"]
     assert "61 times" in capsys.readouterr().out
 
@@ -208,16 +251,38 @@ def test_console_script_subprocess(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ude.cli"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     path = ROOT / "configs" / "lotka_volterra_physics_only.yaml"
-    ok = subprocess.run(cmd + ["run", str(path), "--out", str(tmp_path / "r"), "--quiet",
-                               *_args(tiny_overrides(path, steps=0))],
-                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    ok = subprocess.run(
+        cmd
+        + [
+            "run",
+            str(path),
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+            *_args(tiny_overrides(path, steps=0)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "loss" in ok.stdout and "noise floor" in ok.stdout and "wall time" in ok.stdout
     assert ok.stderr == ""  # --quiet
-    bad = subprocess.run(cmd + ["run", str(path), "--set", "model.trainable=[bta]"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    bad = subprocess.run(
+        cmd + ["run", str(path), "--set", "model.trainable=[bta]"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert bad.returncode == 2
-    assert "model.trainable[0]: unknown parameter 'bta' of lotka_volterra (did you mean 'beta'?)" in bad.stderr
+    assert (
+        "model.trainable[0]: unknown parameter 'bta' of lotka_volterra (did you mean 'beta'?)"
+        in bad.stderr
+    )
     assert "Traceback" not in bad.stderr and bad.stdout == ""
 
 
@@ -226,8 +291,10 @@ def test_training_phases_run_through_the_cli(tmp_path):
     anew; a single-use context manager once made the second phase fail)."""
     path = ROOT / "configs" / "lotka_volterra_tutorial.yaml"
     over = [o for o in tiny_overrides(path) if not o.startswith(("train.pretrain", "train.polish"))]
-    over += ["train.pretrain=[{kind: adam, lr: 0.01, steps: 3}]",
-             "train.polish=[{kind: adam, lr: 0.001, steps: 2}]"]
+    over += [
+        "train.pretrain=[{kind: adam, lr: 0.01, steps: 3}]",
+        "train.polish=[{kind: adam, lr: 0.001, steps: 2}]",
+    ]
     d = tmp_path / "run"
     assert cli.main(["run", str(path), "--out", str(d), "--quiet", *_args(over)]) == 0
     fit_info = json.loads((d / "fit.json").read_text())

@@ -27,8 +27,14 @@ def _run(env_value):
     env = {k: v for k, v in os.environ.items() if k != ENV}
     if env_value is not None:
         env[ENV] = env_value
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

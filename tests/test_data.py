@@ -11,12 +11,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import CASES, reference_field, scipy_reference
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from ude.data import (HUDSON_BAY_PATH, Dataset, GaussianNoise, LogNormalNoise, NoNoise,
-                      RelativeMeanNoise, hudson_bay, load, load_table, noise_from_dict,
-                      observation_mask, save, simulate)
+from ude.data import (
+    HUDSON_BAY_PATH,
+    Dataset,
+    GaussianNoise,
+    LogNormalNoise,
+    NoNoise,
+    RelativeMeanNoise,
+    hudson_bay,
+    load,
+    load_table,
+    noise_from_dict,
+    observation_mask,
+    save,
+    simulate,
+)
 from ude.data.provenance import join_provenance, split_provenance
 from ude.errors import DataError
 from ude.physics import LotkaVolterra
@@ -30,8 +41,9 @@ SCENARIO2_Y_TIMES = [0.0, 1.2, 2.4, 3.6, 4.8, 6.0]
 
 @pytest.fixture(scope="module")
 def lv_data():
-    return simulate(LotkaVolterra(**LV_PARAMS), jnp.asarray(LV_Y0), TS,
-                    noise=RelativeMeanNoise(0.05), key=0)
+    return simulate(
+        LotkaVolterra(**LV_PARAMS), jnp.asarray(LV_Y0), TS, noise=RelativeMeanNoise(0.05), key=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +52,20 @@ def lv_multi():
     rng = np.random.default_rng(0)
     ts = np.sort(np.concatenate([[0.0, 0.5, 2.5], rng.uniform(0.0, 2.5, 9)]))
     y0 = np.array([LV_Y0, [1.0, 1.0]])
-    return simulate(LotkaVolterra(**LV_PARAMS), y0, ts, noise=GaussianNoise(0.01),
-                    key=jax.random.key(3), observe={"y": [0.0, 0.5, 2.5]})
+    return simulate(
+        LotkaVolterra(**LV_PARAMS),
+        y0,
+        ts,
+        noise=GaussianNoise(0.01),
+        key=jax.random.key(3),
+        observe={"y": [0.0, 0.5, 2.5]},
+    )
 
 
 def lv_reference(y0, ts):
-    return scipy_reference(reference_field("lotka_volterra", LV_PARAMS), y0, ts,
-                           rtol=1e-13, atol=1e-14)
+    return scipy_reference(
+        reference_field("lotka_volterra", LV_PARAMS), y0, ts, rtol=1e-13, atol=1e-14
+    )
 
 
 # ---- simulate ------------------------------------------------------------------------------------
@@ -62,8 +81,9 @@ def test_truth_many_initial_states_irregular_times(lv_multi):
     d = lv_multi
     assert d.n_traj == 2 and d.n_times == 12 and d.n_states == 2
     for i in range(2):
-        np.testing.assert_allclose(d.y_true[i], lv_reference(d.provenance["y0"][i], d.ts),
-                                   rtol=TRUTH_RTOL, atol=0)
+        np.testing.assert_allclose(
+            d.y_true[i], lv_reference(d.provenance["y0"][i], d.ts), rtol=TRUTH_RTOL, atol=0
+        )
     m = np.asarray(d.mask)
     assert m[:, :, 0].all()
     assert m[:, :, 1].sum(axis=1).tolist() == [3, 3]
@@ -126,18 +146,26 @@ def test_relative_mean_noise_formula_exact():
     expected = y + 0.05 * y.mean(axis=1, keepdims=True) * z
     np.testing.assert_allclose(RelativeMeanNoise(0.05).apply(ys, key), expected, rtol=1e-15)
     level = np.array([0.0, 0.1, 0.2])
-    np.testing.assert_allclose(RelativeMeanNoise(level).apply(ys, key),
-                               y + level * y.mean(axis=1, keepdims=True) * z, rtol=1e-15)
+    np.testing.assert_allclose(
+        RelativeMeanNoise(level).apply(ys, key),
+        y + level * y.mean(axis=1, keepdims=True) * z,
+        rtol=1e-15,
+    )
     np.testing.assert_array_equal(RelativeMeanNoise(0.0).apply(ys, key), ys)
 
 
 N_SAMPLES = 40_000
 
 
-@pytest.mark.parametrize("noise, kind", [(GaussianNoise(0.1), "abs"),
-                                         (GaussianNoise(jnp.array([0.1, 0.3])), "abs"),
-                                         (RelativeMeanNoise(0.05), "rel"),
-                                         (LogNormalNoise(0.2), "log")])
+@pytest.mark.parametrize(
+    "noise, kind",
+    [
+        (GaussianNoise(0.1), "abs"),
+        (GaussianNoise(jnp.array([0.1, 0.3])), "abs"),
+        (RelativeMeanNoise(0.05), "rel"),
+        (LogNormalNoise(0.2), "log"),
+    ],
+)
 def test_noise_statistics(noise, kind):
     ys = jnp.broadcast_to(jnp.array([2.0, 5.0]), (1, N_SAMPLES, 2))
     noisy = np.asarray(noise.apply(ys, jax.random.PRNGKey(7)))
@@ -159,8 +187,16 @@ def test_no_noise_is_identity():
     np.testing.assert_array_equal(NoNoise().apply(ys, jax.random.PRNGKey(0)), ys)
 
 
-@pytest.mark.parametrize("noise", [NoNoise(), GaussianNoise(0.1), GaussianNoise([0.1, 0.2]),
-                                   RelativeMeanNoise(0.05), LogNormalNoise(0.3)])
+@pytest.mark.parametrize(
+    "noise",
+    [
+        NoNoise(),
+        GaussianNoise(0.1),
+        GaussianNoise([0.1, 0.2]),
+        RelativeMeanNoise(0.05),
+        LogNormalNoise(0.3),
+    ],
+)
 def test_noise_dict_round_trip(noise):
     d = json.loads(json.dumps(noise.to_dict()))
     back = noise_from_dict(d)
@@ -168,8 +204,9 @@ def test_noise_dict_round_trip(noise):
 
 
 def test_noise_errors():
-    assert eqx.tree_equal(noise_from_dict({"kind": "gaussian", "sigma": 0.1, "level": None}),
-                          GaussianNoise(0.1))
+    assert eqx.tree_equal(
+        noise_from_dict({"kind": "gaussian", "sigma": 0.1, "level": None}), GaussianNoise(0.1)
+    )
     with pytest.raises(ValueError, match="unknown noise"):
         noise_from_dict({"kind": "poisson", "level": 1.0})
     with pytest.raises(ValueError, match="level"):
@@ -290,19 +327,26 @@ def test_jit_does_not_retrace_for_new_data(lv_data):
     assert float(a) > 0 and float(b) > 0 and float(a) != float(b)
     # Provenance numbers travel as a uint32 leaf: exact through jit, and never an inexact leaf.
     assert eqx.filter_jit(lambda d: d)(other).provenance == other.provenance
-    assert all(not eqx.is_inexact_array(x) for x in jax.tree.leaves(other)
-               if x.dtype == np.uint32)
+    assert all(not eqx.is_inexact_array(x) for x in jax.tree.leaves(other) if x.dtype == np.uint32)
     # Datasets of one shape and kind stack into a batch (e.g. for vmap over noise draws).
     batch = jax.tree.map(lambda *x: jnp.stack(x), lv_data, other)
     assert batch.ys.shape == (2, 1, 31, 2)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=5)
-    | st.floats(allow_nan=False),
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
-    max_leaves=10))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**53), 2**53)
+        | st.text(max_size=5)
+        | st.floats(allow_nan=False),
+        lambda kids: (
+            st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
 def test_provenance_round_trip(value):
     prov = {"v": value}
     spec, values = split_provenance(prov)
@@ -381,21 +425,27 @@ def _forge(base, npz, side, **arrays):
 
     blob = npz.read_bytes()
     meta = json.loads(side.read_text())
-    meta.update(sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
-                shapes={k: list(v.shape) for k, v in content.items()},
-                dtypes={k: str(v.dtype) for k, v in content.items()})
+    meta.update(
+        sha256=hashlib.sha256(blob).hexdigest(),
+        bytes=len(blob),
+        shapes={k: list(v.shape) for k, v in content.items()},
+        dtypes={k: str(v.dtype) for k, v in content.items()},
+    )
     side.write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: {"ys": np.asarray(d.ys)[:, :-1]}, r"ys must have shape \(traj, 31, state\)"),
-    (lambda d: {"mask": np.asarray(d.mask)[..., :1]}, "mask must have the shape of ys"),
-    (lambda d: {"mask": np.asarray(d.mask, np.float64)}, "mask must be boolean"),
-    (lambda d: {"ts": np.asarray(d.ts, np.int64)}, "ts must be floating point"),
-    (lambda d: {"ts": np.where(np.arange(31) == 3, np.nan, d.ts)}, r"finite; ts\[3\] = nan"),
-    (lambda d: {"ts": np.asarray(d.ts)[::-1].copy()}, "strictly increasing"),
-    (lambda d: {"ys": None}, r"arrays \['ys'\] are missing"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: {"ys": np.asarray(d.ys)[:, :-1]}, r"ys must have shape \(traj, 31, state\)"),
+        (lambda d: {"mask": np.asarray(d.mask)[..., :1]}, "mask must have the shape of ys"),
+        (lambda d: {"mask": np.asarray(d.mask, np.float64)}, "mask must be boolean"),
+        (lambda d: {"ts": np.asarray(d.ts, np.int64)}, "ts must be floating point"),
+        (lambda d: {"ts": np.where(np.arange(31) == 3, np.nan, d.ts)}, r"finite; ts\[3\] = nan"),
+        (lambda d: {"ts": np.asarray(d.ts)[::-1].copy()}, "strictly increasing"),
+        (lambda d: {"ys": None}, r"arrays \['ys'\] are missing"),
+    ],
+)
 def test_load_refuses_bad_content(saved, lv_data, change, message):
     base, npz, side = saved
     _forge(base, npz, side, **change(lv_data))
@@ -431,17 +481,20 @@ def test_load_table_csv(tmp_path):
     np.testing.assert_array_equal(raw.ts, [1.0, 2.0, 4.0])
 
 
-@pytest.mark.parametrize("text, message", [
-    ("time\ta\n1\t2\n", r"column\(s\) \['b'\] not found; the columns are \['time', 'a'\]"),
-    ("time\ta\tb\n1\t2\t3\n2\tfoo\t3\n", r"line 3, column 'a': 'foo' is not a number"),
-    ("time\ta\tb\n1\t2\t3\n2\t3\n", "line 3 has 2 cells, the header has 3"),
-    ("", "no header or data rows"),
-    ("# only a comment\n", "no header or data rows"),
-    ("time\ta\tb\n", "header but no data rows"),
-    ("time\ta\tb\n2\t1\t1\n1\t1\t1\n", "strictly increasing"),
-    ("1\t2\t3\n", "no header line"),
-    ("time\ta\tb\n1\t2\t3\n2\tinf\t3\n", "not finite"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("time\ta\n1\t2\n", r"column\(s\) \['b'\] not found; the columns are \['time', 'a'\]"),
+        ("time\ta\tb\n1\t2\t3\n2\tfoo\t3\n", r"line 3, column 'a': 'foo' is not a number"),
+        ("time\ta\tb\n1\t2\t3\n2\t3\n", "line 3 has 2 cells, the header has 3"),
+        ("", "no header or data rows"),
+        ("# only a comment\n", "no header or data rows"),
+        ("time\ta\tb\n", "header but no data rows"),
+        ("time\ta\tb\n2\t1\t1\n1\t1\t1\n", "strictly increasing"),
+        ("1\t2\t3\n", "no header line"),
+        ("time\ta\tb\n1\t2\t3\n2\tinf\t3\n", "not finite"),
+    ],
+)
 def test_load_table_errors(tmp_path, text, message):
     p = write(tmp_path, "bad.tsv", text)
     with pytest.raises(DataError, match=r"load_table: .*bad\.tsv: .*" + message):
@@ -473,12 +526,15 @@ def test_hudson_bay_missing_file(tmp_path):
         hudson_bay(tmp_path / "missing.tsv")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"normalize": "min"}, "normalize must be 'max' or None"),
-    ({"states": []}, "states must name at least one column"),
-    ({"t_offset": "last"}, "t_offset must be a number or 'first'"),
-    ({"names": ["A"]}, r"names \('A',\) must give one name per state column"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"normalize": "min"}, "normalize must be 'max' or None"),
+        ({"states": []}, "states must name at least one column"),
+        ({"t_offset": "last"}, "t_offset must be a number or 'first'"),
+        ({"names": ["A"]}, r"names \('A',\) must give one name per state column"),
+    ],
+)
 def test_load_table_argument_errors_are_plain_value_errors(tmp_path, kwargs, message):
     # a broken file is the data's fault (DataError); a wrong argument is the caller's (ValueError)
     p = write(tmp_path, "t.tsv", "time\ta\tb\n1\t2\t3\n")
@@ -491,9 +547,23 @@ def test_the_package_keeps_the_public_api():
     import ude
     import ude.data as data
 
-    names = ["Dataset", "simulate", "observation_mask", "AbstractNoise", "NoNoise",
-             "GaussianNoise", "RelativeMeanNoise", "LogNormalNoise", "NOISES", "noise_from_dict",
-             "save", "load", "load_table", "hudson_bay", "HUDSON_BAY_PATH"]
+    names = [
+        "Dataset",
+        "simulate",
+        "observation_mask",
+        "AbstractNoise",
+        "NoNoise",
+        "GaussianNoise",
+        "RelativeMeanNoise",
+        "LogNormalNoise",
+        "NOISES",
+        "noise_from_dict",
+        "save",
+        "load",
+        "load_table",
+        "hudson_bay",
+        "HUDSON_BAY_PATH",
+    ]
     assert sorted(data.__all__) == sorted(names)
     assert all(hasattr(data, n) for n in names + ["FORMAT", "FORMAT_VERSION"])
     assert callable(data.simulate) and ude.simulate is data.simulate  # not the module truth.py

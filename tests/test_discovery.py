@@ -89,6 +89,7 @@ LV_MISSING = {("x*y", "x"): -0.9, ("x*y", "y"): 0.8}
 
 # ---- libraries ----------------------------------------------------------------------------------
 
+
 def test_polynomial_library_names_and_values(lib3):
     assert lib3.names == ("1", "x", "y", "x^2", "x*y", "y^2", "x^3", "x^2*y", "x*y^2", "y^3")
     Y = jnp.array([[2.0, 3.0], [-1.0, 0.5]])
@@ -114,17 +115,37 @@ def test_paper_library_has_23_terms():
 
 def test_trig_custom_and_spec_libraries():
     trig = TrigLibrary(("a", "b"), functions=("sin", "cos"), frequencies=(1, 2))
-    assert trig.names == ("sin(a)", "sin(b)", "cos(a)", "cos(b)", "sin(2*a)", "sin(2*b)",
-                          "cos(2*a)", "cos(2*b)")
+    assert trig.names == (
+        "sin(a)",
+        "sin(b)",
+        "cos(a)",
+        "cos(b)",
+        "sin(2*a)",
+        "sin(2*b)",
+        "cos(2*a)",
+        "cos(2*b)",
+    )
     y = jnp.array([0.7, -0.2])
-    np.testing.assert_allclose(trig(y), [np.sin(.7), np.sin(-.2), np.cos(.7), np.cos(-.2),
-                                         np.sin(1.4), np.sin(-.4), np.cos(1.4), np.cos(-.4)])
+    np.testing.assert_allclose(
+        trig(y),
+        [
+            np.sin(0.7),
+            np.sin(-0.2),
+            np.cos(0.7),
+            np.cos(-0.2),
+            np.sin(1.4),
+            np.sin(-0.4),
+            np.cos(1.4),
+            np.cos(-0.4),
+        ],
+    )
     cust = CustomLibrary(("a", "b"), {"exp(-a)": lambda v: jnp.exp(-v[0])})
     both = PolynomialLibrary(("a", "b"), degree=1, include_bias=False) + cust
     assert both.names == ("a", "b", "exp(-a)")
     np.testing.assert_allclose(both(y[None])[0], [0.7, -0.2, np.exp(-0.7)])
-    spec = library_from_spec(("x", "y"), [{"kind": "polynomial", "degree": 5},
-                                          {"kind": "trig", "functions": ["sin"]}])
+    spec = library_from_spec(
+        ("x", "y"), [{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]}]
+    )
     assert spec.names == paper_library().names
     # libraries add no trainable leaves
     assert not [x for x in jax.tree_util.tree_leaves(spec) if eqx.is_inexact_array(x)]
@@ -145,6 +166,7 @@ def test_library_errors():
 
 # ---- regressors against known coefficients and pysindy ------------------------------------------
 
+
 @pytest.mark.parametrize("normalize", [True, False])
 def test_stlsq_recovers_lv_and_matches_pysindy(lv6, lib3, normalize):
     Y, dY = lv6
@@ -153,35 +175,52 @@ def test_stlsq_recovers_lv_and_matches_pysindy(lv6, lib3, normalize):
         Xi = np.asarray(STLSQ(thr, alpha=alpha, normalize=normalize)(Theta, dY))
         np.testing.assert_array_equal(Xi != 0, true_xi(lib3, LV_FULL) != 0)
         np.testing.assert_allclose(Xi, true_xi(lib3, LV_FULL), atol=1e-9)
-        ref = ps.optimizers.STLSQ(threshold=thr, alpha=alpha, normalize_columns=normalize).fit(Theta, dY)
+        ref = ps.optimizers.STLSQ(threshold=thr, alpha=alpha, normalize_columns=normalize).fit(
+            Theta, dY
+        )
         np.testing.assert_allclose(Xi, ref.coef_.T, atol=1e-10)
     # noisy targets and thresholds that cut into the true terms: still pysindy's answer
     noisy = dY + 0.05 * np.random.default_rng(0).standard_normal(dY.shape)
-    for thr, alpha in ((0.3, 0.05), (3.0, 0.05), (1.0, 1e-3)) if normalize else \
-            ((0.05, 0.05), (0.5, 0.05), (1.0, 1e-3)):
+    for thr, alpha in (
+        ((0.3, 0.05), (3.0, 0.05), (1.0, 1e-3))
+        if normalize
+        else ((0.05, 0.05), (0.5, 0.05), (1.0, 1e-3))
+    ):
         ours = np.asarray(STLSQ(thr, alpha=alpha, normalize=normalize)(Theta, noisy))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ref = ps.optimizers.STLSQ(threshold=thr, alpha=alpha, normalize_columns=normalize).fit(Theta, noisy)
+            ref = ps.optimizers.STLSQ(threshold=thr, alpha=alpha, normalize_columns=normalize).fit(
+                Theta, noisy
+            )
         np.testing.assert_array_equal(ours != 0, ref.coef_.T != 0)
         np.testing.assert_allclose(ours, ref.coef_.T, atol=1e-8)
 
 
-@pytest.mark.parametrize("regularizer,lam,nu", [("l0", 1e-6, 1e6), ("l0", 0.05, 1.0), ("l1", 0.02, 1.0)])
+@pytest.mark.parametrize(
+    "regularizer,lam,nu", [("l0", 1e-6, 1e6), ("l0", 0.05, 1.0), ("l1", 0.02, 1.0)]
+)
 def test_sr3_recovers_lv_and_matches_pysindy(lv6, lib3, regularizer, lam, nu):
     Y, dY = lv6
     Theta = np.asarray(lib3(jnp.asarray(Y)))
     rng = np.random.default_rng(1)
     for target in (dY, dY + 0.02 * rng.standard_normal(dY.shape)):
         for init in ("zeros", "lstsq"):
-            ours = np.asarray(SR3(lam, nu=nu, regularizer=regularizer, iterations=60, init=init)(Theta, target))
+            ours = np.asarray(
+                SR3(lam, nu=nu, regularizer=regularizer, iterations=60, init=init)(Theta, target)
+            )
             guess = np.zeros((2, lib3.n_terms)) if init == "zeros" else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # tol ~ 0: pysindy runs all 60 iterations, as our fixed-count loop does
-                ref = ps.optimizers.SR3(reg_weight_lam=lam, relax_coeff_nu=nu, regularizer=regularizer,
-                                        max_iter=60, tol=1e-300, normalize_columns=True,
-                                        initial_guess=guess).fit(Theta, target)
+                ref = ps.optimizers.SR3(
+                    reg_weight_lam=lam,
+                    relax_coeff_nu=nu,
+                    regularizer=regularizer,
+                    max_iter=60,
+                    tol=1e-300,
+                    normalize_columns=True,
+                    initial_guess=guess,
+                ).fit(Theta, target)
             np.testing.assert_array_equal(ours != 0, ref.coef_.T != 0)
             np.testing.assert_allclose(ours, ref.coef_.T, rtol=1e-8, atol=1e-9)
     if regularizer == "l0" and nu > 1:  # exact data: the L0 prox leaves the true values untouched
@@ -220,7 +259,8 @@ def test_bagged_regressor_inclusion_probabilities(lv6, lib3):
     # with noise the true terms are still always kept and the absent ones rarely
     noisy = dY + 0.01 * np.random.default_rng(2).standard_normal(dY.shape)
     res = BaggedRegressor(STLSQ(1.0, alpha=1e-8), n_models=16, aggregate="mean")(
-        Theta, jnp.asarray(noisy), key=jr.key(1))
+        Theta, jnp.asarray(noisy), key=jr.key(1)
+    )
     assert np.all(np.asarray(res.inclusion)[truth != 0] == 1.0)
     assert np.all(np.asarray(res.inclusion)[truth == 0] <= 0.25)
 
@@ -241,6 +281,7 @@ def test_regressor_errors():
 
 
 # ---- the λ sweep and model selection -----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def paper_sweep(lv):
@@ -291,10 +332,19 @@ def test_pareto_stats_reference():
 
 # ---- symbolic forms -----------------------------------------------------------------------------
 
+
 def test_equations_print_and_round_trip_through_sympy():
     lib = paper_library(("x", "y"))
-    xi = true_xi(lib, {("x", "x"): 1.3, ("x*y", "x"): -0.899, ("1", "y"): 0.25,
-                       ("x^2*y^3", "y"): -2.5e-3, ("sin(y)", "y"): 1.0})
+    xi = true_xi(
+        lib,
+        {
+            ("x", "x"): 1.3,
+            ("x*y", "x"): -0.899,
+            ("1", "y"): 0.25,
+            ("x^2*y^3", "y"): -2.5e-3,
+            ("sin(y)", "y"): 1.0,
+        },
+    )
     lines = format_equations(xi, lib.names, lib.state_names)
     assert lines == ["x' = 1.3 x - 0.899 x*y", "y' = 0.25 - 0.0025 x^2*y^3 + 1 sin(y)"]
     parsed = parse_equations("\n".join(lines), lib.state_names)
@@ -302,9 +352,12 @@ def test_equations_print_and_round_trip_through_sympy():
     x, y = sympy.symbols("x y")
     for s in ("x", "y"):
         assert sympy.simplify(parsed[s] - exact[s]) == 0
-    assert sympy.simplify(parsed["x"] - (sympy.Rational(13, 10) * x - sympy.Float(0.899) * x * y)) == 0
-    np.testing.assert_allclose(coefficients_from_sympy(parsed, lib.names, lib.state_names), xi,
-                               rtol=1e-12)
+    assert (
+        sympy.simplify(parsed["x"] - (sympy.Rational(13, 10) * x - sympy.Float(0.899) * x * y)) == 0
+    )
+    np.testing.assert_allclose(
+        coefficients_from_sympy(parsed, lib.names, lib.state_names), xi, rtol=1e-12
+    )
     # Unicode minus (as in reports) and states that are SymPy names (S, I)
     sir = PolynomialLibrary(("S", "I", "R"), degree=2)
     got = parse_equations(["S' = −0.5 S*I", "I' = 0.5 S*I − 0.1 I"], sir.state_names)
@@ -315,6 +368,7 @@ def test_equations_print_and_round_trip_through_sympy():
 
 
 # ---- the discovered model as a vector field -----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def known():
@@ -331,7 +385,9 @@ def test_discovered_model_reproduces_lotka_volterra(lv, known):
     np.testing.assert_allclose(sol.ys, Y, rtol=1e-7, atol=1e-8)
     full = LotkaVolterra(**P)
     for y in Y[::10]:
-        np.testing.assert_allclose(model(0.0, jnp.asarray(y)), full(0.0, jnp.asarray(y)), rtol=1e-14)
+        np.testing.assert_allclose(
+            model(0.0, jnp.asarray(y)), full(0.0, jnp.asarray(y)), rtol=1e-14
+        )
     assert str(model) == "x' = -0.9 x*y\ny' = 0.8 x*y"
     assert model.as_dict() == {"x": {"x*y": -0.9}, "y": {"x*y": 0.8}}
     assert int(np.sum(np.asarray(model.mask))) == 2
@@ -354,6 +410,7 @@ def test_discovered_model_mask_keeps_dropped_terms_zero(known):
 
 # ---- discover() on a UDE ------------------------------------------------------------------------
 
+
 class ExactMissing(AbstractCorrection):
     """A stand-in for a perfectly trained network: returns the true missing LV terms."""
 
@@ -375,10 +432,12 @@ def test_discover_on_ude_trajectory(known):
     assert d.ts.shape == (61,) and np.isclose(d.ts[1] - d.ts[0], 0.05) and d.ts[-1] == 3.0
     np.testing.assert_allclose(d.ys[:31:10], sol.y.T[:16:5], rtol=1e-6)  # its own trajectory
     assert d.kept() == {"x": ("x*y",), "y": ("x*y",)}
-    np.testing.assert_allclose([d.as_dict()["x"]["x*y"], d.as_dict()["y"]["x*y"]], [-0.9, 0.8],
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        [d.as_dict()["x"]["x*y"], d.as_dict()["y"]["x*y"]], [-0.9, 0.8], rtol=1e-8
+    )
     model = d.to_model(known)
     assert isinstance(model, DiscoveredModel)
+
     # a network acting on y only: only y is regressed
     class OnlyY(AbstractCorrection):
         in_size: int = eqx.field(static=True, default=2)
@@ -388,14 +447,19 @@ def test_discover_on_ude_trajectory(known):
             return jnp.stack([P["delta"] * y[0] * y[1]])
 
     # given states directly (ts, ys): no solve
-    d2 = discover(UDE(LotkaVolterra(**P).keep("growth", "predation", "death"), OnlyY(), outputs=("y",)),
-                  (ts, sol.y.T), PolynomialLibrary(("x", "y"), degree=2), STLSQ(0.05, alpha=0.0),
-                  lams=[1e-3, 1e-2, 1e-1])
+    d2 = discover(
+        UDE(LotkaVolterra(**P).keep("growth", "predation", "death"), OnlyY(), outputs=("y",)),
+        (ts, sol.y.T),
+        PolynomialLibrary(("x", "y"), degree=2),
+        STLSQ(0.05, alpha=0.0),
+        lams=[1e-3, 1e-2, 1e-1],
+    )
     assert d2.states == ("y",) and d2.as_dict() == {"y": {"x*y": pytest.approx(0.8, rel=1e-8)}}
     assert d2.equations() == ["y' = 0.8 x*y"]
 
 
 # ---- other systems -----------------------------------------------------------------------------
+
 
 def test_recovers_pendulum_friction():
     c, k = 0.3, 2.0
@@ -413,7 +477,9 @@ def test_recovers_pendulum_friction():
     # the vector field built from it, with the known gravity, is the damped pendulum
     model = d.to_model(DampedPendulum(k, c).keep("velocity", "gravity"))
     for y in Y[::20]:
-        np.testing.assert_allclose(model(0.0, jnp.asarray(y)), rhs(0.0, y), atol=1e-3 * abs(y[1]) + 1e-12)
+        np.testing.assert_allclose(
+            model(0.0, jnp.asarray(y)), rhs(0.0, y), atol=1e-3 * abs(y[1]) + 1e-12
+        )
 
 
 def test_recovers_sir_infection():
@@ -430,12 +496,18 @@ def test_recovers_sir_infection():
     lib = PolynomialLibrary(("S", "I", "R"), degree=2)
     d = regress(lib, Y, U, STLSQ(0.05), lams=[1e-3, 1e-2, 0.1, 1.0], states=("S", "I"))
     assert d.kept() == {"S": ("S*I",), "I": ("S*I",)}
-    np.testing.assert_allclose([d.as_dict()["S"]["S*I"], d.as_dict()["I"]["S*I"]], [-b, b], rtol=1e-8)
-    assert d.to_model(SIR(b, g).keep("recovery")).equations() == ["S' = -0.5 S*I", "I' = 0.5 S*I",
-                                                                  "R' = 0"]
+    np.testing.assert_allclose(
+        [d.as_dict()["S"]["S*I"], d.as_dict()["I"]["S*I"]], [-b, b], rtol=1e-8
+    )
+    assert d.to_model(SIR(b, g).keep("recovery")).equations() == [
+        "S' = -0.5 S*I",
+        "I' = 0.5 S*I",
+        "R' = 0",
+    ]
 
 
 # ---- refit through the solver -------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_refit_reduces_loss_and_keeps_dropped_terms_zero(known):

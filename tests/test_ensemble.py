@@ -58,8 +58,12 @@ def _max_diff(a, b):
 @pytest.fixture(scope="module")
 def setup():
     ts = jnp.linspace(0.0, 1.0, 11)
-    ys = solve(TRUTH, jnp.array([[0.44249296, 4.6280594]]), ts,
-               SolverOptions("dopri8", rtol=1e-12, atol=1e-12)).ys
+    ys = solve(
+        TRUTH,
+        jnp.array([[0.44249296, 4.6280594]]),
+        ts,
+        SolverOptions("dopri8", rtol=1e-12, atol=1e-12),
+    ).ys
     clean = Dataset(ts=ts, ys=ys, state_names=("x", "y"), y_true=ys)
     data = resample_noise(clean, RelativeMeanNoise(0.02), jr.split(jr.key(5), N))
     init_keys = jr.split(jr.key(0), N)
@@ -67,23 +71,45 @@ def setup():
     # per-member strategies, stages and data: every stacked path in one compiled program
     strategies = [Collocation(l2=1e-4) for _ in range(N)]
     fit_keys = jr.split(jr.key(1), N)
-    return dict(clean=clean, data=data, models=models, init_keys=init_keys, strategies=strategies,
-                fit_keys=fit_keys)
+    return dict(
+        clean=clean,
+        data=data,
+        models=models,
+        init_keys=init_keys,
+        strategies=strategies,
+        fit_keys=fit_keys,
+    )
 
 
 @pytest.fixture(scope="module")
 def base(setup):
     s = setup
-    return fit_ensemble(s["models"], s["data"], s["strategies"], _stages([LR] * N), key=s["fit_keys"],
-                        chunk=CHUNK, verbose=False)
+    return fit_ensemble(
+        s["models"],
+        s["data"],
+        s["strategies"],
+        _stages([LR] * N),
+        key=s["fit_keys"],
+        chunk=CHUNK,
+        verbose=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def separate(setup):
     s = setup
-    return [fit(_make(s["init_keys"][i]), member(s["data"], i), s["strategies"][i],
-                [Adam(lr=LR, steps=20), LBFGS(steps=10)], key=s["fit_keys"][i], chunk=CHUNK,
-                verbose=False) for i in range(N)]
+    return [
+        fit(
+            _make(s["init_keys"][i]),
+            member(s["data"], i),
+            s["strategies"][i],
+            [Adam(lr=LR, steps=20), LBFGS(steps=10)],
+            key=s["fit_keys"][i],
+            chunk=CHUNK,
+            verbose=False,
+        )
+        for i in range(N)
+    ]
 
 
 class _Compiles(logging.Handler):
@@ -111,8 +137,15 @@ def poisoned(setup, base):
     logger.addHandler(handler)
     jax.config.update("jax_log_compiles", True)
     try:
-        res = fit_ensemble(s["models"], _huge(s["data"], 2), s["strategies"], _stages([LR, 1e4, LR]),
-                           key=s["fit_keys"], chunk=CHUNK, verbose=False)
+        res = fit_ensemble(
+            s["models"],
+            _huge(s["data"], 2),
+            s["strategies"],
+            _stages([LR, 1e4, LR]),
+            key=s["fit_keys"],
+            chunk=CHUNK,
+            verbose=False,
+        )
     finally:
         jax.config.update("jax_log_compiles", False)
         logger.removeHandler(handler)
@@ -177,8 +210,15 @@ def test_a_diverging_solve_does_not_stop_the_others(setup):
     strategy = SingleShooting(options=OPTS)
 
     def run(lrs):
-        return fit_ensemble(s["models"], s["data"], strategy, [[Adam(lr=lr, steps=6) for lr in lrs]],
-                            key=s["fit_keys"], chunk=6, verbose=False)
+        return fit_ensemble(
+            s["models"],
+            s["data"],
+            strategy,
+            [[Adam(lr=lr, steps=6) for lr in lrs]],
+            key=s["fit_keys"],
+            chunk=6,
+            verbose=False,
+        )
 
     good, bad = run([LR] * N), run([LR, 1e4, LR])
     assert bad.rejected[1, 0] > 0 and bad.history["lr_scale"][1, -1] < 1.0
@@ -194,13 +234,19 @@ def test_fit_ensemble_checks_its_arguments(setup):
     with pytest.raises(ValueError, match="stages\\[0\\] has 2 entries for 3 members"):
         fit_ensemble(s["models"], s["data"], s["strategies"], [[Adam(), Adam()]], key=jr.key(0))
     with pytest.raises(ValueError, match="data has 2 members"):
-        fit_ensemble(s["models"], member(s["data"], slice(0, 2)), s["strategies"], [Adam()],
-                     key=jr.key(0))
+        fit_ensemble(
+            s["models"], member(s["data"], slice(0, 2)), s["strategies"], [Adam()], key=jr.key(0)
+        )
     with pytest.raises(ValueError, match="key must be"):
         fit_ensemble(s["models"], s["data"], s["strategies"], [Adam()], key=jr.split(jr.key(0), 2))
     with pytest.raises(ValueError, match="share kind, steps and horizon"):
-        fit_ensemble(s["models"], s["data"], s["strategies"],
-                     [[Adam(steps=1), Adam(steps=2), Adam(steps=1)]], key=jr.key(0))
+        fit_ensemble(
+            s["models"],
+            s["data"],
+            s["strategies"],
+            [[Adam(steps=1), Adam(steps=2), Adam(steps=1)]],
+            key=jr.key(0),
+        )
     with pytest.raises(ValueError, match="strategy has 2 entries"):
         fit_ensemble(s["models"], s["data"], s["strategies"][:2], [Adam()], key=jr.key(0))
     with pytest.raises(ValueError, match="stages is empty"):
@@ -219,7 +265,9 @@ def test_stack_unstack_round_trip():
     b = broadcast(ms[0], 2)
     assert _max_diff(member(b, 1), ms[0]) == 0.0
     with pytest.raises(ValueError, match="member 1 differs"):
-        stack([ms[0], UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))])
+        stack(
+            [ms[0], UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))]
+        )
     with pytest.raises(ValueError, match="empty"):
         stack([])
 
@@ -230,13 +278,16 @@ def test_resample_noise_draws_one_noise_per_key(setup):
     st = resample_noise(clean, RelativeMeanNoise(0.1), keys)
     assert st.ys.shape == (3,) + clean.ys.shape
     for i in range(3):
-        np.testing.assert_allclose(st.ys[i], RelativeMeanNoise(0.1).apply(clean.y_true, keys[i]),
-                                   rtol=1e-14)
-    levels = resample_noise(clean, [RelativeMeanNoise(0.0), RelativeMeanNoise(0.1),
-                                    RelativeMeanNoise(0.2)], keys)
+        np.testing.assert_allclose(
+            st.ys[i], RelativeMeanNoise(0.1).apply(clean.y_true, keys[i]), rtol=1e-14
+        )
+    levels = resample_noise(
+        clean, [RelativeMeanNoise(0.0), RelativeMeanNoise(0.1), RelativeMeanNoise(0.2)], keys
+    )
     np.testing.assert_allclose(levels.ys[0], clean.y_true, rtol=1e-14)
-    np.testing.assert_allclose(levels.ys[2], RelativeMeanNoise(0.2).apply(clean.y_true, keys[2]),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        levels.ys[2], RelativeMeanNoise(0.2).apply(clean.y_true, keys[2]), rtol=1e-14
+    )
     with pytest.raises(ValueError, match="y_true"):
         resample_noise(Dataset(clean.ts, clean.ys), RelativeMeanNoise(0.1), keys)
 
@@ -249,8 +300,12 @@ def test_trajectory_spread_matches_numpy_statistics():
     y0 = jnp.array([1.0, 2.0])
     opts = SolverOptions("tsit5", rtol=1e-9, atol=1e-9, max_steps=1000)
     out = trajectory_spread(models, y0, ts, options=opts, quantiles=(0.25, 0.5))
-    ref = np.stack([np.asarray(solve(LotkaVolterra(float(a), 0.9, 1.8, 0.8), y0[None], ts, opts).ys)
-                    for a in alphas])
+    ref = np.stack(
+        [
+            np.asarray(solve(LotkaVolterra(float(a), 0.9, 1.8, 0.8), y0[None], ts, opts).ys)
+            for a in alphas
+        ]
+    )
     assert out["ys"].shape == (4, 1, 9, 2) and out["ok"].all() and out["n_ok"] == 4
     np.testing.assert_allclose(out["ys"], ref, rtol=1e-12)
     np.testing.assert_allclose(out["mean"], ref.mean(0), rtol=1e-12)
@@ -282,8 +337,14 @@ def test_ensemble_discover_reports_coefficient_spread(setup):
     cs = jnp.array([[-0.9, 0.8], [-0.8, 0.9], [-1.0, 0.7]])
     models = eqx.filter_vmap(lambda c: UDE(TRUTH.keep("growth", "death"), _Bilinear(c)))(cs)
     lib = PolynomialLibrary(("x", "y"), degree=2)
-    out = ensemble_discover(models, setup["clean"], lib, STLSQ(alpha=0.0), lams=[0.05],
-                            expected={"x": ["x*y"], "y": ["x*y"]})
+    out = ensemble_discover(
+        models,
+        setup["clean"],
+        lib,
+        STLSQ(alpha=0.0),
+        lams=[0.05],
+        expected={"x": ["x*y"], "y": ["x*y"]},
+    )
     j = lib.names.index("x*y")
     np.testing.assert_allclose(out["coefficients"][:, j, :], np.asarray(cs), atol=1e-6)
     assert out["ok"].all() and out["success"].all() and out["success_rate"] == 1.0

@@ -76,14 +76,23 @@ def lv_reference():
         return A - B * u[1]  # x' / x; crosses downward... x' changes sign + -> - at a peak
 
     event.direction = -1
-    sol = solve_ivp(lambda t, u: [A * u[0] - B * u[0] * u[1], -G * u[1] + D * u[0] * u[1]],
-                    (0, 50), U0, events=event, rtol=1e-12, atol=1e-12, method="DOP853")
+    sol = solve_ivp(
+        lambda t, u: [A * u[0] - B * u[0] * u[1], -G * u[1] + D * u[0] * u[1]],
+        (0, 50),
+        U0,
+        events=event,
+        rtol=1e-12,
+        atol=1e-12,
+        method="DOP853",
+    )
     return xmax, np.mean(np.diff(sol.t_events[0]))
 
 
 def test_lv_oscillation_stats_match_references(lv_reference):
     xmax, period = lv_reference
-    ts, ys, ok = extrapolate({"truth": LotkaVolterra(A, B, G, D)}, jnp.asarray(U0), t1=50.0, dt=0.01)
+    ts, ys, ok = extrapolate(
+        {"truth": LotkaVolterra(A, B, G, D)}, jnp.asarray(U0), t1=50.0, dt=0.01
+    )
     assert ok["truth"] and ts.shape == (5001,)
     st = oscillation_stats(ts, ys["truth"][:, 0])
     assert st["peak_height"] == pytest.approx(xmax, rel=1e-6)
@@ -125,8 +134,9 @@ def test_window_rmse_along_an_axis():
 
 
 def test_grids():
-    np.testing.assert_allclose(unique_times([0.0, 0.5, 1.0], [0.5 + 1e-12, 0.25]),
-                               [0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(
+        unique_times([0.0, 0.5, 1.0], [0.5 + 1e-12, 0.25]), [0.0, 0.25, 0.5, 1.0]
+    )
     data_ts = np.array([0.0, 0.3, 0.7, 1.0])
     # the fit grid (every 0.25 to t_train = 0.7), the extrapolation grid (every 0.5 to 2) and the data
     grid = evaluation_grid(data_ts, 0.7, 2.0, fit_dt=0.25, ext_dt=0.5)
@@ -172,8 +182,9 @@ def test_noise_floor_is_the_truths_loss():
     lv = LotkaVolterra(A, B, G, D)
     ts = np.linspace(0, 3, 31)
     clean = simulate(lv, U0, ts)
-    strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-10, atol=1e-10),
-                              reduction="sse")
+    strategy = SingleShooting(
+        options=SolverOptions("tsit5", rtol=1e-10, atol=1e-10), reduction="sse"
+    )
     # the data's first sample is the initial state: an offset of 0.1 everywhere shifts it too, so
     # compare the loss with the offset data's own truth solve
     assert noise_floor(lv, clean, strategy) == pytest.approx(0.0, abs=1e-14)
@@ -191,14 +202,25 @@ def test_extrapolation_of_the_exact_and_the_papers_model(lv_reference):
     xi_off = xi.copy()
     xi_off[4] = [-0.877, 0.923]  # the paper's recovered coefficients
     off = DiscoveredModel(known, lib, xi_off)
-    ts, ys, ok = extrapolate({"truth": LotkaVolterra(A, B, G, D), "exact": exact, "paper": off},
-                             jnp.asarray(U0)[None], t1=50.0, dt=0.01)
+    ts, ys, ok = extrapolate(
+        {"truth": LotkaVolterra(A, B, G, D), "exact": exact, "paper": off},
+        jnp.asarray(U0)[None],
+        t1=50.0,
+        dt=0.01,
+    )
     assert all(ok.values()) and ys["paper"].shape == (1, ts.size, 2)
-    err = extrapolation_errors(ts, {"exact": ys["exact"], "paper": ys["paper"]}, ys["truth"], 3.0,
-                               primary="paper")
+    err = extrapolation_errors(
+        ts, {"exact": ys["exact"], "paper": ys["paper"]}, ys["truth"], 3.0, primary="paper"
+    )
     json.dumps(err)  # report-ready
-    assert set(err) == {"rmse", "rmse_train", "rmse_beyond", "exact_rmse", "exact_rmse_train",
-                        "exact_rmse_beyond"}
+    assert set(err) == {
+        "rmse",
+        "rmse_train",
+        "rmse_beyond",
+        "exact_rmse",
+        "exact_rmse_train",
+        "exact_rmse_beyond",
+    }
     assert err["exact_rmse"] < 1e-6
     # the paper's coefficients: close on the training window, visibly off beyond it (PAPER.md:
     # lower prey peaks and a shorter period)
@@ -208,7 +230,9 @@ def test_extrapolation_of_the_exact_and_the_papers_model(lv_reference):
     assert osc["x"]["true_period"] == pytest.approx(lv_reference[1], rel=1e-6)
     assert osc["x"]["peak_height"] < osc["x"]["true_peak_height"]
     assert 0.01 < 1 - osc["x"]["period"] / osc["x"]["true_period"] < 0.1
-    assert coefficient_errors(off.as_dict(), {"x": {"x*y": -0.9}, "y": {"x*y": 0.8}})["exact_support"]
+    assert coefficient_errors(off.as_dict(), {"x": {"x*y": -0.9}, "y": {"x*y": 0.8}})[
+        "exact_support"
+    ]
     # a signal without two peaks is left out
     flat = np.stack([ts, np.ones_like(ts)], axis=1)
     assert oscillation_comparison(ts, flat, flat, ("t", "one")) == {}

@@ -27,9 +27,14 @@ def _check_outputs(res: dict, out: Path, name: str):
     assert {f.suffix for f in figs} == {".png", ".pdf"}
 
 
-@pytest.mark.parametrize("module, config", [(scenario1, "lotka_volterra"),
-                                            (scenario2, "lotka_volterra_partial"),
-                                            (hudson_bay, "hudson_bay")])
+@pytest.mark.parametrize(
+    "module, config",
+    [
+        (scenario1, "lotka_volterra"),
+        (scenario2, "lotka_volterra_partial"),
+        (hudson_bay, "hudson_bay"),
+    ],
+)
 def test_paper_scripts_run_with_tiny_overrides(module, config, tmp_path):
     over = tiny_overrides(ROOT / "configs" / f"{config}.yaml", steps=2)
     res = module.main(overrides=over, out=tmp_path)
@@ -51,8 +56,17 @@ def test_paper_scripts_reject_unknown_overrides():
 
 
 def test_noise_sweep_batched_smoke(tmp_path):
-    res = noise_sweep.main(levels=(0.001, 0.05), runs=3, collocation_steps=20, adam_steps=10,
-                           lbfgs_steps=10, refit_steps=5, chunk=10, out=tmp_path, verbose=False)
+    res = noise_sweep.main(
+        levels=(0.001, 0.05),
+        runs=3,
+        collocation_steps=20,
+        adam_steps=10,
+        lbfgs_steps=10,
+        refit_steps=5,
+        chunk=10,
+        out=tmp_path,
+        verbose=False,
+    )
     _check_outputs(res, tmp_path, "noise_sweep")
     assert res["levels"] == [0.001, 0.05] and res["runs"] == 3
     for count, per in zip(res["successes"], res["per_level"], strict=True):

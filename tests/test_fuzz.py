@@ -22,22 +22,31 @@ from pathlib import Path
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
-
 from reliability_report import count, flush
+
 from ude import cli, data as data_mod
 from ude.config import ConfigError, read_yaml, validate_config
 
 MODULE = "fuzz"
 EXAMPLES = 150
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 BASE = {
     "name": "fuzz",
-    "truth": {"system": "lotka_volterra", "parameters": {"alpha": 1.3, "beta": 0.9, "gamma": 1.8,
-                                                         "delta": 0.8},
-              "y0": [0.44, 4.6]},
+    "truth": {
+        "system": "lotka_volterra",
+        "parameters": {"alpha": 1.3, "beta": 0.9, "gamma": 1.8, "delta": 0.8},
+        "y0": [0.44, 4.6],
+    },
     "data": {"t_span": [0.0, 1.0], "dt": 0.1, "noise": {"kind": "relative_mean", "level": 0.05}},
     "model": {"known": ["growth", "death"], "network": {"width": 3, "depth": 1}},
     "solver": {"name": "tsit5", "rtol": 1e-6, "atol": 1e-6, "max_steps": 256},
@@ -47,8 +56,16 @@ BASE = {
     "output": {"figures": False},
 }
 
-TABLE_ROWS = [(0.0, 1.0, 2.0), (1.0, 1.5, 1.8), (2.0, 2.1, 1.2), (3.0, 2.4, 0.9), (4.0, 1.9, 1.1),
-              (5.0, 1.2, 1.6), (6.0, 0.9, 2.0), (7.0, 1.1, 2.2)]
+TABLE_ROWS = [
+    (0.0, 1.0, 2.0),
+    (1.0, 1.5, 1.8),
+    (2.0, 2.1, 1.2),
+    (3.0, 2.4, 0.9),
+    (4.0, 1.9, 1.1),
+    (5.0, 1.2, 1.6),
+    (6.0, 0.9, 2.0),
+    (7.0, 1.1, 2.2),
+]
 
 
 def table_text(rows=TABLE_ROWS, header=("t", "x", "y")) -> str:
@@ -56,13 +73,19 @@ def table_text(rows=TABLE_ROWS, header=("t", "x", "y")) -> str:
 
 
 def table_config(path: Path) -> dict:
-    return {"name": "fuzz_table",
-            "data": {"file": {"path": str(path), "time": "t", "states": ["x", "y"]}},
-            "model": {"system": "lotka_volterra", "known": ["growth", "death"],
-                      "parameters": {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0},
-                      "network": {"width": 3, "depth": 1}},
-            "train": {"stages": [{"kind": "adam", "lr": 0.01, "steps": 2}], "chunk": 2},
-            "discovery": {"enabled": False}, "output": {"figures": False}}
+    return {
+        "name": "fuzz_table",
+        "data": {"file": {"path": str(path), "time": "t", "states": ["x", "y"]}},
+        "model": {
+            "system": "lotka_volterra",
+            "known": ["growth", "death"],
+            "parameters": {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0},
+            "network": {"width": 3, "depth": 1},
+        },
+        "train": {"stages": [{"kind": "adam", "lr": 0.01, "steps": 2}], "chunk": 2},
+        "discovery": {"enabled": False},
+        "output": {"figures": False},
+    }
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -90,27 +113,60 @@ def _assert_rejected(code, out, err, *, names=()):
 # configs
 # ------------------------------------------------------------------------------------------------
 _letters = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
-_junk = st.one_of(_letters, st.booleans(), st.lists(st.integers(0, 3), max_size=2),
-                  st.dictionaries(_letters, st.integers(), min_size=1, max_size=2))
+_junk = st.one_of(
+    _letters,
+    st.booleans(),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(_letters, st.integers(), min_size=1, max_size=2),
+)
 _non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
 _bad_pos_float = st.one_of(st.floats(max_value=0.0), _non_finite, _junk)
-_bad_pos_int = st.one_of(st.integers(max_value=0), st.floats(allow_nan=False).filter(
-    lambda x: not float(x).is_integer()), _non_finite, _junk)
-_bad_nonneg_int = st.one_of(st.integers(max_value=-1), st.floats(allow_nan=False).filter(
-    lambda x: not float(x).is_integer()), _non_finite, _junk)
+_bad_pos_int = st.one_of(
+    st.integers(max_value=0),
+    st.floats(allow_nan=False).filter(lambda x: not float(x).is_integer()),
+    _non_finite,
+    _junk,
+)
+_bad_nonneg_int = st.one_of(
+    st.integers(max_value=-1),
+    st.floats(allow_nan=False).filter(lambda x: not float(x).is_integer()),
+    _non_finite,
+    _junk,
+)
 _finite = st.floats(-10, 10, allow_nan=False)
 _bad_pair = st.one_of(
     st.tuples(_finite, _finite).filter(lambda p: p[1] <= p[0]).map(list),  # reversed or empty
     st.lists(_finite, min_size=0, max_size=4).filter(lambda v: len(v) != 2),  # wrong shape
-    st.tuples(_finite, _non_finite).map(list), st.tuples(_non_finite, _finite).map(list), _letters)
+    st.tuples(_finite, _non_finite).map(list),
+    st.tuples(_non_finite, _finite).map(list),
+    _letters,
+)
 _bad_y0 = st.one_of(
     st.lists(_finite, min_size=0, max_size=5).filter(lambda v: len(v) != 2),  # wrong shape
     st.tuples(_finite, _non_finite).map(list),
     st.lists(st.lists(_finite, min_size=3, max_size=3), min_size=1, max_size=2),
-    _letters, st.dictionaries(_letters, _finite, min_size=1, max_size=2))
-_bad_name = _letters.filter(lambda s: s not in ("tsit5", "euler", "heun", "midpoint", "ralston",
-                                                "bosh3", "dopri5", "dopri8", "kvaerno3",
-                                                "kvaerno4", "kvaerno5", "lotka_volterra"))
+    _letters,
+    st.dictionaries(_letters, _finite, min_size=1, max_size=2),
+)
+_bad_name = _letters.filter(
+    lambda s: (
+        s
+        not in (
+            "tsit5",
+            "euler",
+            "heun",
+            "midpoint",
+            "ralston",
+            "bosh3",
+            "dopri5",
+            "dopri8",
+            "kvaerno3",
+            "kvaerno4",
+            "kvaerno5",
+            "lotka_volterra",
+        )
+    )
+)
 
 # key path -> strategy of values that are invalid there
 BAD_VALUES = {
@@ -124,13 +180,33 @@ BAD_VALUES = {
     "data.noise.level": st.one_of(st.floats(max_value=-1e-9), _non_finite, _junk),
     "data.noise.kind": _bad_name,
     "data.seed": _bad_nonneg_int,
-    "model.known": st.one_of(st.integers(), st.lists(_letters.filter(
-        lambda s: s not in ("growth", "predation", "death", "reproduction")), min_size=1, max_size=2)),
+    "model.known": st.one_of(
+        st.integers(),
+        st.lists(
+            _letters.filter(lambda s: s not in ("growth", "predation", "death", "reproduction")),
+            min_size=1,
+            max_size=2,
+        ),
+    ),
     "model.network.width": _bad_pos_int,
     "model.network.depth": _bad_nonneg_int,
-    "model.network.activation": _bad_name.filter(lambda s: s not in ("rbf", "tanh", "relu", "gelu",
-                                                                      "sigmoid", "softplus", "swish",
-                                                                      "elu", "identity", "sin")),
+    "model.network.activation": _bad_name.filter(
+        lambda s: (
+            s
+            not in (
+                "rbf",
+                "tanh",
+                "relu",
+                "gelu",
+                "sigmoid",
+                "softplus",
+                "swish",
+                "elu",
+                "identity",
+                "sin",
+            )
+        )
+    ),
     "solver.name": _bad_name,
     "solver.rtol": _bad_pos_float,
     "solver.max_steps": _bad_pos_int,
@@ -143,8 +219,15 @@ BAD_VALUES = {
     "evaluate.dt": _bad_pos_float,
     "output.figures": st.one_of(_letters, st.integers(2, 9), _non_finite),
 }
-REQUIRED = ["data", "truth.system", "truth.parameters", "truth.y0", "data.t_span",
-            "train.stages[0].kind", "truth.parameters.beta"]
+REQUIRED = [
+    "data",
+    "truth.system",
+    "truth.parameters",
+    "truth.y0",
+    "data.t_span",
+    "train.stages[0].kind",
+    "truth.parameters.beta",
+]
 
 
 def _split(path: str):
@@ -203,10 +286,16 @@ def test_wrong_values_exit_2_naming_the_key(capsys, path, data):
 
 
 @SETTINGS
-@given(path=st.sampled_from(REQUIRED), extra_keys=st.lists(
-    st.tuples(st.sampled_from(["", "truth.", "data.", "model.", "solver.", "train.", "output."]),
-              _letters.filter(lambda s: s not in ("name", "seed", "description"))),
-    max_size=2))
+@given(
+    path=st.sampled_from(REQUIRED),
+    extra_keys=st.lists(
+        st.tuples(
+            st.sampled_from(["", "truth.", "data.", "model.", "solver.", "train.", "output."]),
+            _letters.filter(lambda s: s not in ("name", "seed", "description")),
+        ),
+        max_size=2,
+    ),
+)
 def test_missing_and_unknown_keys_exit_2(capsys, path, extra_keys):
     cfg = copy.deepcopy(BASE)
     _set(cfg, path, delete=True)
@@ -216,6 +305,7 @@ def test_missing_and_unknown_keys_exit_2(capsys, path, extra_keys):
         if not isinstance(node, dict) or key in node:
             continue
         from ude.config import ExperimentConfig, _section_models
+
         model = ExperimentConfig if not section else _section_models()[section[:-1]]
         if key in model.model_fields:
             continue
@@ -255,11 +345,26 @@ def test_truncated_config_files_exit_2(capsys, cut):
 
 
 @SETTINGS
-@given(blob=st.one_of(
-    st.just(b""), st.just(b"   \n\n# only a comment\n"), st.binary(min_size=1, max_size=64),
-    st.text(max_size=80).map(str.encode),
-    st.sampled_from([b"- a\n- b\n", b"42\n", b"[1, 2\n", b"data: {t_span: [0, 1]\n", b"\t- :\n",
-                     b"truth: [\n", b"\xff\xfe\x00garbage", b"data:\n  - 1\n  - 2\n"])))
+@given(
+    blob=st.one_of(
+        st.just(b""),
+        st.just(b"   \n\n# only a comment\n"),
+        st.binary(min_size=1, max_size=64),
+        st.text(max_size=80).map(str.encode),
+        st.sampled_from(
+            [
+                b"- a\n- b\n",
+                b"42\n",
+                b"[1, 2\n",
+                b"data: {t_span: [0, 1]\n",
+                b"\t- :\n",
+                b"truth: [\n",
+                b"\xff\xfe\x00garbage",
+                b"data:\n  - 1\n  - 2\n",
+            ]
+        ),
+    )
+)
 def test_garbage_config_files_exit_2(capsys, blob):
     try:
         assume(not _valid_config(blob.decode()))
@@ -271,16 +376,32 @@ def test_garbage_config_files_exit_2(capsys, blob):
 
 
 @SETTINGS
-@given(override=st.one_of(
-    st.tuples(st.sampled_from(sorted(BAD_VALUES)), st.sampled_from(
-        ["nan", ".nan", ".inf", "-.inf", "-1", "0", "[]", "{a: 1}", "abc", "1e400"])).map(
-        lambda kv: f"{kv[0]}={kv[1]}"),
-    st.sampled_from(["train.stages[5].lr=0.1", "noequals", "=3", "a..b=1", "seed=[1, 2",
-                     "train.stages.lr=1", "data.t_span[3]=1"])))
+@given(
+    override=st.one_of(
+        st.tuples(
+            st.sampled_from(sorted(BAD_VALUES)),
+            st.sampled_from(
+                ["nan", ".nan", ".inf", "-.inf", "-1", "0", "[]", "{a: 1}", "abc", "1e400"]
+            ),
+        ).map(lambda kv: f"{kv[0]}={kv[1]}"),
+        st.sampled_from(
+            [
+                "train.stages[5].lr=0.1",
+                "noequals",
+                "=3",
+                "a..b=1",
+                "seed=[1, 2",
+                "train.stages.lr=1",
+                "data.t_span[3]=1",
+            ]
+        ),
+    )
+)
 def test_broken_overrides_exit_2(capsys, override):
     cfg = copy.deepcopy(BASE)
     text = yaml.safe_dump(cfg, sort_keys=False)
     from ude.config import apply_overrides
+
     try:
         raw = apply_overrides(read_yaml(text), [override])
         assume(not _valid_config(yaml.safe_dump(raw)))
@@ -300,13 +421,19 @@ def _mutate_table(kind: str, draw) -> str:
     i = draw(st.integers(0, len(rows) - 1))
     j = draw(st.integers(0, 2))
     if kind == "not_a_number":
-        rows[i][j] = draw(_letters.filter(lambda s: s.lower() not in ("na", "nan", "inf", "infinity")))
+        rows[i][j] = draw(
+            _letters.filter(lambda s: s.lower() not in ("na", "nan", "inf", "infinity"))
+        )
     elif kind == "non_finite":
         rows[i][j] = draw(st.sampled_from(["inf", "-inf", "Infinity", "1e999"]))
     elif kind == "nan_time":
         rows[i][0] = draw(st.sampled_from(["nan", "NaN", "NA", ""]))
     elif kind == "ragged":
-        rows[i] = rows[i] + ["1.0"] * draw(st.integers(1, 2)) if draw(st.booleans()) else rows[i][:max(j, 1)]
+        rows[i] = (
+            rows[i] + ["1.0"] * draw(st.integers(1, 2))
+            if draw(st.booleans())
+            else rows[i][: max(j, 1)]
+        )
     elif kind == "missing_column":
         header[draw(st.integers(0, 2))] = draw(_letters.filter(lambda s: s not in header))
     elif kind == "duplicate_column":
@@ -329,8 +456,19 @@ def _mutate_table(kind: str, draw) -> str:
     return "\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows)
 
 
-TABLE_KINDS = ["not_a_number", "non_finite", "nan_time", "ragged", "missing_column",
-               "duplicate_column", "non_monotonic", "header_only", "empty", "truncated", "binary"]
+TABLE_KINDS = [
+    "not_a_number",
+    "non_finite",
+    "nan_time",
+    "ragged",
+    "missing_column",
+    "duplicate_column",
+    "non_monotonic",
+    "header_only",
+    "empty",
+    "truncated",
+    "binary",
+]
 
 
 @SETTINGS
@@ -340,7 +478,7 @@ def test_broken_data_tables_exit_2_before_any_run_directory(capsys, kind, data):
         table = Path(tmp) / "table.tsv"
         if kind == "truncated":
             full = table_text()
-            text = full[:data.draw(st.integers(0, len(full) - 1), label="cut")]
+            text = full[: data.draw(st.integers(0, len(full) - 1), label="cut")]
             table.write_text(text)
         elif kind == "binary":
             table.write_bytes(b"t\tx\ty\n" + data.draw(st.binary(min_size=1, max_size=40)))
@@ -379,13 +517,28 @@ def simulated_run(tmp_path_factory):
 
 
 def _snapshot(d: Path) -> dict:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(d)): p.read_bytes()
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["truncate_npz", "flip_npz", "empty_npz", "empty_sidecar", "no_npz",
-                             "garbage_sidecar", "sidecar_missing_keys"]), data=st.data())
+@given(
+    kind=st.sampled_from(
+        [
+            "truncate_npz",
+            "flip_npz",
+            "empty_npz",
+            "empty_sidecar",
+            "no_npz",
+            "garbage_sidecar",
+            "sidecar_missing_keys",
+        ]
+    ),
+    data=st.data(),
+)
 def test_broken_saved_datasets_exit_2_and_change_nothing(capsys, simulated_run, kind, data):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "run"
@@ -393,11 +546,11 @@ def test_broken_saved_datasets_exit_2_and_change_nothing(capsys, simulated_run, 
         npz, side = d / "data.npz", d / "data.json"
         blob = npz.read_bytes()
         if kind == "truncate_npz":
-            npz.write_bytes(blob[:data.draw(st.integers(0, len(blob) - 1))])
+            npz.write_bytes(blob[: data.draw(st.integers(0, len(blob) - 1))])
         elif kind == "flip_npz":
             i = data.draw(st.integers(0, len(blob) - 1))
             bit = 1 << data.draw(st.integers(0, 7))
-            npz.write_bytes(blob[:i] + bytes([blob[i] ^ bit]) + blob[i + 1:])
+            npz.write_bytes(blob[:i] + bytes([blob[i] ^ bit]) + blob[i + 1 :])
         elif kind == "empty_npz":
             npz.write_bytes(b"")
         elif kind == "empty_sidecar":

@@ -33,10 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "lotka_volterra.yaml"
 STEPS = 400
 CHUNK = 5
-OVERRIDES = ["output.figures=false", "evaluate.t_end=null", "solver.max_steps=64",
-             "model.network.width=3", "model.network.depth=1", "discovery.enabled=false",
-             f"train.chunk={CHUNK}", f"train.checkpoint_every={CHUNK}",
-             f"train.stages=[{{kind: adam, lr: 0.01, steps: {STEPS}}}]"]
+OVERRIDES = [
+    "output.figures=false",
+    "evaluate.t_end=null",
+    "solver.max_steps=64",
+    "model.network.width=3",
+    "model.network.depth=1",
+    "discovery.enabled=false",
+    f"train.chunk={CHUNK}",
+    f"train.checkpoint_every={CHUNK}",
+    f"train.stages=[{{kind: adam, lr: 0.01, steps: {STEPS}}}]",
+]
 TIMING = {"wall_seconds", "run_dir"}
 SEED = int(os.environ.get("UDE_KILL_SEED", random.SystemRandom().randrange(2**31)))
 
@@ -69,9 +76,14 @@ def _report():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("jax_cache")
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +106,14 @@ def _checkpoint_step(d: Path) -> int:
 
 def _start_and_wait(d: Path, env, target: int, timeout: float = 300.0) -> subprocess.Popen:
     """Start `ude run` into ``d`` and return once its checkpoint has reached step ``target``."""
-    proc = subprocess.Popen(_ude("run", str(CONFIG), "--out", str(d), "-q", *_args()), env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _ude("run", str(CONFIG), "--out", str(d), "-q", *_args()),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
     while _checkpoint_step(d) < target:
         if proc.poll() is not None:
@@ -108,8 +126,9 @@ def _start_and_wait(d: Path, env, target: int, timeout: float = 300.0) -> subpro
     return proc
 
 
-def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(reference, env, tmp_path,
-                                                                       capsys):
+def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(
+    reference, env, tmp_path, capsys
+):
     rng = random.Random(SEED)
     target = rng.randrange(CHUNK, STEPS // 2)
     d = tmp_path / "killed"
@@ -130,8 +149,9 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(reference
     assert target <= at < STEPS, "the kill did not land during training"
     assert not (d / FILES["metrics"]).exists() and not (d / FILES["model"]).exists()
 
-    res = subprocess.run(_ude("resume", str(d), "-q"), env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        _ude("resume", str(d), "-q"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr
     assert "final" in res.stdout and res.stderr == ""
     same_result(d, reference)
@@ -151,8 +171,10 @@ def test_sigterm_writes_a_checkpoint_and_exits_1_then_resumes(reference, env, tm
     if proc.returncode == 0:  # the signal came during the last steps: the run finished instead
         pytest.skip("SIGTERM arrived after training")
     assert proc.returncode == 1, err
-    assert f"interrupted (SIGTERM received; stopped at step {at}; checkpoint written); continue " \
-           f"with: ude resume {d}" in err, err
+    assert (
+        f"interrupted (SIGTERM received; stopped at step {at}; checkpoint written); continue "
+        f"with: ude resume {d}" in err
+    ), err
     assert "Traceback" not in err and target <= at < STEPS
     capsys.readouterr()
     assert cli.main(["resume", str(d), "-q"]) == 0

@@ -68,8 +68,12 @@ def assert_identical(a: EnsembleFitResult, b: EnsembleFitResult):
 @pytest.fixture(scope="module")
 def setup():
     ts = jnp.linspace(0.0, 1.0, 11)
-    ys = solve(TRUTH, jnp.array([[0.44249296, 4.6280594]]), ts,
-               SolverOptions("dopri8", rtol=1e-12, atol=1e-12)).ys
+    ys = solve(
+        TRUTH,
+        jnp.array([[0.44249296, 4.6280594]]),
+        ts,
+        SolverOptions("dopri8", rtol=1e-12, atol=1e-12),
+    ).ys
     clean = Dataset(ts=ts, ys=ys, state_names=("x", "y"), y_true=ys)
     data = resample_noise(clean, RelativeMeanNoise(0.02), jr.split(jr.key(5), N))
     models = eqx.filter_vmap(_make)(jr.split(jr.key(0), N))
@@ -77,8 +81,16 @@ def setup():
 
 
 def _run(s, **kw):
-    return fit_ensemble(s["models"], s["data"], s["strategy"], STAGES, key=jr.key(1), chunk=CHUNK,
-                        verbose=False, **kw)
+    return fit_ensemble(
+        s["models"],
+        s["data"],
+        s["strategy"],
+        STAGES,
+        key=jr.key(1),
+        chunk=CHUNK,
+        verbose=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +134,28 @@ def test_ensemble_killed_across_a_stage_boundary_resumes_bit_for_bit(setup, full
 
 def test_ensemble_refuses_a_foreign_checkpoint(setup, tmp_path):
     s = setup
-    fit(member(s["models"], 0), member(s["data"], 0), s["strategy"], [Adam(lr=0.05, steps=5)],
-        key=jr.key(0), chunk=CHUNK, verbose=False, checkpoint_dir=tmp_path)
+    fit(
+        member(s["models"], 0),
+        member(s["data"], 0),
+        s["strategy"],
+        [Adam(lr=0.05, steps=5)],
+        key=jr.key(0),
+        chunk=CHUNK,
+        verbose=False,
+        checkpoint_dir=tmp_path,
+    )
     with pytest.raises(ValueError, match="different"):
-        fit_ensemble(s["models"], s["data"], s["strategy"], [Adam(lr=0.05, steps=5)],
-                     key=jr.key(0), chunk=CHUNK, verbose=False, checkpoint_dir=tmp_path,
-                     resume=True)
+        fit_ensemble(
+            s["models"],
+            s["data"],
+            s["strategy"],
+            [Adam(lr=0.05, steps=5)],
+            key=jr.key(0),
+            chunk=CHUNK,
+            verbose=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 # ---------------------------------------------------------------- early stopping
@@ -138,16 +166,32 @@ def early_setup(setup):
     1 and 2 are validated on their training data, which training improves."""
     clean, data = setup["clean"], setup["data"]
     models = eqx.filter_vmap(lambda k: _make(k, scale=0.0))(jr.split(jr.key(0), N))
-    known_ys = solve(KNOWN, clean.ys[:, 0], clean.ts, SolverOptions("dopri8", rtol=1e-12,
-                                                                    atol=1e-12)).ys
+    known_ys = solve(
+        KNOWN, clean.ys[:, 0], clean.ts, SolverOptions("dopri8", rtol=1e-12, atol=1e-12)
+    ).ys
     valid = eqx.tree_at(lambda d: d.ys, data, data.ys.at[0].set(known_ys))
-    return dict(models=models, data=data, valid=valid, strategy=Collocation(),
-                stages=[Adam(lr=0.05, steps=40)])
+    return dict(
+        models=models,
+        data=data,
+        valid=valid,
+        strategy=Collocation(),
+        stages=[Adam(lr=0.05, steps=40)],
+    )
 
 
 def _early(s, **kw):
-    return fit_ensemble(s["models"], s["data"], s["strategy"], s["stages"], key=jr.key(2),
-                        chunk=CHUNK, verbose=False, validation=s["valid"], patience=2, **kw)
+    return fit_ensemble(
+        s["models"],
+        s["data"],
+        s["strategy"],
+        s["stages"],
+        key=jr.key(2),
+        chunk=CHUNK,
+        verbose=False,
+        validation=s["valid"],
+        patience=2,
+        **kw,
+    )
 
 
 def test_ensemble_early_stopping_per_member_matches_separate_fits(early_setup):
@@ -156,9 +200,17 @@ def test_ensemble_early_stopping_per_member_matches_separate_fits(early_setup):
     assert ens.stopped[:, 0].tolist() == ["early_stop", "steps", "steps"]
     assert not ens.history["active"][0, -1] and ens.history["active"][1:].all()
     for i in range(N):
-        one = fit(member(s["models"], i), member(s["data"], i), s["strategy"], s["stages"],
-                  key=jr.split(jr.key(2), N)[i], chunk=CHUNK, verbose=False,
-                  validation=member(s["valid"], i), patience=2)
+        one = fit(
+            member(s["models"], i),
+            member(s["data"], i),
+            s["strategy"],
+            s["stages"],
+            key=jr.split(jr.key(2), N)[i],
+            chunk=CHUNK,
+            verbose=False,
+            validation=member(s["valid"], i),
+            patience=2,
+        )
         m = ens.member(i)
         assert m.stopped == one.stopped
         assert len(m.history["loss"]) == len(one.history["loss"])
@@ -185,10 +237,18 @@ def test_early_stopping_state_is_checkpointed(early_setup, tmp_path):
     one = fit(m, d, s["strategy"], s["stages"], **kw)
     polls.clear()
     with pytest.raises(KeyboardInterrupt):
-        fit(m, d, s["strategy"], s["stages"], checkpoint_dir=tmp_path / "one",
-            should_stop=lambda: polls.append(1) or len(polls) == 4, **kw)
-    again = fit(m, d, s["strategy"], s["stages"], checkpoint_dir=tmp_path / "one", resume=True,
-                **kw)
+        fit(
+            m,
+            d,
+            s["strategy"],
+            s["stages"],
+            checkpoint_dir=tmp_path / "one",
+            should_stop=lambda: polls.append(1) or len(polls) == 4,
+            **kw,
+        )
+    again = fit(
+        m, d, s["strategy"], s["stages"], checkpoint_dir=tmp_path / "one", resume=True, **kw
+    )
     assert again.stopped == one.stopped == ["early_stop"]
     for k in one.history:
         assert np.array_equal(again.history[k], one.history[k])
@@ -227,18 +287,32 @@ def test_strategies_return_typed_extras_and_fitted_initial_states_reads_them(set
 def test_learned_initial_states_train_and_resume_through_checkpoints(setup, tmp_path):
     """A typed extra goes through the optimiser, the carry and a checkpoint like any parameter."""
     data = member(setup["data"], 0)
-    strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-6, atol=1e-6),
-                              learn_y0=True)
+    strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-6, atol=1e-6), learn_y0=True)
     kw = dict(key=jr.key(0), chunk=CHUNK, verbose=False)
     ref = fit(_make(jr.key(0)), data, strategy, [Adam(lr=0.02, steps=10)], **kw)
     assert isinstance(ref.extra, LearnedInitialStates)
     assert not np.array_equal(ref.extra.y0, initial_states(data))  # it learned
     with pytest.raises(KeyboardInterrupt):
-        fit(_make(jr.key(0)), data, strategy, [Adam(lr=0.02, steps=10)], checkpoint_dir=tmp_path,
-            should_stop=lambda: True, **kw)
-    again = fit(_make(jr.key(0)), data, strategy, [Adam(lr=0.02, steps=10)],
-                checkpoint_dir=tmp_path, resume=True, **kw)
+        fit(
+            _make(jr.key(0)),
+            data,
+            strategy,
+            [Adam(lr=0.02, steps=10)],
+            checkpoint_dir=tmp_path,
+            should_stop=lambda: True,
+            **kw,
+        )
+    again = fit(
+        _make(jr.key(0)),
+        data,
+        strategy,
+        [Adam(lr=0.02, steps=10)],
+        checkpoint_dir=tmp_path,
+        resume=True,
+        **kw,
+    )
     assert np.array_equal(again.extra.y0, ref.extra.y0)
-    for x, y in zip(_leaves(partition(again.model)[0]), _leaves(partition(ref.model)[0]),
-                    strict=True):
+    for x, y in zip(
+        _leaves(partition(again.model)[0]), _leaves(partition(ref.model)[0]), strict=True
+    ):
         assert np.array_equal(x, y)

@@ -79,7 +79,9 @@ def test_correction_on_a_subset_of_states():
     model3 = UDE(sir, net3, inputs=("S", "I"), outputs=("I", "R"))
     y = jnp.array([0.6, 0.3, 0.1])
     u = net3(0.0, y[:2])
-    np.testing.assert_allclose(model3(0.0, y), sir(0.0, y) + jnp.array([0.0, u[0], u[1]]), rtol=1e-14)
+    np.testing.assert_allclose(
+        model3(0.0, y), sir(0.0, y) + jnp.array([0.0, u[0], u[1]]), rtol=1e-14
+    )
 
 
 def test_ude_construction_errors():
@@ -125,8 +127,9 @@ def test_hybrid_ude():
 
 
 def _mixed_model():
-    phys = LotkaVolterra(Parameter(1.3, trainable=True, positive=True), 0.9,
-                         Parameter(1.8, trainable=False), 0.8).keep("growth", "death")
+    phys = LotkaVolterra(
+        Parameter(1.3, trainable=True, positive=True), 0.9, Parameter(1.8, trainable=False), 0.8
+    ).keep("growth", "death")
     net = MLP(2, 2, width=4, depth=1, input_scale=jnp.array([2.0, 3.0]), key=KEY)
     return UDE(phys, net)
 

@@ -59,7 +59,9 @@ def test_glorot_init_bounds_and_zero_biases():
 def test_forward_matches_numpy():
     y = np.array([0.3, -1.1])
     net = MLP(2, 2, width=5, depth=3, activation="tanh", init="default", key=KEY)
-    np.testing.assert_allclose(net(0.0, jnp.asarray(y)), numpy_forward(net, y, [np.tanh] * 3), rtol=1e-13)
+    np.testing.assert_allclose(
+        net(0.0, jnp.asarray(y)), numpy_forward(net, y, [np.tanh] * 3), rtol=1e-13
+    )
     net = MLP(2, 2, width=4, depth=0, init="default", key=KEY)  # depth 0 is an affine map
     assert len(net.layers) == 1
     np.testing.assert_allclose(net(0.0, jnp.asarray(y)), numpy_forward(net, y, []), rtol=1e-13)
@@ -74,19 +76,23 @@ def test_per_layer_activations():
     want = numpy_forward(net, y, [np_rbf, np_relu, np.tanh])
     np.testing.assert_allclose(net(0.0, jnp.asarray(y)), want, rtol=1e-13)
     # and the order matters
-    swapped = MLP(2, 2, width=5, depth=3, activation=("tanh", "relu", "rbf"), init="default", key=KEY)
+    swapped = MLP(
+        2, 2, width=5, depth=3, activation=("tanh", "relu", "rbf"), init="default", key=KEY
+    )
     assert not np.allclose(swapped(0.0, jnp.asarray(y)), want)
 
 
 def test_activations():
     z = jnp.linspace(-2.0, 2.0, 9)
-    np.testing.assert_allclose(rbf(z), np.exp(-np.asarray(z) ** 2), rtol=1e-15)
-    np.testing.assert_allclose(ACTIVATIONS["rbf"](z), np.exp(-np.asarray(z) ** 2), rtol=1e-15)
+    np.testing.assert_allclose(rbf(z), np.exp(-(np.asarray(z) ** 2)), rtol=1e-15)
+    np.testing.assert_allclose(ACTIVATIONS["rbf"](z), np.exp(-(np.asarray(z) ** 2)), rtol=1e-15)
     np.testing.assert_allclose(ACTIVATIONS["tanh"](z), np.tanh(z), rtol=1e-15)
     np.testing.assert_allclose(ACTIVATIONS["relu"](z), np.maximum(z, 0), rtol=1e-15)
     np.testing.assert_allclose(ACTIVATIONS["identity"](z), z, rtol=1e-15)
     np.testing.assert_allclose(ACTIVATIONS["softplus"](z), np.log1p(np.exp(z)), rtol=1e-13)
-    np.testing.assert_allclose(ACTIVATIONS["sigmoid"](z), 1 / (1 + np.exp(-np.asarray(z))), rtol=1e-13)
+    np.testing.assert_allclose(
+        ACTIVATIONS["sigmoid"](z), 1 / (1 + np.exp(-np.asarray(z))), rtol=1e-13
+    )
 
 
 def test_output_scale():
@@ -127,12 +133,21 @@ def test_dtype():
     assert MLP(2, 2, **SMALL, key=KEY).layers[0].weight.dtype == jnp.float64
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(width=0), "width"), (dict(width=-3), "width"), (dict(width=2.5), "width"),
-    (dict(depth=-1), "depth"), (dict(in_size=0), "in_size"), (dict(out_size=0), "out_size"),
-    (dict(activation="nonsense"), "activation"), (dict(activation=("tanh",)), "activation"),
-    (dict(activation=("tanh", "nonsense")), "activation"), (dict(init="he"), "init"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(width=0), "width"),
+        (dict(width=-3), "width"),
+        (dict(width=2.5), "width"),
+        (dict(depth=-1), "depth"),
+        (dict(in_size=0), "in_size"),
+        (dict(out_size=0), "out_size"),
+        (dict(activation="nonsense"), "activation"),
+        (dict(activation=("tanh",)), "activation"),
+        (dict(activation=("tanh", "nonsense")), "activation"),
+        (dict(init="he"), "init"),
+    ],
+)
 def test_construction_errors(kwargs, field):
     args = dict(in_size=2, out_size=2, width=4, depth=2, key=KEY) | kwargs
     with pytest.raises(ValueError, match=field):

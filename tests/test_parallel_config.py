@@ -82,8 +82,9 @@ def config_path(tmp_path_factory) -> Path:
 def run(config_path, tmp_path_factory):
     """The 3-member ensemble, in-process through `ude run`: (exit code, run dir, metrics)."""
     d = tmp_path_factory.mktemp("runs") / "ens3"
-    code = cli.main(["run", str(config_path), "--out", str(d), "--quiet",
-                     "--set", "parallel.ensemble=3"])
+    code = cli.main(
+        ["run", str(config_path), "--out", str(d), "--quiet", "--set", "parallel.ensemble=3"]
+    )
     metrics = json.loads((d / FILES["metrics"]).read_text()) if code == 0 else None
     return code, d, metrics
 
@@ -99,23 +100,35 @@ def _errors(path, overrides) -> list[str]:
 
 def test_parallel_defaults(config_path):
     cfg = load_config(config_path)
-    assert (cfg.parallel.ensemble, cfg.parallel.devices, cfg.parallel.redraw_noise) == (1, None, True)
+    assert (cfg.parallel.ensemble, cfg.parallel.devices, cfg.parallel.redraw_noise) == (
+        1,
+        None,
+        True,
+    )
     cfg = load_config(config_path, ["parallel.ensemble=4", "parallel.devices=2"])
     again = validate_config(read_yaml(dump_config(cfg)))
     assert again.parallel == cfg.parallel
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["parallel.ensembel=2"], "parallel.ensembel: unknown key (did you mean 'ensemble'?)"),
-    (["parallel.devices=2"], "parallel.devices: 2 devices for 1 ensemble member(s): each device "
-                             "trains a block of members, so set parallel.ensemble to at least 2"),
-    (["parallel.ensemble=0"], "parallel.ensemble: must be >= 1, got 0"),
-    (["parallel.devices=0"], "parallel.devices: must be >= 1, got 0"),
-    (["parallel.ensemble=2.5"], "parallel.ensemble: must be an integer, got 2.5"),
-    (["parallel.redraw_noise=yes please"], "parallel.redraw_noise: must be true or false"),
-    (["data.noise={kind: none}"], "parallel.redraw_noise: data.noise.kind is 'none': there is no "
-                                  "noise to redraw"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["parallel.ensembel=2"], "parallel.ensembel: unknown key (did you mean 'ensemble'?)"),
+        (
+            ["parallel.devices=2"],
+            "parallel.devices: 2 devices for 1 ensemble member(s): each device "
+            "trains a block of members, so set parallel.ensemble to at least 2",
+        ),
+        (["parallel.ensemble=0"], "parallel.ensemble: must be >= 1, got 0"),
+        (["parallel.devices=0"], "parallel.devices: must be >= 1, got 0"),
+        (["parallel.ensemble=2.5"], "parallel.ensemble: must be an integer, got 2.5"),
+        (["parallel.redraw_noise=yes please"], "parallel.redraw_noise: must be true or false"),
+        (
+            ["data.noise={kind: none}"],
+            "parallel.redraw_noise: data.noise.kind is 'none': there is no noise to redraw",
+        ),
+    ],
+)
 def test_parallel_errors_name_their_key(config_path, overrides, message):
     assert any(m.startswith(message) for m in _errors(config_path, overrides)), message
 
@@ -187,8 +200,14 @@ def test_coefficient_spread_regresses_every_member(run):
     assert spread["criterion"] == "paper" and spread["members"] == 3
     ts, ys, _, n = trajectories(cfg, fitted.model, data, train, fitted.extra)
     inside = ts <= float(train.ts[-1]) + 1e-9
-    own = discover(fitted.model, (np.tile(ts[inside], n), ys[:n, inside].reshape(-1, 2)),
-                   build_library(cfg), build_regressor(cfg), lams=build_lams(cfg), criterion="paper")
+    own = discover(
+        fitted.model,
+        (np.tile(ts[inside], n), ys[:n, inside].reshape(-1, 2)),
+        build_library(cfg),
+        build_regressor(cfg),
+        lams=build_lams(cfg),
+        criterion="paper",
+    )
     for s, terms in own.as_dict().items():
         for t, c in terms.items():
             got = spread["terms"][s][t]
@@ -205,8 +224,19 @@ def test_coefficient_spread_regresses_every_member(run):
 # ------------------------------------------------------------------------------------------------
 def test_devices_beyond_the_ensemble_is_a_usage_error(config_path, tmp_path, capsys):
     out = tmp_path / "never"
-    code = cli.main(["run", str(config_path), "--out", str(out), "--quiet", "--devices", "4",
-                     "--set", "parallel.ensemble=3"])
+    code = cli.main(
+        [
+            "run",
+            str(config_path),
+            "--out",
+            str(out),
+            "--quiet",
+            "--devices",
+            "4",
+            "--set",
+            "parallel.ensemble=3",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == cli.EXIT_USAGE and not out.exists()
     assert "parallel.devices: 4 devices for 3 ensemble member(s)" in err
@@ -218,8 +248,19 @@ def test_devices_jax_does_not_see_is_a_usage_error(config_path, tmp_path, capsys
 
     n = len(jax.devices()) + 1
     out = tmp_path / "never"
-    code = cli.main(["run", str(config_path), "--out", str(out), "--quiet", "--devices", str(n),
-                     "--set", f"parallel.ensemble={n}"])
+    code = cli.main(
+        [
+            "run",
+            str(config_path),
+            "--out",
+            str(out),
+            "--quiet",
+            "--devices",
+            str(n),
+            "--set",
+            f"parallel.ensemble={n}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == cli.EXIT_USAGE and not out.exists()
     assert f"parallel.devices = {n}, but jax sees only {n - 1} cpu device(s)" in err
@@ -233,11 +274,32 @@ def test_sharded_run_equals_the_unsharded_one(run, config_path, tmp_path):
     out = tmp_path / "sharded"
     # no XLA_FLAGS: `ude run --devices 2` asks XLA for 2 host devices itself
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "ude.cli", "run", str(config_path), "--out", str(out),
-                           "--quiet", "--devices", "2", "--set", "parallel.ensemble=2",
-                           "--set", "solver.adjoint=recursive"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    env.update(
+        JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ude.cli",
+            "run",
+            str(config_path),
+            "--out",
+            str(out),
+            "--quiet",
+            "--devices",
+            "2",
+            "--set",
+            "parallel.ensemble=2",
+            "--set",
+            "solver.adjoint=recursive",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "ensemble" in proc.stdout
     sharded = json.loads((out / FILES["metrics"]).read_text())["ensemble"]
@@ -245,5 +307,6 @@ def test_sharded_run_equals_the_unsharded_one(run, config_path, tmp_path):
     assert info["devices"] == 2
     want = np.asarray(m["ensemble"]["final_losses"][:2])
     np.testing.assert_allclose(sharded["final_losses"], want, rtol=REL, atol=0)
-    np.testing.assert_allclose(info["training_losses"], m["ensemble"]["training_losses"][:2],
-                               rtol=REL, atol=0)
+    np.testing.assert_allclose(
+        info["training_losses"], m["ensemble"]["training_losses"][:2], rtol=REL, atol=0
+    )

@@ -16,8 +16,13 @@ from ude.pipeline import FILES, read_history, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "lotka_volterra_partial.yaml"
-PHASES = ["train.pretrain=[{kind: adam, lr: 0.05, steps: 10}]", "train.polish=[{kind: lbfgs, steps: 5}]",
-          "train.chunk=5", "train.checkpoint_every=5", "discovery.enabled=false"]
+PHASES = [
+    "train.pretrain=[{kind: adam, lr: 0.05, steps: 10}]",
+    "train.polish=[{kind: lbfgs, steps: 5}]",
+    "train.chunk=5",
+    "train.checkpoint_every=5",
+    "discovery.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,10 @@ def test_phases_share_one_history_and_model(run):
     assert (out / "checkpoints-pretrain").is_dir() and (out / "checkpoints-polish").is_dir()
     assert np.isfinite(metrics["final_loss"]) and metrics["final_loss"] > 0
     # the polish phase learns the initial states: the final loss is its single-shooting loss
-    assert metrics["final_loss"] <= float(np.asarray(hist["loss"])[np.asarray(hist["stage"]) == 2][0]) + 1e-12
+    assert (
+        metrics["final_loss"]
+        <= float(np.asarray(hist["loss"])[np.asarray(hist["stage"]) == 2][0]) + 1e-12
+    )
 
 
 def test_resume_after_the_fit_gives_the_same_model(run, tmp_path):
@@ -62,7 +70,11 @@ def test_phases_in_an_ensemble(run, tmp_path):
     out = tmp_path / "ens"
     metrics = run_experiment(cfg, out, verbose=False)
     fit = json.loads((out / FILES["fit"]).read_text())
-    assert fit["phases"] == ["pretrain", "train", "polish"] and fit["stages"] == ["adam", "adam", "lbfgs"]
+    assert fit["phases"] == ["pretrain", "train", "polish"] and fit["stages"] == [
+        "adam",
+        "adam",
+        "lbfgs",
+    ]
     hist = read_history(out / FILES["history"])
     assert sorted(set(np.asarray(hist["stage"]).tolist())) == [0, 1, 2]
     losses = metrics["ensemble"]["final_losses"]

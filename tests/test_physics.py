@@ -7,11 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import (CASES, REFERENCE_TERMS, SOLVE_ATOL, SOLVE_RTOL, reference_field,
-                     scipy_reference)
+from helpers import CASES, REFERENCE_TERMS, SOLVE_ATOL, SOLVE_RTOL, reference_field, scipy_reference
 
-from ude.physics import (SIR, SYSTEMS, AbstractPhysics, DampedPendulum, FitzHughNagumo,
-                         LotkaVolterra, Lorenz, NoPhysics, Parameter, VanDerPol)
+from ude.physics import (
+    SIR,
+    SYSTEMS,
+    AbstractPhysics,
+    DampedPendulum,
+    FitzHughNagumo,
+    Lorenz,
+    LotkaVolterra,
+    NoPhysics,
+    Parameter,
+    VanDerPol,
+)
 from ude.solve import SolverOptions, solve
 
 TIGHT = SolverOptions("dopri8", rtol=SOLVE_RTOL, atol=SOLVE_ATOL, max_steps=20_000)
@@ -63,9 +72,15 @@ def test_every_term_subset_matches_reference(name):
             dropped = phys.drop(*subset)
             assert kept.active_terms == subset
             assert set(dropped.active_terms) == set(names) - set(subset)
-            np.testing.assert_allclose(kept(0.0, y), reference_field(name, params, subset)(0.0, np.asarray(y)),
-                                       rtol=1e-13, atol=1e-13)
-            np.testing.assert_allclose(kept(0.0, y) + dropped(0.0, y), phys(0.0, y), rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(
+                kept(0.0, y),
+                reference_field(name, params, subset)(0.0, np.asarray(y)),
+                rtol=1e-13,
+                atol=1e-13,
+            )
+            np.testing.assert_allclose(
+                kept(0.0, y) + dropped(0.0, y), phys(0.0, y), rtol=1e-13, atol=1e-13
+            )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,7 +135,9 @@ def test_exact_harmonic_oscillator():
     """Van der Pol with mu = 0 is the harmonic oscillator."""
     ts = jnp.linspace(0.0, 2.0, 9)
     sol = solve(VanDerPol(0.0), jnp.array([0.3, -1.2]), ts, EXACT, throw=True)
-    exact = np.stack([0.3 * np.cos(ts) - 1.2 * np.sin(ts), -0.3 * np.sin(ts) - 1.2 * np.cos(ts)], axis=-1)
+    exact = np.stack(
+        [0.3 * np.cos(ts) - 1.2 * np.sin(ts), -0.3 * np.sin(ts) - 1.2 * np.cos(ts)], axis=-1
+    )
     np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=2e-11)
 
 
@@ -175,7 +192,9 @@ def test_plain_numbers_become_fixed_parameters():
     lv = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
     for n in lv.param_names:
         assert isinstance(getattr(lv, n), Parameter) and not getattr(lv, n).trainable
-    assert lv.parameters() == pytest.approx(dict(alpha=1.3, beta=0.9, gamma=1.8, delta=0.8), rel=1e-15)
+    assert lv.parameters() == pytest.approx(
+        dict(alpha=1.3, beta=0.9, gamma=1.8, delta=0.8), rel=1e-15
+    )
 
 
 def test_positive_parameter_gradient_flows_to_raw():
@@ -206,7 +225,9 @@ def test_with_params_and_set_trainable():
     assert new.gamma.trainable and float(new.p("gamma")) == 1.5
     # the field uses the new values
     y = jnp.array([0.5, 1.5])
-    np.testing.assert_allclose(lv.with_params(alpha=2.0)(0.0, y)[0], 2.0 * 0.5 - 0.9 * 0.5 * 1.5, rtol=1e-14)
+    np.testing.assert_allclose(
+        lv.with_params(alpha=2.0)(0.0, y)[0], 2.0 * 0.5 - 0.9 * 0.5 * 1.5, rtol=1e-14
+    )
     # term selection survives parameter updates
     kept = lv.keep("growth", "death").with_params(alpha=2.0)
     assert kept.active_terms == ("growth", "death")
@@ -225,13 +246,23 @@ def test_keep_drop_are_copies_and_compose():
     kept = lv.keep("growth", "death")
     assert lv.active_terms == lv.term_names
     assert kept.drop("death").active_terms == ("growth",)
-    assert LotkaVolterra(1.3, 0.9, 1.8, 0.8, include=("growth", "death")).active_terms == ("growth", "death")
+    assert LotkaVolterra(1.3, 0.9, 1.8, 0.8, include=("growth", "death")).active_terms == (
+        "growth",
+        "death",
+    )
 
 
-@pytest.mark.parametrize("cls, args", [
-    (LotkaVolterra, (1.3, 0.9, 1.8, 0.8)), (DampedPendulum, (9.81, 0.3)), (SIR, (0.5, 0.1)),
-    (VanDerPol, (1.5,)), (FitzHughNagumo, (0.7, 0.8, 12.5, 0.5)), (Lorenz, (10, 28, 8 / 3)),
-])
+@pytest.mark.parametrize(
+    "cls, args",
+    [
+        (LotkaVolterra, (1.3, 0.9, 1.8, 0.8)),
+        (DampedPendulum, (9.81, 0.3)),
+        (SIR, (0.5, 0.1)),
+        (VanDerPol, (1.5,)),
+        (FitzHughNagumo, (0.7, 0.8, 12.5, 0.5)),
+        (Lorenz, (10, 28, 8 / 3)),
+    ],
+)
 def test_construction_errors(cls, args):
     phys = cls(*args)
     with pytest.raises(ValueError, match="unknown term"):
@@ -255,4 +286,6 @@ def test_term_vectors_mark_structural_zeros():
     assert _vec(jnp.float32(2.0), 0).dtype == jnp.float32
     np.testing.assert_array_equal(_vec(0, jnp.inf, 1.0), [0.0, np.inf, 1.0])  # no 0*inf = nan
     np.testing.assert_array_equal(_vec(0, 0), [0.0, 0.0])
-    np.testing.assert_array_equal(_vec(jnp.array([1.0, 2.0]), 0), [[1.0, 2.0], [0.0, 0.0]])  # = stack
+    np.testing.assert_array_equal(
+        _vec(jnp.array([1.0, 2.0]), 0), [[1.0, 2.0], [0.0, 0.0]]
+    )  # = stack

@@ -20,8 +20,10 @@ from ude.solve import ADJOINTS, SOLVERS
 
 ROOT = Path(__file__).resolve().parent.parent / "ude"
 # what the config package and the registry may import besides the standard library
-ALLOWED = {"config": {"pydantic", "yaml", "ude.errors", "ude.registry", "ude.config"},
-           "registry": set()}
+ALLOWED = {
+    "config": {"pydantic", "yaml", "ude.errors", "ude.registry", "ude.config"},
+    "registry": set(),
+}
 FILES = sorted(ROOT.joinpath("config").glob("*.py")) + [ROOT / "registry.py"]
 
 
@@ -46,15 +48,19 @@ def _imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
 
 def _allowed(name: str, allowed: set[str]) -> bool:
     top = name.split(".")[0]
-    return top in sys.stdlib_module_names or any(name == a or name.startswith(a + ".")
-                                                 for a in allowed)
+    return top in sys.stdlib_module_names or any(
+        name == a or name.startswith(a + ".") for a in allowed
+    )
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT.parent)))
 def test_config_and_registry_import_no_jax(path):
     allowed = ALLOWED["registry" if path.name == "registry.py" else "config"]
-    wrong = [f"line {line}: imports {name}" for line, name in _imported(path)
-             if not _allowed(name, allowed)]
+    wrong = [
+        f"line {line}: imports {name}"
+        for line, name in _imported(path)
+        if not _allowed(name, allowed)
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -62,8 +68,10 @@ def test_the_import_check_sees_a_violation(tmp_path):
     # the check itself: a config module importing physics (or numpy) must be reported
     bad = tmp_path / "ude" / "config" / "bad.py"
     bad.parent.mkdir(parents=True)
-    bad.write_text("from ..physics import SYSTEMS\nfrom .schema import X\nfrom .. import errors\n"
-                   "import numpy as np\nimport re\n")
+    bad.write_text(
+        "from ..physics import SYSTEMS\nfrom .schema import X\nfrom .. import errors\n"
+        "import numpy as np\nimport re\n"
+    )
     found = [name for _, name in _imported(bad, tmp_path / "ude")]
     assert found == ["ude.physics", "ude.config.schema", "ude.errors", "numpy", "re"]
     assert [_allowed(n, ALLOWED["config"]) for n in found] == [False, True, True, False, True]
@@ -71,15 +79,21 @@ def test_the_import_check_sees_a_violation(tmp_path):
 
 def test_registry_imports_standing_alone():
     # loaded by path in a fresh interpreter, the registry brings in no third-party module
-    code = ("import importlib.util, sys\n"
-            "spec = importlib.util.spec_from_file_location('registry', sys.argv[1])\n"
-            "m = sys.modules['registry'] = importlib.util.module_from_spec(spec)\n"
-            "spec.loader.exec_module(m)\n"
-            "assert m.SYSTEMS['sir'].state_names == ('S', 'I', 'R')\n"
-            "print(sorted(n for n in sys.modules if n.split('.')[0] in "
-            "('jax', 'equinox', 'numpy', 'diffrax', 'pydantic', 'yaml')))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "registry.py")],
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('registry', sys.argv[1])\n"
+        "m = sys.modules['registry'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        "assert m.SYSTEMS['sir'].state_names == ('S', 'I', 'R')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in "
+        "('jax', 'equinox', 'numpy', 'diffrax', 'pydantic', 'yaml')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "registry.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 

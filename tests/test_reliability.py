@@ -32,9 +32,16 @@ from ude.pipeline import FILES, lock as runlock, read_history, run_experiment
 MODULE = "reliability"
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "lotka_volterra.yaml"
-TINY = ["output.figures=false", "evaluate.t_end=null", "solver.max_steps=64",
-        "model.network.width=3", "model.network.depth=1", "discovery.enabled=false",
-        "train.chunk=5", "train.checkpoint_every=5"]
+TINY = [
+    "output.figures=false",
+    "evaluate.t_end=null",
+    "solver.max_steps=64",
+    "model.network.width=3",
+    "model.network.depth=1",
+    "discovery.enabled=false",
+    "train.chunk=5",
+    "train.checkpoint_every=5",
+]
 TIMING = {"wall_seconds", "run_dir"}
 
 
@@ -150,8 +157,13 @@ def test_learning_rate_far_too_high(tmp_path, capsys, activation):
 
 
 def test_summary_reports_rejected_steps_per_stage():
-    text = cli.summary({"run_dir": "r", "final_loss": 1.0,
-                        "fit": {"steps": 30, "rejected": [3, 0], "stopped": ["steps", "steps"]}})
+    text = cli.summary(
+        {
+            "run_dir": "r",
+            "final_loss": 1.0,
+            "fit": {"steps": 30, "rejected": [3, 0], "stopped": ["steps", "steps"]},
+        }
+    )
     assert "30 steps, 3 rejected (per stage: 3, 0)" in text
 
 
@@ -212,8 +224,10 @@ def test_cli_interrupt_message(tmp_path, capsys, monkeypatch):
     d = tmp_path / "r"
     code, _, err = _cli(capsys, ["run", str(CONFIG), "--out", str(d), "-q"])
     assert code == 1
-    assert (f"ude run: interrupted (SIGTERM received; stopped at step 40; checkpoint written); "
-            f"continue with: ude resume {d}") in err
+    assert (
+        f"ude run: interrupted (SIGTERM received; stopped at step 40; checkpoint written); "
+        f"continue with: ude resume {d}"
+    ) in err
 
 
 # ---- the run-directory lock ---------------------------------------------------------------------

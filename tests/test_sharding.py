@@ -129,13 +129,23 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def multi():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 # Sharding splits the same program over devices; in float64 the results agree to ~1e-10 relative
@@ -191,8 +201,13 @@ def test_make_mesh_checks_sizes():
 
 
 def test_init_distributed_is_a_no_op_on_one_process(monkeypatch):
-    for var in ("UDE_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "UDE_NUM_PROCESSES",
-                "UDE_PROCESS_ID"):
+    for var in (
+        "UDE_COORDINATOR",
+        "JAX_COORDINATOR_ADDRESS",
+        "SLURM_NTASKS",
+        "UDE_NUM_PROCESSES",
+        "UDE_PROCESS_ID",
+    ):
         monkeypatch.delenv(var, raising=False)
     info = init_distributed()
     assert info["process_count"] == 1 and info["process_id"] == 0

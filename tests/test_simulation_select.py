@@ -33,8 +33,10 @@ def test_best_subsets_exhaustive_matches_brute_force(lv):
     got = best_subsets(Theta, u, max_terms=2)
     assert len(best_subsets(Theta, u, max_terms=3, top=(3, 1))) == 5  # top pads with its last value
     for (cols, rss), k in zip(got, (1, 2)):
-        brute = min((np.sum((Theta[:, c] @ np.linalg.lstsq(Theta[:, c], u, rcond=None)[0] - u) ** 2), c)
-                    for c in itertools.combinations(range(Theta.shape[1]), k))
+        brute = min(
+            (np.sum((Theta[:, c] @ np.linalg.lstsq(Theta[:, c], u, rcond=None)[0] - u) ** 2), c)
+            for c in itertools.combinations(range(Theta.shape[1]), k)
+        )
         assert cols == brute[1]
         assert rss == pytest.approx(brute[0], rel=1e-6)
     assert [lib.names[c] for c in got[0][0]] == ["x*y"]
@@ -87,8 +89,9 @@ def test_selection_by_simulation_keeps_exactly_xy(lv):
 
     clean, Y, lib = lv
     noisy = ude.RelativeMeanNoise(0.01).apply(clean.y_true, jr.key(7))
-    data = ude.Dataset(clean.ts, noisy, jnp.ones(noisy.shape, bool), state_names=("x", "y"),
-                       y_true=clean.y_true)
+    data = ude.Dataset(
+        clean.ts, noisy, jnp.ones(noisy.shape, bool), state_names=("x", "y"), y_true=clean.y_true
+    )
     xy = Y[:, 0] * Y[:, 1]
     wobble = 1 + 0.15 * np.sin(2.0 * np.linspace(0, 3, len(Y)))  # smooth, structured error
     U = np.stack([-0.9 * xy * wobble, 0.8 * xy * wobble[::-1]], -1)

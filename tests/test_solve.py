@@ -13,7 +13,7 @@ from helpers import central_fd, random_direction, tree_dot
 from ude.model import UDE, partition
 from ude.nn import MLP
 from ude.physics import LotkaVolterra, Parameter
-from ude.solve import SolverOptions, Solution, check_times, solve, solve_batch, solve_jit
+from ude.solve import Solution, SolverOptions, check_times, solve, solve_batch, solve_jit
 
 # One set of options (and save-time shape) for every eager solve in this module, so they share one
 # compiled program. Tight tolerances keep the finite differences below clean.
@@ -59,7 +59,9 @@ def test_adjoint_gradient_matches_finite_differences(fd_setup, adjoint):
     options = SolverOptions("tsit5", rtol=TOL, atol=TOL, max_steps=64, adjoint=adjoint)
     if adjoint == "forward":
         # ForwardMode supports only forward-mode autodiff: the directional derivative is a JVP
-        _, ad = eqx.filter_jit(lambda p, d: jax.jvp(lambda q: loss(q, options), (p,), (d,)))(params, v)
+        _, ad = eqx.filter_jit(lambda p, d: jax.jvp(lambda q: loss(q, options), (p,), (d,)))(
+            params, v
+        )
     else:
         g = eqx.filter_jit(jax.grad(lambda p: loss(p, options)))(params)
         ad = tree_dot(g, v)
@@ -76,7 +78,8 @@ def test_adjoint_gradient_matches_finite_differences(fd_setup, adjoint):
         leaves, treedef = jax.tree_util.tree_flatten(g)
         for i in range(len(leaves)):
             broken = jax.tree_util.tree_unflatten(
-                treedef, [jnp.zeros_like(x) if j == i else x for j, x in enumerate(leaves)])
+                treedef, [jnp.zeros_like(x) if j == i else x for j, x in enumerate(leaves)]
+            )
             assert abs(float(tree_dot(broken, v)) - fd) > rtol * abs(fd)
 
 
@@ -100,7 +103,9 @@ def test_solve_batch_over_models_equals_loop():
     assert sols.ys.shape == shared.ys.shape == (3, TS.size, 2)
     for i, k in enumerate(keys):
         m = tiny_ude(k)
-        np.testing.assert_allclose(sols.ys[i], solve(m, Y0S[i], TS, OPTS).ys, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            sols.ys[i], solve(m, Y0S[i], TS, OPTS).ys, rtol=1e-13, atol=1e-14
+        )
         np.testing.assert_allclose(shared.ys[i], solve(m, Y0, TS, OPTS).ys, rtol=1e-13, atol=1e-14)
     # the models really differ
     assert not np.allclose(shared.ys[0], shared.ys[1])
@@ -117,8 +122,11 @@ def test_no_retrace_on_new_values(model):
     loose = run(model, Y0, SolverOptions("tsit5", rtol=1e-4, atol=1e-4, max_steps=64))
     other = tiny_ude(jr.key(5))
     other = eqx.tree_at(lambda m: m.known, other, other.known.with_params(alpha=1.1))
-    tight = run(other, Y0S[1], SolverOptions("tsit5", rtol=jnp.array(1e-9), atol=jnp.array(1e-9),
-                                             max_steps=64))
+    tight = run(
+        other,
+        Y0S[1],
+        SolverOptions("tsit5", rtol=jnp.array(1e-9), atol=jnp.array(1e-9), max_steps=64),
+    )
     # the tolerances were used, not baked in: the tight solve takes more steps
     assert int(tight.num_steps) > int(loose.num_steps)
     np.testing.assert_allclose(tight.ys, solve(other, Y0S[1], TS, OPTS).ys, rtol=1e-8)
@@ -162,8 +170,11 @@ def zero_net_ude():
     same compiled program) as :func:`tiny_ude`."""
     m = tiny_ude()
     last = m.correction.layers[-1]
-    return eqx.tree_at(lambda m: (m.correction.layers[-1].weight, m.correction.layers[-1].bias), m,
-                       (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+    return eqx.tree_at(
+        lambda m: (m.correction.layers[-1].weight, m.correction.layers[-1].bias),
+        m,
+        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
+    )
 
 
 def exponentials(ts, y0=Y0):
@@ -190,19 +201,33 @@ def test_fixed_steps_is_explicit_euler():
 
 
 def test_solution_is_a_pytree():
-    sol = Solution(ts=jnp.zeros(2), ys=jnp.zeros((2, 2)), result=diffrax.RESULTS.successful,
-                   num_steps=jnp.array(1), num_rejected=jnp.array(0))
+    sol = Solution(
+        ts=jnp.zeros(2),
+        ys=jnp.zeros((2, 2)),
+        result=diffrax.RESULTS.successful,
+        num_steps=jnp.array(1),
+        num_rejected=jnp.array(0),
+    )
     assert bool(sol.ok) and sol.message() == "successful"
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(solver="rk4_nonsense"), "solver"), (dict(solver=3), "solver"),
-    (dict(adjoint="nonsense"), "adjoint"), (dict(adjoint=3), "adjoint"),
-    (dict(rtol=0.0), "rtol"), (dict(rtol=-1e-6), "rtol"), (dict(atol=0.0), "atol"),
-    (dict(atol=np.array([1e-6, -1.0])), "atol"), (dict(max_steps=0), "max_steps"),
-    (dict(max_steps=10.5), "max_steps"), (dict(fixed_steps=0), "fixed_steps"),
-    (dict(dtype="float16"), "dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(solver="rk4_nonsense"), "solver"),
+        (dict(solver=3), "solver"),
+        (dict(adjoint="nonsense"), "adjoint"),
+        (dict(adjoint=3), "adjoint"),
+        (dict(rtol=0.0), "rtol"),
+        (dict(rtol=-1e-6), "rtol"),
+        (dict(atol=0.0), "atol"),
+        (dict(atol=np.array([1e-6, -1.0])), "atol"),
+        (dict(max_steps=0), "max_steps"),
+        (dict(max_steps=10.5), "max_steps"),
+        (dict(fixed_steps=0), "fixed_steps"),
+        (dict(dtype="float16"), "dtype"),
+    ],
+)
 def test_solver_options_errors(kwargs, field):
     with pytest.raises(ValueError, match=field):
         SolverOptions(**kwargs)

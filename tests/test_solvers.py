@@ -37,8 +37,15 @@ def test_dense_output_is_diffrax_tsit5s_interpolant():
     derivatives between and at step ends. The stage sums are written out (diffrax: one tensordot),
     so the last bits differ and compound over the steps: ~1e-13 on states of size ~5."""
     sols = [
-        diffrax.diffeqsolve(diffrax.ODETerm(LV), solver, 0.0, 6.0, 0.25, Y0,
-                            saveat=diffrax.SaveAt(dense=True, steps=True))
+        diffrax.diffeqsolve(
+            diffrax.ODETerm(LV),
+            solver,
+            0.0,
+            6.0,
+            0.25,
+            Y0,
+            saveat=diffrax.SaveAt(dense=True, steps=True),
+        )
         for solver in (Tsit5(), diffrax.Tsit5())
     ]
     np.testing.assert_array_equal(sols[0].ts, sols[1].ts)
@@ -59,7 +66,9 @@ def _pair(ts=TS, y0=Y0, t0=None, **kw):
 @pytest.mark.parametrize("tol", [1e-5, 1e-10])
 def test_same_steps_and_states_as_diffrax_tsit5(tol):
     ours, ref = _pair(rtol=tol, atol=tol)
-    assert int(ours.num_steps) == int(ref.num_steps) and int(ours.num_rejected) == int(ref.num_rejected)
+    assert int(ours.num_steps) == int(ref.num_steps) and int(ours.num_rejected) == int(
+        ref.num_rejected
+    )
     np.testing.assert_allclose(ours.ys, ref.ys, rtol=0, atol=1e-11)
     np.testing.assert_array_equal(ours.ts, ref.ts)
 
@@ -85,7 +94,9 @@ def test_batched_solve_matches_one_by_one():
     y0s = jnp.array([[0.44, 4.6], [1.0, 1.0], [2.0, 0.5]])
     batch = solve(LV, y0s, TS, SolverOptions("tsit5"))
     for i in range(3):
-        np.testing.assert_allclose(batch.ys[i], solve(LV, y0s[i], TS, SolverOptions("tsit5")).ys, atol=1e-12)
+        np.testing.assert_allclose(
+            batch.ys[i], solve(LV, y0s[i], TS, SolverOptions("tsit5")).ys, atol=1e-12
+        )
 
 
 def test_jumps_refresh_the_first_same_as_last_stage():
@@ -93,8 +104,15 @@ def test_jumps_refresh_the_first_same_as_last_stage():
     ctrl = diffrax.PIDController(rtol=1e-8, atol=1e-8, jump_ts=jnp.array([1.0, 2.5]))
     kick = lambda t, y, args: jnp.where(t < 2.5, 1.0, -1.0) * y  # noqa: E731  (jumps at 2.5)
     run = lambda solver: diffrax.diffeqsolve(  # noqa: E731
-        diffrax.ODETerm(kick), solver, 0.0, 4.0, None, jnp.array([1.0, 2.0]),
-        saveat=diffrax.SaveAt(ts=jnp.linspace(0, 4, 9)), stepsize_controller=ctrl)
+        diffrax.ODETerm(kick),
+        solver,
+        0.0,
+        4.0,
+        None,
+        jnp.array([1.0, 2.0]),
+        saveat=diffrax.SaveAt(ts=jnp.linspace(0, 4, 9)),
+        stepsize_controller=ctrl,
+    )
     ours, ref = run(Tsit5()), run(diffrax.Tsit5())
     np.testing.assert_allclose(ours.ys, ref.ys, rtol=1e-10)
     np.testing.assert_allclose(ours.ys[-1], np.array([1.0, 2.0]) * np.exp(2.5 - 1.5), rtol=1e-6)
@@ -102,12 +120,26 @@ def test_jumps_refresh_the_first_same_as_last_stage():
 
 def test_save_tsit5_records_the_interpolant_at_every_save_time():
     ts = jnp.array([0.0, 0.013, 0.5, 0.51, 0.52, 3.3, 6.0])  # several save times in one step
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(LV), SaveTsit5(ts), 0.0, 6.0, None, Y0,
-                              saveat=diffrax.SaveAt(t1=True, solver_state=True),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9))
-    ref = diffrax.diffeqsolve(diffrax.ODETerm(LV), diffrax.Tsit5(), 0.0, 6.0, None, Y0,
-                              saveat=diffrax.SaveAt(ts=ts),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(LV),
+        SaveTsit5(ts),
+        0.0,
+        6.0,
+        None,
+        Y0,
+        saveat=diffrax.SaveAt(t1=True, solver_state=True),
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9),
+    )
+    ref = diffrax.diffeqsolve(
+        diffrax.ODETerm(LV),
+        diffrax.Tsit5(),
+        0.0,
+        6.0,
+        None,
+        Y0,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9),
+    )
     np.testing.assert_allclose(saved(sol), ref.ys, rtol=0, atol=1e-11)
 
 
@@ -140,7 +172,9 @@ def test_auto_checkpoints_one_per_step_within_the_memory_budget():
     assert small.checkpoints == 4096
     big = _adjoint(SolverOptions("tsit5", max_steps=10**6), jnp.zeros(1000), 10**6)
     assert big.checkpoints is None  # 4 x 1e6 x 1000 x 8 B would not fit: diffrax's default
-    assert _adjoint(SolverOptions("tsit5", checkpoints=None), jnp.zeros(2), 4096).checkpoints is None
+    assert (
+        _adjoint(SolverOptions("tsit5", checkpoints=None), jnp.zeros(2), 4096).checkpoints is None
+    )
     assert _adjoint(SolverOptions("tsit5", checkpoints=8), jnp.zeros(2), 4096).checkpoints == 8
     with pytest.raises(ValueError, match="checkpoints must be"):
         SolverOptions("tsit5", checkpoints=0)

@@ -15,17 +15,17 @@ from ude.solve import SolverOptions, solve
 from ude.train import (
     LBFGS,
     Adam,
+    Collocation,
     MultipleShooting,
     SegmentStarts,
     SingleShooting,
     WindowMinibatch,
-    Collocation,
     fit,
     growing_horizon,
     l2_penalty,
     loss_value,
-    squared_error,
     smooth_derivatives,
+    squared_error,
 )
 
 TRUTH = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
@@ -62,11 +62,15 @@ def test_squared_error_masks_and_weights_match_numpy():
     mask = rng.random((2, 5, 3)) > 0.3
     w = np.array([1.0, 2.0, 0.5])
     pred_with_nan = np.where(mask, pred, np.nan)  # unobserved entries must not leak in
-    sse = float(squared_error(jnp.asarray(pred_with_nan), target, jnp.asarray(mask), jnp.asarray(w)))
+    sse = float(
+        squared_error(jnp.asarray(pred_with_nan), target, jnp.asarray(mask), jnp.asarray(w))
+    )
     expect = np.sum(np.where(mask, (pred - target) ** 2 * w, 0.0))
     assert sse == pytest.approx(expect, rel=1e-12)
     mse = float(squared_error(pred, target, mask, reduction="mse"))
-    assert mse == pytest.approx(np.sum(np.where(mask, (pred - target) ** 2, 0)) / mask.sum(), rel=1e-12)
+    assert mse == pytest.approx(
+        np.sum(np.where(mask, (pred - target) ** 2, 0)) / mask.sum(), rel=1e-12
+    )
     with pytest.raises(ValueError, match="reduction"):
         squared_error(pred, target, reduction="max")
 
@@ -74,8 +78,12 @@ def test_squared_error_masks_and_weights_match_numpy():
 def test_l2_penalty_is_the_papers_mean_square_of_weights():
     model = _model().known.set_trainable("gamma")
     model = UDE(model, MLP(2, 2, width=3, depth=1, key=jr.key(1)))
-    ws = [model.correction.layers[0].weight, model.correction.layers[0].bias,
-          model.correction.layers[1].weight, model.correction.layers[1].bias]
+    ws = [
+        model.correction.layers[0].weight,
+        model.correction.layers[0].bias,
+        model.correction.layers[1].weight,
+        model.correction.layers[1].bias,
+    ]
     n = sum(w.size for w in ws)
     expect = 1e-4 * sum(float(jnp.sum(w**2)) for w in ws) / n  # gamma (physics) is not penalised
     assert float(l2_penalty(model, 1e-4)) == pytest.approx(expect, rel=1e-12)
@@ -163,9 +171,18 @@ def test_each_strategy_decreases_the_loss(name):
 
 def test_lbfgs_recovers_physics_parameters():
     d = _data(t1=2.0, n=11)
-    model = UDE(TRUTH.with_params(beta=0.5, delta=1.2).set_trainable("beta", "delta", positive=True))
-    res = fit(model, d, SingleShooting(options=SolverOptions("tsit5", rtol=1e-10, atol=1e-10)),
-              [LBFGS(steps=100, gtol=1e-6)], key=jr.key(0), chunk=10, verbose=False)
+    model = UDE(
+        TRUTH.with_params(beta=0.5, delta=1.2).set_trainable("beta", "delta", positive=True)
+    )
+    res = fit(
+        model,
+        d,
+        SingleShooting(options=SolverOptions("tsit5", rtol=1e-10, atol=1e-10)),
+        [LBFGS(steps=100, gtol=1e-6)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+    )
     assert res.stopped == ["converged"]
     assert len(res.history["loss"]) < 100
     assert float(res.model.known.p("beta")) == pytest.approx(0.9, rel=1e-5)
@@ -177,7 +194,9 @@ def test_lbfgs_recovers_physics_parameters():
 def test_failed_solves_are_rejected_and_parameters_untouched(data):
     model = _model()
     strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-7, atol=1e-7, max_steps=2))
-    res = fit(model, data, strategy, [Adam(lr=0.1, steps=6)], key=jr.key(0), chunk=10, verbose=False)
+    res = fit(
+        model, data, strategy, [Adam(lr=0.1, steps=6)], key=jr.key(0), chunk=10, verbose=False
+    )
     assert not res.history["accepted"].any()
     assert res.rejected == [6]
     np.testing.assert_allclose(res.history["lr_scale"], 0.5 ** np.arange(1, 7))
@@ -188,8 +207,15 @@ def test_failed_solves_are_rejected_and_parameters_untouched(data):
 def test_nan_producing_steps_are_rejected(data):
     # a network whose output overflows for large weights: lr 1e4 throws the weights there
     model = _model()
-    res = fit(model, data, SingleShooting(options=OPTS), [Adam(lr=1e4, steps=30, backoff=0.1)],
-              key=jr.key(0), chunk=10, verbose=False)
+    res = fit(
+        model,
+        data,
+        SingleShooting(options=OPTS),
+        [Adam(lr=1e4, steps=30, backoff=0.1)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+    )
     assert (~res.history["accepted"]).sum() >= 1
     assert all(np.isfinite(p).all() for p in _params(res.model))
     assert np.isfinite(res.final_loss) or res.final_loss == np.inf
@@ -225,10 +251,26 @@ def test_resume_equals_uninterrupted_run(tmp_path, data):
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        fit(_model(), data, strategy, stages, checkpoint_dir=tmp_path, checkpoint_every=10,
-            callback=boom, **kw)
-    resumed = fit(_model(), data, strategy, stages, checkpoint_dir=tmp_path, checkpoint_every=10,
-                  resume=True, **kw)
+        fit(
+            _model(),
+            data,
+            strategy,
+            stages,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=10,
+            callback=boom,
+            **kw,
+        )
+    resumed = fit(
+        _model(),
+        data,
+        strategy,
+        stages,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=10,
+        resume=True,
+        **kw,
+    )
     for a, b in zip(_params(full.model), _params(resumed.model)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
@@ -240,11 +282,28 @@ def test_resume_equals_uninterrupted_run(tmp_path, data):
 
 def test_resume_refuses_a_foreign_checkpoint(tmp_path, data):
     strategy = SingleShooting(options=OPTS)
-    fit(_model(), data, strategy, [Adam(lr=0.02, steps=5)], key=jr.key(0), chunk=10, verbose=False,
-        checkpoint_dir=tmp_path)
+    fit(
+        _model(),
+        data,
+        strategy,
+        [Adam(lr=0.02, steps=5)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+        checkpoint_dir=tmp_path,
+    )
     with pytest.raises(ValueError, match="different"):
-        fit(_model(), data, strategy, [Adam(lr=0.02, steps=7)], key=jr.key(0), chunk=10,
-            verbose=False, checkpoint_dir=tmp_path, resume=True)
+        fit(
+            _model(),
+            data,
+            strategy,
+            [Adam(lr=0.02, steps=7)],
+            key=jr.key(0),
+            chunk=10,
+            verbose=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 TRACES = []
@@ -258,23 +317,41 @@ class _CountingShooting(SingleShooting):
 
 def test_chunk_program_is_compiled_once_per_stage_kind(data):
     strategy = _CountingShooting(options=OPTS, l2=1e-3)
-    fit(_model(), data, strategy, [Adam(lr=0.01, steps=4), Adam(lr=0.02, steps=4)], key=jr.key(0),
-        chunk=10, verbose=False)
+    fit(
+        _model(),
+        data,
+        strategy,
+        [Adam(lr=0.01, steps=4), Adam(lr=0.02, steps=4)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+    )
     first = len(TRACES)
     # new learning rate, length, schedule horizon, initial weights, tolerance, L2 weight: no retrace
     # (an L2 weight of 0 leaves the penalty out of the program: that one is a program of its own)
     assert SingleShooting(l2=0.0).l2 is None and SingleShooting(l2=1e-4).l2 is not None
     strategy2 = _CountingShooting(options=SolverOptions("tsit5", rtol=1e-6, atol=1e-6), l2=1e-4)
-    fit(_model(1), data, strategy2, [Adam(lr=0.03, steps=8)], key=jr.key(1), chunk=10, verbose=False)
+    fit(
+        _model(1), data, strategy2, [Adam(lr=0.03, steps=8)], key=jr.key(1), chunk=10, verbose=False
+    )
     assert len(TRACES) == first
 
 
 def test_forward_mode_adjoint_trains_like_reverse_mode(data):
     results = {}
     for adjoint in ("recursive", "forward"):
-        strategy = SingleShooting(options=SolverOptions("tsit5", rtol=1e-7, atol=1e-7, adjoint=adjoint))
-        results[adjoint] = fit(_model(), data, strategy, [Adam(lr=0.02, steps=5)], key=jr.key(0),
-                               chunk=10, verbose=False)
+        strategy = SingleShooting(
+            options=SolverOptions("tsit5", rtol=1e-7, atol=1e-7, adjoint=adjoint)
+        )
+        results[adjoint] = fit(
+            _model(),
+            data,
+            strategy,
+            [Adam(lr=0.02, steps=5)],
+            key=jr.key(0),
+            chunk=10,
+            verbose=False,
+        )
     for a, b in zip(_params(results["recursive"].model), _params(results["forward"].model)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
@@ -284,12 +361,23 @@ def test_early_stopping_on_a_validation_window_keeps_the_best_parameters(data):
     # at: training towards the real data can only make the validation loss worse
     known = TRUTH.keep("growth", "death")
     model = UDE(known, MLP(2, 2, width=4, depth=1, output_scale=0.0, key=jr.key(0)))
-    valid = Dataset(ts=data.ts, ys=solve(known, data.ys[:, 0], data.ts, OPTS).ys, state_names=("x", "y"))
+    valid = Dataset(
+        ts=data.ts, ys=solve(known, data.ys[:, 0], data.ts, OPTS).ys, state_names=("x", "y")
+    )
     strategy = SingleShooting(options=OPTS)
     seen = []
-    res = fit(model, data, strategy, [Adam(lr=0.02, steps=100)], key=jr.key(0), chunk=10,
-              verbose=False, validation=valid, patience=2,
-              callback=lambda s, step, m, loss: seen.append(loss_value(m, valid, strategy)))
+    res = fit(
+        model,
+        data,
+        strategy,
+        [Adam(lr=0.02, steps=100)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+        validation=valid,
+        patience=2,
+        callback=lambda s, step, m, loss: seen.append(loss_value(m, valid, strategy)),
+    )
     assert res.stopped == ["early_stop"]
     best = int(np.argmin(seen))
     assert len(seen) == best + 3  # stopped after two chunks without improvement
@@ -301,10 +389,19 @@ def test_an_lbfgs_stage_compiles_its_program_once(data):
     """optax's L-BFGS state starts weakly typed; stages must not recompile after the first chunk."""
     from ude.train.step import run_chunk
 
-    model = UDE(TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0)))  # own shapes
+    model = UDE(
+        TRUTH.keep("growth", "death"), MLP(2, 2, width=3, depth=1, key=jr.key(0))
+    )  # own shapes
     before = run_chunk._cached._cache_size()
-    res = fit(model, data, SingleShooting(options=OPTS), [LBFGS(steps=30)], key=jr.key(0), chunk=10,
-              verbose=False)
+    res = fit(
+        model,
+        data,
+        SingleShooting(options=OPTS),
+        [LBFGS(steps=30)],
+        key=jr.key(0),
+        chunk=10,
+        verbose=False,
+    )
     assert len(res.history["step"]) > 10  # more than one chunk ran
     assert run_chunk._cached._cache_size() == before + 1
 
@@ -328,10 +425,14 @@ def test_stepper_takes_the_same_steps_as_fit(data, stage):
 def test_stepper_state_can_be_saved_and_rewound(data):
     from ude.train import Stepper
 
-    stepper = Stepper(_model(), data, SingleShooting(options=OPTS), Adam(lr=0.02, steps=10), key=jr.key(0))
+    stepper = Stepper(
+        _model(), data, SingleShooting(options=OPTS), Adam(lr=0.02, steps=10), key=jr.key(0)
+    )
     saved, done = list(stepper.state), stepper.steps_done
     first = [float(stepper.step()[0]) for _ in range(3)]
     stepper.state, stepper.steps_done = saved, done
     assert [float(stepper.step()[0]) for _ in range(3)] == first
     with pytest.raises(ValueError, match="steps_per_call"):
-        Stepper(_model(), data, SingleShooting(options=OPTS), Adam(), key=jr.key(0), steps_per_call=0)
+        Stepper(
+            _model(), data, SingleShooting(options=OPTS), Adam(), key=jr.key(0), steps_per_call=0
+        )

@@ -6,16 +6,22 @@ diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back in
 runs a whole experiment from a config (:func:`run_experiment`).
 """
 
-from . import config as config
-from . import data as data
-from . import discovery as discovery
-from . import evaluate as evaluate
-from . import model as model
-from . import nn as nn
-from . import physics as physics
-from . import pipeline as pipeline
-from . import train as train
-from .config import ConfigError as ConfigError, ExperimentConfig as ExperimentConfig, load_config as load_config
+from . import (
+    config as config,
+    data as data,
+    discovery as discovery,
+    evaluate as evaluate,
+    model as model,
+    nn as nn,
+    physics as physics,
+    pipeline as pipeline,
+    train as train,
+)
+from .config import (
+    ConfigError as ConfigError,
+    ExperimentConfig as ExperimentConfig,
+    load_config as load_config,
+)
 from .data import (
     Dataset as Dataset,
     GaussianNoise as GaussianNoise,
@@ -39,15 +45,20 @@ from .discovery import (
     refit as refit,
     select_by_simulation as select_by_simulation,
 )
-from .model import UDE as UDE, HybridUDE as HybridUDE, partition as partition, trainable_filter as trainable_filter
+from .model import (
+    UDE as UDE,
+    HybridUDE as HybridUDE,
+    partition as partition,
+    trainable_filter as trainable_filter,
+)
 from .nn import MLP as MLP, rbf as rbf
 from .physics import (
     SIR as SIR,
     AbstractPhysics as AbstractPhysics,
     DampedPendulum as DampedPendulum,
     FitzHughNagumo as FitzHughNagumo,
-    LotkaVolterra as LotkaVolterra,
     Lorenz as Lorenz,
+    LotkaVolterra as LotkaVolterra,
     NoPhysics as NoPhysics,
     Parameter as Parameter,
     VanDerPol as VanDerPol,
@@ -58,17 +69,16 @@ from .solvers import Tsit5 as Tsit5
 from .train import (
     LBFGS as LBFGS,
     Adam as Adam,
+    Collocation as Collocation,
     FitResult as FitResult,
     MultipleShooting as MultipleShooting,
     SingleShooting as SingleShooting,
     Stepper as Stepper,
     WindowMinibatch as WindowMinibatch,
-    Collocation as Collocation,
     fit as fit,
     growing_horizon as growing_horizon,
     loss_value as loss_value,
 )
-
 from .train.ensemble import fit_ensemble as fit_ensemble
 
 __version__ = "0.1.0"

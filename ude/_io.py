@@ -20,8 +20,17 @@ import numpy as np
 
 from .errors import RunDirError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "json_safe", "write_json", "save_eqx",
-           "load_eqx", "write_history", "read_history", "HISTORY_COLUMNS"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "json_safe",
+    "write_json",
+    "save_eqx",
+    "load_eqx",
+    "write_history",
+    "read_history",
+    "HISTORY_COLUMNS",
+]
 
 HISTORY_COLUMNS = ("step", "stage", "loss", "accepted", "lr_scale")
 
@@ -94,8 +103,9 @@ def load_eqx(path, like, *, hint: str = "the config may have changed since it wa
     try:
         return eqx.tree_deserialise_leaves(path, like)
     except Exception as e:  # noqa: BLE001 - any failure to restore is the file's problem
-        raise RunDirError(f"{path}: cannot restore it ({type(e).__name__}: {e})"
-                          + (f"; {hint}" if hint else "")) from None
+        raise RunDirError(
+            f"{path}: cannot restore it ({type(e).__name__}: {e})" + (f"; {hint}" if hint else "")
+        ) from None
 
 
 def write_history(path, history: Mapping) -> None:
@@ -106,8 +116,9 @@ def write_history(path, history: Mapping) -> None:
     keys = [k for k in HISTORY_COLUMNS if k in history]
     w.writerow(keys)
     for row in zip(*(np.asarray(history[k]).tolist() for k in keys)):
-        w.writerow([int(v) if isinstance(v, bool) else repr(v) if isinstance(v, float) else v
-                    for v in row])
+        w.writerow(
+            [int(v) if isinstance(v, bool) else repr(v) if isinstance(v, float) else v for v in row]
+        )
     atomic_write_text(path, buf.getvalue())
 
 

@@ -10,8 +10,22 @@ States = Float[Array, "times state"]
 BatchStates = Float[Array, "batch times state"]
 Mask = Bool[Array, "times state"]
 
-__all__ = ["Array", "ArrayLike", "Bool", "Float", "Int", "PyTree", "Scalar", "ScalarLike",
-           "Times", "State", "States", "BatchStates", "Mask", "is_key_array"]
+__all__ = [
+    "Array",
+    "ArrayLike",
+    "Bool",
+    "Float",
+    "Int",
+    "PyTree",
+    "Scalar",
+    "ScalarLike",
+    "Times",
+    "State",
+    "States",
+    "BatchStates",
+    "Mask",
+    "is_key_array",
+]
 
 
 def is_key_array(x) -> bool:

@@ -84,8 +84,15 @@ def _with_devices(load, devices: int | None):
     try:
         return load([f"parallel.devices={devices}"])
     except ConfigError as e:
-        msgs = [m + (f" (e.g. --set parallel.ensemble={devices})" if m.startswith("parallel.devices:")
-                     else "") for m in e.messages]
+        msgs = [
+            m
+            + (
+                f" (e.g. --set parallel.ensemble={devices})"
+                if m.startswith("parallel.devices:")
+                else ""
+            )
+            for m in e.messages
+        ]
         raise ConfigError(msgs, e.source) from None
 
 
@@ -104,8 +111,9 @@ def _load(args):
     from .config import load_config
 
     devices = getattr(args, "devices", None)
-    return _with_devices(lambda extra: load_config(_find_config(args.config), [*(args.set or ()), *extra]),
-                         devices)
+    return _with_devices(
+        lambda extra: load_config(_find_config(args.config), [*(args.set or ()), *extra]), devices
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,11 +140,16 @@ def summary(metrics: dict) -> str:
     if fit.get("steps") is not None:
         rej = fit.get("rejected") or []
         line = f"{fit['steps']} steps, "
-        line += (f"{sum(rej)} rejected (per stage: {', '.join(map(str, rej))})" if any(rej)
-                 else "none rejected")
+        line += (
+            f"{sum(rej)} rejected (per stage: {', '.join(map(str, rej))})"
+            if any(rej)
+            else "none rejected"
+        )
         rows.append(("fit", line))
     if metrics.get("parameters"):
-        rows.append(("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items())))
+        rows.append(
+            ("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items()))
+        )
     eqs = metrics.get("equations")
     if eqs:
         rows.append(("discovered", eqs[0]))
@@ -144,8 +157,14 @@ def summary(metrics: dict) -> str:
     elif metrics.get("discovered") is None:
         rows.append(("discovered", "(discovery off)"))
     if metrics.get("refit_parameters"):
-        rows.append(("refit", ", ".join(f"{k} = {_fmt(v)}" for k, v in
-                                        sorted(metrics["refit_parameters"].items()))))
+        rows.append(
+            (
+                "refit",
+                ", ".join(
+                    f"{k} = {_fmt(v)}" for k, v in sorted(metrics["refit_parameters"].items())
+                ),
+            )
+        )
     ex = metrics.get("extrapolation") or {}
     if ex:
         what = {"discovered": "recovered model", "ude": "UDE"}.get(ex.get("model"), ex.get("model"))
@@ -162,12 +181,13 @@ def summary(metrics: dict) -> str:
     if ens:
         losses = [x for x in ens.get("final_losses") or [] if x is not None]
         line = f"{ens.get('members')} members, final loss "
-        line += (f"{_fmt(min(losses))} … {_fmt(max(losses))}" if losses else "—")
+        line += f"{_fmt(min(losses))} … {_fmt(max(losses))}" if losses else "—"
         line += f" (member {ens.get('best_member')} kept)"
         spread = ens.get("trajectory_spread") or {}
         if spread:
             line += f"; 5–95 % at t = {_fmt(ens.get('spread_t'))}: " + ", ".join(
-                f"{s} {_fmt(v.get('p05'))}–{_fmt(v.get('p95'))}" for s, v in spread.items())
+                f"{s} {_fmt(v.get('p05'))}–{_fmt(v.get('p95'))}" for s, v in spread.items()
+            )
         rows.append(("ensemble", line))
     rows.append(("wall time", f"{_fmt(metrics.get('wall_seconds'), '.1f')} s"))
     width = max(len(k) for k, _ in rows)
@@ -195,8 +215,9 @@ def cmd_run(args) -> int:
     log = _Quiet(args.quiet)
     log(f"run {cfg.name} → {out}")
     with graceful_signals() as args._stop:
-        metrics = pipeline.run_experiment(cfg, out, verbose=not args.quiet, log=log,
-                                          stop=args._stop)
+        metrics = pipeline.run_experiment(
+            cfg, out, verbose=not args.quiet, log=log, stop=args._stop
+        )
     print(summary(metrics))
     return EXIT_OK
 
@@ -209,16 +230,18 @@ def cmd_resume(args) -> int:
     args._out = out
     cfg = pipeline.load_run(out)
     if args.devices is not None:  # for this process only: the results do not depend on it
-        cfg = _with_devices(lambda extra: load_config(out / pipeline.FILES["config"], extra),
-                            args.devices)
+        cfg = _with_devices(
+            lambda extra: load_config(out / pipeline.FILES["config"], extra), args.devices
+        )
     _enable_x64(cfg)
     if _check_devices(cfg, "resume") is not None:
         return EXIT_USAGE
     log = _Quiet(args.quiet)
     log(f"resume {cfg.name} in {out}")
     with graceful_signals() as args._stop:
-        metrics = pipeline.run_experiment(cfg, out, verbose=not args.quiet, resume=True,
-                                          log=log, stop=args._stop)
+        metrics = pipeline.run_experiment(
+            cfg, out, verbose=not args.quiet, resume=True, log=log, stop=args._stop
+        )
     print(summary(metrics))
     return EXIT_OK
 
@@ -230,9 +253,11 @@ def cmd_simulate(args) -> int:
     _enable_x64(cfg)
     out = Path(args.out) if args.out else pipeline.default_run_dir(cfg)
     d = pipeline.run_simulate(cfg, out, log=_Quiet(args.quiet))
-    print(f"wrote {out}/data.npz: {d.n_traj} trajectory(ies), {d.n_times} times "
-          f"[{float(d.ts[0]):g}, {float(d.ts[-1]):g}], states {', '.join(d.state_names)}, "
-          f"{d.n_observed()} observed values")
+    print(
+        f"wrote {out}/data.npz: {d.n_traj} trajectory(ies), {d.n_times} times "
+        f"[{float(d.ts[0]):g}, {float(d.ts[-1]):g}], states {', '.join(d.state_names)}, "
+        f"{d.n_observed()} observed values"
+    )
     return EXIT_OK
 
 
@@ -258,7 +283,11 @@ def cmd_figures(args) -> int:
 def cmd_configs(args) -> int:
     from .config import describe
 
-    roots = [Path(args.dir)] if args.dir else [r for r in (Path("configs"), PACKAGE_CONFIGS) if r.is_dir()][:1]
+    roots = (
+        [Path(args.dir)]
+        if args.dir
+        else [r for r in (Path("configs"), PACKAGE_CONFIGS) if r.is_dir()][:1]
+    )
     if not roots or not roots[0].is_dir():
         _err(f"error: no configs directory {roots[0] if roots else 'configs/'}")
         return EXIT_USAGE
@@ -294,56 +323,98 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", "-q", action="store_true", help="no progress messages or bars")
     common.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     overrides = argparse.ArgumentParser(add_help=False)
-    overrides.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
-                           help="override a config value, e.g. --set train.stages[0].steps=50 "
-                                "(values are YAML scalars; repeatable)")
+    overrides.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.stages[0].steps=50 "
+        "(values are YAML scalars; repeatable)",
+    )
     devices = argparse.ArgumentParser(add_help=False)
-    devices.add_argument("--devices", type=_positive_int, metavar="N",
-                         help="train the ensemble split over N devices (sets parallel.devices; "
-                              "needs parallel.ensemble >= N; on CPUs, start with XLA_FLAGS="
-                              "--xla_force_host_platform_device_count=N)")
-    overrides.add_argument("--out", "-o", metavar="DIR",
-                           help="run directory (default: <output.dir>/<name>-<timestamp>); must "
-                                "not exist or be empty")
+    devices.add_argument(
+        "--devices",
+        type=_positive_int,
+        metavar="N",
+        help="train the ensemble split over N devices (sets parallel.devices; "
+        "needs parallel.ensemble >= N; on CPUs, start with XLA_FLAGS="
+        "--xla_force_host_platform_device_count=N)",
+    )
+    overrides.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="run directory (default: <output.dir>/<name>-<timestamp>); must not exist or be empty",
+    )
 
     p = argparse.ArgumentParser(
-        prog="ude", description="Universal differential equations: fit known physics plus a "
-                                "neural network to data, then recover the missing equations.",
+        prog="ude",
+        description="Universal differential equations: fit known physics plus a "
+        "neural network to data, then recover the missing equations.",
         epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint is "
-               "written; continue with `ude resume DIR`), 2 usage, config or data error.")
+        "written; continue with `ude resume DIR`), 2 usage, config or data error.",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("run", parents=[common, overrides, devices], help="run a whole experiment",
-                       description="Run the pipeline of CONFIG: data → fit → discover → refit → "
-                                   "evaluate → figures, into a new run directory.")
-    s.add_argument("config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)")
+    s = sub.add_parser(
+        "run",
+        parents=[common, overrides, devices],
+        help="run a whole experiment",
+        description="Run the pipeline of CONFIG: data → fit → discover → refit → "
+        "evaluate → figures, into a new run directory.",
+    )
+    s.add_argument(
+        "config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)"
+    )
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("resume", parents=[common, devices], help="continue an interrupted run",
-                       description="Re-read DIR/config.yaml and continue from the fit's last "
-                                   "checkpoint, then finish the remaining steps.")
+    s = sub.add_parser(
+        "resume",
+        parents=[common, devices],
+        help="continue an interrupted run",
+        description="Re-read DIR/config.yaml and continue from the fit's last "
+        "checkpoint, then finish the remaining steps.",
+    )
     s.add_argument("dir", metavar="DIR", help="a run directory")
     s.set_defaults(func=cmd_resume)
 
-    s = sub.add_parser("simulate", parents=[common, overrides], help="generate the data only",
-                       description="Write config.yaml and the dataset of CONFIG into a run directory.")
-    s.add_argument("config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)")
+    s = sub.add_parser(
+        "simulate",
+        parents=[common, overrides],
+        help="generate the data only",
+        description="Write config.yaml and the dataset of CONFIG into a run directory.",
+    )
+    s.add_argument(
+        "config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)"
+    )
     s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser("discover", parents=[common], help="redo discovery of a fitted run",
-                       description="Redo sparse regression, refit, evaluation and figures of the "
-                                   "fitted run in DIR (e.g. after editing the discovery section of "
-                                   "DIR/config.yaml).")
+    s = sub.add_parser(
+        "discover",
+        parents=[common],
+        help="redo discovery of a fitted run",
+        description="Redo sparse regression, refit, evaluation and figures of the "
+        "fitted run in DIR (e.g. after editing the discovery section of "
+        "DIR/config.yaml).",
+    )
     s.add_argument("dir", metavar="DIR", help="a run directory with a finished fit")
     s.set_defaults(func=cmd_discover)
 
-    s = sub.add_parser("figures", parents=[common], help="redraw the figures of a run",
-                       description="Redraw DIR/figures from DIR/results.npz and DIR/history.csv.")
+    s = sub.add_parser(
+        "figures",
+        parents=[common],
+        help="redraw the figures of a run",
+        description="Redraw DIR/figures from DIR/results.npz and DIR/history.csv.",
+    )
     s.add_argument("dir", metavar="DIR", help="a finished run directory")
     s.set_defaults(func=cmd_figures)
 
-    s = sub.add_parser("configs", parents=[common], help="list the available configs",
-                       description="List configs/*.yaml with the first comment line of each.")
+    s = sub.add_parser(
+        "configs",
+        parents=[common],
+        help="list the available configs",
+        description="List configs/*.yaml with the first comment line of each.",
+    )
     s.add_argument("--dir", metavar="DIR", help="the configs directory (default: ./configs)")
     s.set_defaults(func=cmd_configs)
     return p
@@ -410,7 +481,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt as e:
         out = getattr(args, "_out", None)
-        hint = f"; continue with: ude resume {out}" if out is not None and Path(out).is_dir() else ""
+        hint = (
+            f"; continue with: ude resume {out}" if out is not None and Path(out).is_dir() else ""
+        )
         stop = getattr(args, "_stop", None)
         why = [f"{stop.name} received"] if stop is not None and stop.signum is not None else []
         why += [str(e)] if str(e) and str(e) not in why else []

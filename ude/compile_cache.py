@@ -27,7 +27,9 @@ def default_dir() -> Path | None:
     return Path(base) / "ude" / "jax"
 
 
-def enable(directory: str | os.PathLike | None = None, *, min_compile_seconds: float = 0.2) -> Path | None:
+def enable(
+    directory: str | os.PathLike | None = None, *, min_compile_seconds: float = 0.2
+) -> Path | None:
     """Turn JAX's persistent compilation cache on in ``directory`` (default :func:`default_dir`);
     programs that took at least ``min_compile_seconds`` to compile are stored. Returns the
     directory, or None when the cache stays off (switched off, or the directory cannot be made)."""

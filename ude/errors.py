@@ -11,8 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["UdeError", "ConfigError", "DataError", "RunDirError", "RunLocked", "FitFailed",
-           "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "exit_code"]
+__all__ = [
+    "UdeError",
+    "ConfigError",
+    "DataError",
+    "RunDirError",
+    "RunLocked",
+    "FitFailed",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "exit_code",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run was tried and did not succeed (a diverged fit, an interruption)

@@ -26,11 +26,28 @@ from .solve import SolverOptions, solve
 from .train import loss_value
 from .train.ensemble import n_members
 
-__all__ = ["time_grid", "unique_times", "evaluation_grid", "extrapolation_mask",
-           "solve_trajectories", "extrapolate", "along_trajectories", "rmse", "window_rmse",
-           "extrapolation_errors", "held_out_rmse", "coefficient_errors", "true_coefficients",
-           "noise_floor", "find_peaks", "oscillation_stats", "oscillation_comparison",
-           "trajectory_spread", "band_stats", "BAND"]
+__all__ = [
+    "time_grid",
+    "unique_times",
+    "evaluation_grid",
+    "extrapolation_mask",
+    "solve_trajectories",
+    "extrapolate",
+    "along_trajectories",
+    "rmse",
+    "window_rmse",
+    "extrapolation_errors",
+    "held_out_rmse",
+    "coefficient_errors",
+    "true_coefficients",
+    "noise_floor",
+    "find_peaks",
+    "oscillation_stats",
+    "oscillation_comparison",
+    "trajectory_spread",
+    "band_stats",
+    "BAND",
+]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,8 +86,9 @@ def _horizon(data_ts: np.ndarray, t_train: float, t_end: float | None) -> float:
     return max(t_end if t_end is not None else data_ts[-1], t_train, data_ts[-1])
 
 
-def evaluation_grid(data_ts, t_train: float, t_end: float | None, *, fit_dt: float,
-                    ext_dt: float) -> np.ndarray:
+def evaluation_grid(
+    data_ts, t_train: float, t_end: float | None, *, fit_dt: float, ext_dt: float
+) -> np.ndarray:
     """The one time grid every model is solved on after training (one grid: one compilation per
     model): every ``fit_dt`` over the training window ``[data_ts[0], t_train]`` (the samples
     discovery regresses on), every ``ext_dt`` up to the extrapolation's end ``t_end`` (None: the
@@ -80,20 +98,27 @@ def evaluation_grid(data_ts, t_train: float, t_end: float | None, *, fit_dt: flo
     t_end = _horizon(ts, t_train, t_end)
     n_fine = int(np.floor((t_train - t0) / fit_dt + 1e-9))
     n_ext = int(np.floor((t_end - t0) / ext_dt + 1e-9))
-    return unique_times(t0 + fit_dt * np.arange(n_fine + 1), [t_train],
-                        t0 + ext_dt * np.arange(n_ext + 1), [t_end], ts)
+    return unique_times(
+        t0 + fit_dt * np.arange(n_fine + 1),
+        [t_train],
+        t0 + ext_dt * np.arange(n_ext + 1),
+        [t_end],
+        ts,
+    )
 
 
-def extrapolation_mask(grid, data_ts, t_train: float, t_end: float | None, *,
-                       ext_dt: float) -> tuple[float, np.ndarray]:
+def extrapolation_mask(
+    grid, data_ts, t_train: float, t_end: float | None, *, ext_dt: float
+) -> tuple[float, np.ndarray]:
     """``(t_end, on_grid (times,))``: the extrapolation's end (as in :func:`evaluation_grid`) and
     which times of ``grid`` lie on its grid (every ``ext_dt`` from ``data_ts[0]``, and
     ``t_end``)."""
     ts = np.asarray(data_ts, float)
     t0 = float(ts[0])
     t_end = _horizon(ts, t_train, t_end)
-    ext = unique_times(t0 + ext_dt * np.arange(int(np.floor((t_end - t0) / ext_dt + 1e-9)) + 1),
-                       [t_end])
+    ext = unique_times(
+        t0 + ext_dt * np.arange(int(np.floor((t_end - t0) / ext_dt + 1e-9)) + 1), [t_end]
+    )
     on_grid = np.abs(grid[:, None] - ext[None, :]).min(axis=1) <= 1e-9 * max(1.0, t_end)
     return t_end, on_grid
 
@@ -111,9 +136,16 @@ def solve_trajectories(model, y0, ts, options: SolverOptions) -> tuple[np.ndarra
     return np.where(np.isfinite(ys), ys, np.inf), ok
 
 
-def extrapolate(vector_fields: Mapping[str, object], y0, *, t0: float = 0.0, t1: float = 50.0,
-                dt: float = 0.1, options: SolverOptions | None = None, ts=None
-                ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, bool]]:
+def extrapolate(
+    vector_fields: Mapping[str, object],
+    y0,
+    *,
+    t0: float = 0.0,
+    t1: float = 50.0,
+    dt: float = 0.1,
+    options: SolverOptions | None = None,
+    ts=None,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, bool]]:
     """Solve every vector field from ``y0`` (``(state,)`` or ``(traj, state)``) on ``[t0, t1]``
     every ``dt`` (or at ``ts``): ``(ts, {name: ys}, {name: solved ok})``, as
     :func:`solve_trajectories`."""
@@ -161,20 +193,27 @@ def window_rmse(ts, pred, truth, t_split: float, *, axis: int = 0) -> dict[str, 
     pred = np.asarray(pred)
     truth = np.asarray(truth)
     if pred.shape != truth.shape or pred.shape[axis] != ts.shape[0]:
-        raise ValueError(f"window_rmse: pred {pred.shape}, truth {truth.shape} and ts {ts.shape} "
-                         f"must agree (times on axis {axis})")
+        raise ValueError(
+            f"window_rmse: pred {pred.shape}, truth {truth.shape} and ts {ts.shape} "
+            f"must agree (times on axis {axis})"
+        )
     inside = ts <= t_split + 1e-12
     at = (slice(None),) * axis
     out = {"all": float(rmse(pred, truth))}
-    out["train"] = (float(rmse(pred[at + (inside,)], truth[at + (inside,)])) if inside.any()
-                    else float("nan"))
-    out["beyond"] = (float(rmse(pred[at + (~inside,)], truth[at + (~inside,)])) if (~inside).any()
-                     else float("nan"))
+    out["train"] = (
+        float(rmse(pred[at + (inside,)], truth[at + (inside,)])) if inside.any() else float("nan")
+    )
+    out["beyond"] = (
+        float(rmse(pred[at + (~inside,)], truth[at + (~inside,)]))
+        if (~inside).any()
+        else float("nan")
+    )
     return out
 
 
-def extrapolation_errors(ts, predictions: Mapping[str, np.ndarray], truth, t_train: float, *,
-                         primary: str) -> dict[str, float]:
+def extrapolation_errors(
+    ts, predictions: Mapping[str, np.ndarray], truth, t_train: float, *, primary: str
+) -> dict[str, float]:
     """Every model's :func:`window_rmse` against ``truth`` ``(traj, times, state)``, split at
     ``t_train``: ``rmse``, ``rmse_train`` and ``rmse_beyond`` of the ``primary`` model, the same
     prefixed ``<name>_`` for the others."""
@@ -182,8 +221,13 @@ def extrapolation_errors(ts, predictions: Mapping[str, np.ndarray], truth, t_tra
     for name, pred in predictions.items():
         w = window_rmse(ts, pred, truth, t_train, axis=1)
         pre = "" if name == primary else f"{name}_"
-        out.update({f"{pre}rmse": w["all"], f"{pre}rmse_train": w["train"],
-                    f"{pre}rmse_beyond": w["beyond"]})
+        out.update(
+            {
+                f"{pre}rmse": w["all"],
+                f"{pre}rmse_train": w["train"],
+                f"{pre}rmse_beyond": w["beyond"],
+            }
+        )
     return out
 
 
@@ -200,8 +244,9 @@ def _rel(a, b):
     return float("nan")
 
 
-def coefficient_errors(found: Mapping[str, Mapping[str, float]],
-                       truth: Mapping[str, Mapping[str, float]]) -> dict:
+def coefficient_errors(
+    found: Mapping[str, Mapping[str, float]], truth: Mapping[str, Mapping[str, float]]
+) -> dict:
     """Compare discovered ``{state: {term: coef}}`` with the truth.
 
     Returns ``{"per_term": {state: {term: {"true", "found", "relative_error"}}}, "missing": [...],
@@ -227,9 +272,13 @@ def coefficient_errors(found: Mapping[str, Mapping[str, float]],
             if term not in t_terms and c != 0:
                 spurious.append(f"{s}: {term}")
                 per[s][term] = {"true": 0.0, "found": float(c), "relative_error": float("inf")}
-    return {"per_term": per, "missing": missing, "spurious": spurious,
-            "exact_support": not missing and not spurious,
-            "max_relative_error": float(max(rels)) if rels else float("nan")}
+    return {
+        "per_term": per,
+        "missing": missing,
+        "spurious": spurious,
+        "exact_support": not missing and not spurious,
+        "max_relative_error": float(max(rels)) if rels else float("nan"),
+    }
 
 
 @eqx.filter_jit
@@ -248,17 +297,23 @@ def true_coefficients(library, fn: Callable | None, ys, states: Sequence[str]) -
     ys = ys.reshape(-1, ys.shape[-1])
     lo, hi = ys.min(axis=0), ys.max(axis=0)
     pad = 0.1 * np.maximum(hi - lo, 1e-3)
-    pts = np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(max(400, 20 * library.n_terms),
-                                                                     ys.shape[1]))
+    pts = np.random.default_rng(0).uniform(
+        lo - pad, hi + pad, size=(max(400, 20 * library.n_terms), ys.shape[1])
+    )
     theta, u = map(np.asarray, _library_and_target(library, fn, jnp.asarray(pts)))
     coef, *_ = np.linalg.lstsq(theta, u, rcond=None)
     resid = np.linalg.norm(theta @ coef - u) / max(np.linalg.norm(u), 1e-300)
     if resid > 1e-6:
         return None
     scale = max(np.abs(coef).max(), 1e-300)
-    return {s: {n: float(round(c, 10)) for n, c in zip(library.names, coef[:, j], strict=True)
-                if abs(c) > 1e-8 * scale}
-            for j, s in enumerate(states)}
+    return {
+        s: {
+            n: float(round(c, 10))
+            for n, c in zip(library.names, coef[:, j], strict=True)
+            if abs(c) > 1e-8 * scale
+        }
+        for j, s in enumerate(states)
+    }
 
 
 def noise_floor(truth, data, strategy) -> float:
@@ -278,8 +333,9 @@ def find_peaks(ts, y, *, prominence: float = 0.0) -> tuple[np.ndarray, np.ndarra
     ts = np.asarray(ts, float)
     y = np.asarray(y, float)
     if ts.ndim != 1 or y.shape != ts.shape:
-        raise ValueError(f"find_peaks: ts and y must be 1-D of the same length, got {ts.shape}, "
-                         f"{y.shape}")
+        raise ValueError(
+            f"find_peaks: ts and y must be 1-D of the same length, got {ts.shape}, {y.shape}"
+        )
     if y.size < 3 or not np.all(np.isfinite(y)):
         return np.empty(0), np.empty(0)
     idx = [i for i in range(1, y.size - 1) if y[i] > y[i - 1] and y[i] >= y[i + 1]]
@@ -288,9 +344,9 @@ def find_peaks(ts, y, *, prominence: float = 0.0) -> tuple[np.ndarray, np.ndarra
         if prominence > 0:
             # the nearest minima on each side, between this peak and the next higher point
             lo = np.flatnonzero(y[:i] > y[i])
-            ro = np.flatnonzero(y[i + 1:] > y[i])
-            left = y[(lo[-1] + 1 if lo.size else 0):i].min()
-            right = y[i + 1:(i + 1 + ro[0] if ro.size else y.size)].min()
+            ro = np.flatnonzero(y[i + 1 :] > y[i])
+            left = y[(lo[-1] + 1 if lo.size else 0) : i].min()
+            right = y[i + 1 : (i + 1 + ro[0] if ro.size else y.size)].min()
             if y[i] - max(left, right) < prominence:
                 continue
         y0, y1, y2 = y[i - 1], y[i], y[i + 1]
@@ -308,10 +364,12 @@ def oscillation_stats(ts, y, *, skip: int = 0, prominence: float = 0.0) -> dict[
     first ``skip`` peaks (transients). NaN where there are too few peaks."""
     t, h = find_peaks(ts, y, prominence=prominence)
     t, h = t[skip:], h[skip:]
-    return {"n_peaks": int(t.size),
-            "peak_height": float(np.mean(h)) if h.size else float("nan"),
-            "period": float(np.mean(np.diff(t))) if t.size > 1 else float("nan"),
-            "first_peak_time": float(t[0]) if t.size else float("nan")}
+    return {
+        "n_peaks": int(t.size),
+        "peak_height": float(np.mean(h)) if h.size else float("nan"),
+        "period": float(np.mean(np.diff(t))) if t.size > 1 else float("nan"),
+        "first_peak_time": float(t[0]) if t.size else float("nan"),
+    }
 
 
 def oscillation_comparison(ts, truth, pred, state_names: Sequence[str]) -> dict:
@@ -324,8 +382,12 @@ def oscillation_comparison(ts, truth, pred, state_names: Sequence[str]) -> dict:
         if tr["n_peaks"] < 2:
             continue
         st = oscillation_stats(ts, pred[:, j])
-        out[s] = {"true_peak_height": tr["peak_height"], "peak_height": st["peak_height"],
-                  "true_period": tr["period"], "period": st["period"]}
+        out[s] = {
+            "true_peak_height": tr["peak_height"],
+            "peak_height": st["peak_height"],
+            "true_period": tr["period"],
+            "period": st["period"],
+        }
     return out
 
 
@@ -336,8 +398,9 @@ BAND = (0.05, 0.5, 0.95)
 """The quantiles of an ensemble's trajectory band: 5 %, 50 % and 95 %."""
 
 
-def trajectory_spread(models, y0, ts, *, options: SolverOptions | None = None,
-                      quantiles: Sequence[float] = BAND) -> dict:
+def trajectory_spread(
+    models, y0, ts, *, options: SolverOptions | None = None, quantiles: Sequence[float] = BAND
+) -> dict:
     """The spread of an ensemble's trajectories: each member solved from ``y0`` at ``ts``.
 
     Args:
@@ -356,8 +419,10 @@ def trajectory_spread(models, y0, ts, *, options: SolverOptions | None = None,
     options = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8)
     y0 = y0[None] if y0.ndim == 1 else y0
     if y0.ndim not in (2, 3) or (y0.ndim == 3 and y0.shape[0] != n):
-        raise ValueError(f"trajectory_spread: y0 must be (state,), (traj, state) or ({n}, traj, "
-                         f"state), got {np.shape(y0)}")
+        raise ValueError(
+            f"trajectory_spread: y0 must be (state,), (traj, state) or ({n}, traj, "
+            f"state), got {np.shape(y0)}"
+        )
     per_member = y0.ndim == 3
     sols = _solve_members(models, y0, ts, options, per_member)
     ys = np.asarray(sols.ys)
@@ -369,8 +434,9 @@ def trajectory_spread(models, y0, ts, *, options: SolverOptions | None = None,
 
 @eqx.filter_jit
 def _solve_members(models, y0, ts, options, per_member: bool):
-    return eqx.filter_vmap(lambda m, y: solve(m, y, ts, options),
-                           in_axes=(eqx.if_array(0), 0 if per_member else None))(models, y0)
+    return eqx.filter_vmap(
+        lambda m, y: solve(m, y, ts, options), in_axes=(eqx.if_array(0), 0 if per_member else None)
+    )(models, y0)
 
 
 def band_stats(lo, mid, hi, state_names: Sequence[str]) -> dict:
@@ -378,7 +444,12 @@ def band_stats(lo, mid, hi, state_names: Sequence[str]) -> dict:
     ensemble's trajectories summed up per state: their values at the last time of the first
     trajectory (``p05``, ``p50``, ``p95``) and ``band_rms``, the RMS over all times and
     trajectories of the band's width ``hi − lo``."""
-    return {s: {"p05": lo[0, -1, j], "p50": mid[0, -1, j], "p95": hi[0, -1, j],
-                "band_rms": float(np.sqrt(np.mean((hi[..., j] - lo[..., j]) ** 2)))}
-            for j, s in enumerate(state_names)}
-
+    return {
+        s: {
+            "p05": lo[0, -1, j],
+            "p50": mid[0, -1, j],
+            "p95": hi[0, -1, j],
+            "band_rms": float(np.sqrt(np.mean((hi[..., j] - lo[..., j]) ** 2))),
+        }
+        for j, s in enumerate(state_names)
+    }

@@ -35,7 +35,9 @@ def _indices(names: Sequence[str] | None, state_names, what: str) -> tuple[int, 
     idx = []
     for n in names:
         if n not in state_names:
-            raise ValueError(f"UDE: {what} names unknown state {n!r}; states are {list(state_names)}")
+            raise ValueError(
+                f"UDE: {what} names unknown state {n!r}; states are {list(state_names)}"
+            )
         idx.append(state_names.index(n))
     return tuple(idx)
 
@@ -66,8 +68,14 @@ class UDE(AbstractUDE):
     # the arguments are validated by hand below (a ValueError naming the field, as the tests check);
     # exempt from the tests' runtime type checker, which would raise its own error first
     @no_type_check
-    def __init__(self, known: AbstractPhysics, correction: AbstractCorrection | None = None, *,
-                 inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None):
+    def __init__(
+        self,
+        known: AbstractPhysics,
+        correction: AbstractCorrection | None = None,
+        *,
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+    ):
         if not isinstance(known, AbstractPhysics):
             raise ValueError(f"UDE: known must be an AbstractPhysics, got {type(known).__name__}")
         self.state_names = tuple(known.state_names)
@@ -75,11 +83,15 @@ class UDE(AbstractUDE):
         self.outputs = _indices(outputs, self.state_names, "outputs")
         if correction is not None:
             if correction.in_size != len(self.inputs):
-                raise ValueError(f"UDE: correction.in_size={correction.in_size} but inputs has "
-                                 f"{len(self.inputs)} states {[self.state_names[i] for i in self.inputs]}")
+                raise ValueError(
+                    f"UDE: correction.in_size={correction.in_size} but inputs has "
+                    f"{len(self.inputs)} states {[self.state_names[i] for i in self.inputs]}"
+                )
             if correction.out_size != len(self.outputs):
-                raise ValueError(f"UDE: correction.out_size={correction.out_size} but outputs has "
-                                 f"{len(self.outputs)} states {[self.state_names[i] for i in self.outputs]}")
+                raise ValueError(
+                    f"UDE: correction.out_size={correction.out_size} but outputs has "
+                    f"{len(self.outputs)} states {[self.state_names[i] for i in self.outputs]}"
+                )
         self.known = known
         self.correction = correction
 
@@ -106,7 +118,11 @@ class HybridUDE(AbstractUDE):
         def fn(t, y, physics, nets):
             s, i, r = y
             beta = jax.nn.softplus(nets["beta"](t, y)[0])
-            return jnp.stack([-beta*s*i, beta*s*i - physics.p("gamma")*i, physics.p("gamma")*i])
+            return jnp.stack(
+                [-beta * s * i, beta * s * i - physics.p("gamma") * i, physics.p("gamma") * i]
+            )
+
+
         model = HybridUDE(fn, SIR(0.3, 0.1), {"beta": MLP(3, 1, width=8, depth=1, key=key)})
     """
 
@@ -177,7 +193,10 @@ def count_params(model: PyTree) -> int:
 
 def network_weights(model: PyTree) -> list[Array]:
     """The trainable arrays that are not physics parameters (the L2 penalty acts on these)."""
-    no_phys = jax.tree_util.tree_map(lambda x: None if isinstance(x, Parameter) else x, model,
-                                     is_leaf=lambda x: isinstance(x, Parameter))
+    no_phys = jax.tree_util.tree_map(
+        lambda x: None if isinstance(x, Parameter) else x,
+        model,
+        is_leaf=lambda x: isinstance(x, Parameter),
+    )
     params, _ = partition(no_phys)
     return [x for x in jax.tree_util.tree_leaves(params)]

@@ -46,8 +46,7 @@ class AbstractCorrection(eqx.Module):
     out_size: eqx.AbstractVar[int]
 
     @abc.abstractmethod
-    def __call__(self, t, y: Inputs) -> Outputs:
-        ...
+    def __call__(self, t, y: Inputs) -> Outputs: ...
 
 
 def _glorot_uniform(key, shape, dtype):
@@ -90,11 +89,26 @@ class MLP(AbstractCorrection):
     # the arguments are validated by hand below (a ValueError naming the field, as the tests check);
     # exempt from the tests' runtime type checker, which would raise its own error first
     @no_type_check
-    def __init__(self, in_size: int, out_size: int, *, width: int, depth: int,
-                 activation: str | Sequence[str] = "tanh", init: str = "glorot",
-                 output_scale: float = 1.0, input_scale=None, key, dtype=None):
-        for name, v, lo in (("in_size", in_size, 1), ("out_size", out_size, 1), ("width", width, 1),
-                            ("depth", depth, 0)):
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        *,
+        width: int,
+        depth: int,
+        activation: str | Sequence[str] = "tanh",
+        init: str = "glorot",
+        output_scale: float = 1.0,
+        input_scale=None,
+        key,
+        dtype=None,
+    ):
+        for name, v, lo in (
+            ("in_size", in_size, 1),
+            ("out_size", out_size, 1),
+            ("width", width, 1),
+            ("depth", depth, 0),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"MLP: {name} must be an integer >= {lo}, got {v!r}")
         acts = (activation,) * depth if isinstance(activation, str) else tuple(activation)
@@ -102,7 +116,9 @@ class MLP(AbstractCorrection):
             raise ValueError(f"MLP: activation lists {len(acts)} names for depth={depth}")
         for a in acts:
             if a not in ACTIVATIONS:
-                raise ValueError(f"MLP: unknown activation {a!r}; choose from {sorted(ACTIVATIONS)}")
+                raise ValueError(
+                    f"MLP: unknown activation {a!r}; choose from {sorted(ACTIVATIONS)}"
+                )
         if init not in ("glorot", "default"):
             raise ValueError(f"MLP: init must be 'glorot' or 'default', got {init!r}")
         dtype = dtype or jnp.result_type(float)
@@ -113,13 +129,19 @@ class MLP(AbstractCorrection):
             if init == "glorot":
                 # only the structure of equinox's Linear: its own random init would be discarded
                 lin = eqx.filter_eval_shape(eqx.nn.Linear, a, b, key=k, dtype=dtype)
-                lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
-                                  (_glorot_uniform(k, (b, a), dtype), jnp.zeros((b,), dtype)))
+                lin = eqx.tree_at(
+                    lambda m: (m.weight, m.bias),
+                    lin,
+                    (_glorot_uniform(k, (b, a), dtype), jnp.zeros((b,), dtype)),
+                )
             else:
                 lin = eqx.nn.Linear(a, b, key=k, dtype=dtype)
             if i == len(sizes) - 2 and output_scale != 1.0:
-                lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
-                                  (lin.weight * output_scale, lin.bias * output_scale))
+                lin = eqx.tree_at(
+                    lambda m: (m.weight, m.bias),
+                    lin,
+                    (lin.weight * output_scale, lin.bias * output_scale),
+                )
             layers.append(lin)
         self.layers = tuple(layers)
         self.activations = acts

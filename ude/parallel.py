@@ -9,7 +9,7 @@ full host copy with ``jax.make_array_from_callback`` and read back with ``proces
 
 Example::
 
-    mesh = make_mesh(members=4)                      # 4 devices, ensemble split 4 ways
+    mesh = make_mesh(members=4)  # 4 devices, ensemble split 4 ways
     res = fit_ensemble(models, data, strategy, stages, key=key, mesh=mesh)
 
 On a CPU the devices can be faked for tests: ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
@@ -33,12 +33,24 @@ from ._types import is_key_array
 MEMBERS = "members"
 TRAJ = "traj"
 
-__all__ = ["MEMBERS", "TRAJ", "make_mesh", "init_distributed", "axis_size", "replicate",
-           "shard_members", "shard_trajectories", "place", "to_host", "pad_members"]
+__all__ = [
+    "MEMBERS",
+    "TRAJ",
+    "make_mesh",
+    "init_distributed",
+    "axis_size",
+    "replicate",
+    "shard_members",
+    "shard_trajectories",
+    "place",
+    "to_host",
+    "pad_members",
+]
 
 
-def make_mesh(members: int | None = None, traj: int = 1, *,
-              devices: Sequence | None = None) -> Mesh:
+def make_mesh(
+    members: int | None = None, traj: int = 1, *, devices: Sequence | None = None
+) -> Mesh:
     """A ``(members, traj)`` mesh over ``devices`` (default: all, across every process).
 
     Args:
@@ -54,8 +66,10 @@ def make_mesh(members: int | None = None, traj: int = 1, *,
     if not isinstance(members, int) or members < 1:
         raise ValueError(f"make_mesh: members must be a positive integer, got {members!r}")
     if members * traj > len(devices):
-        raise ValueError(f"make_mesh: members × traj = {members * traj} exceeds the "
-                         f"{len(devices)} available devices")
+        raise ValueError(
+            f"make_mesh: members × traj = {members * traj} exceeds the "
+            f"{len(devices)} available devices"
+        )
     grid = np.array(devices[: members * traj], dtype=object).reshape(members, traj)
     return Mesh(grid, (MEMBERS, TRAJ))
 
@@ -67,8 +81,13 @@ def axis_size(mesh: Mesh | None, name: str) -> int:
     return int(mesh.shape[name])
 
 
-def init_distributed(*, coordinator: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None, local_device_ids=None) -> dict:
+def init_distributed(
+    *,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids=None,
+) -> dict:
     """Start ``jax.distributed`` when running as one of several processes; a no-op otherwise.
 
     Reads, in order: the arguments; ``UDE_COORDINATOR`` / ``UDE_NUM_PROCESSES`` / ``UDE_PROCESS_ID``
@@ -87,14 +106,24 @@ def init_distributed(*, coordinator: str | None = None, num_processes: int | Non
     slurm = int(env.get("SLURM_NTASKS", "1") or 1) > 1
     if coordinator is not None:
         if num_processes is None or process_id is None:
-            raise ValueError("init_distributed: a coordinator address needs num_processes and "
-                             "process_id (or UDE_NUM_PROCESSES / UDE_PROCESS_ID)")
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id, local_device_ids=local_device_ids)
+            raise ValueError(
+                "init_distributed: a coordinator address needs num_processes and "
+                "process_id (or UDE_NUM_PROCESSES / UDE_PROCESS_ID)"
+            )
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_device_ids,
+        )
     elif slurm:
         jax.distributed.initialize(local_device_ids=local_device_ids)
-    return {"process_id": jax.process_index(), "process_count": jax.process_count(),
-            "local_devices": len(jax.local_devices()), "devices": len(jax.devices())}
+    return {
+        "process_id": jax.process_index(),
+        "process_count": jax.process_count(),
+        "local_devices": len(jax.local_devices()),
+        "devices": len(jax.devices()),
+    }
 
 
 def _put(x, sharding: NamedSharding):
@@ -119,6 +148,7 @@ def _spec_for(x, axes: Sequence) -> P:
 def place(tree, mesh: Mesh, axes: Sequence = ()):
     """Put every array leaf of ``tree`` on ``mesh``: dimension ``k`` split over mesh axis
     ``axes[k]`` (None: not split); dimensions beyond ``axes`` are replicated."""
+
     def one(x):
         if not isinstance(x, (jax.Array, np.ndarray)):
             return x
@@ -144,16 +174,20 @@ def shard_trajectories(data, mesh: Mesh, *, stacked: bool = False):
     n_t = axis_size(mesh, TRAJ)
     n_traj = data.ys.shape[1 if stacked else 0]
     if n_traj % n_t:
-        raise ValueError(f"shard_trajectories: {n_traj} trajectories do not split evenly over "
-                         f"{n_t} devices of the mesh's '{TRAJ}' axis")
+        raise ValueError(
+            f"shard_trajectories: {n_traj} trajectories do not split evenly over "
+            f"{n_t} devices of the mesh's '{TRAJ}' axis"
+        )
     mem = MEMBERS if (stacked and MEMBERS in mesh.axis_names) else None
     trj = TRAJ if TRAJ in mesh.axis_names else None
     lead = (mem,) if stacked else ()
-    fields = {"ts": place(data.ts, mesh, lead),
-              "ys": place(data.ys, mesh, lead + (trj,)),
-              "mask": place(data.mask, mesh, lead + (trj,)),
-              "y_true": None if data.y_true is None else place(data.y_true, mesh, lead + (trj,)),
-              "_provenance_values": place(data._provenance_values, mesh, lead)}
+    fields = {
+        "ts": place(data.ts, mesh, lead),
+        "ys": place(data.ys, mesh, lead + (trj,)),
+        "mask": place(data.mask, mesh, lead + (trj,)),
+        "y_true": None if data.y_true is None else place(data.y_true, mesh, lead + (trj,)),
+        "_provenance_values": place(data._provenance_values, mesh, lead),
+    }
     names = [k for k, v in fields.items() if getattr(data, k) is not None]
     return eqx.tree_at(lambda d: [getattr(d, k) for k in names], data, [fields[k] for k in names])
 
@@ -170,6 +204,7 @@ def to_host(x) -> np.ndarray:
 def pad_members(tree, n: int):
     """Extend the leading axis of every array leaf to ``n`` by repeating member 0 (padding so an
     ensemble splits evenly over devices; the padded members are dropped afterwards)."""
+
     def one(x):
         if not isinstance(x, (jax.Array, np.ndarray)) or x.shape[0] >= n:
             return x

@@ -19,8 +19,14 @@ from matplotlib.figure import Figure
 
 from ._io import atomic_write_bytes
 
-COLORS = {"data": "0.15", "truth": "0.45", "ude": "tab:blue", "discovered": "tab:red",
-          "learned": "tab:blue", "true": "0.3"}
+COLORS = {
+    "data": "0.15",
+    "truth": "0.45",
+    "ude": "tab:blue",
+    "discovered": "tab:red",
+    "learned": "tab:blue",
+    "true": "0.3",
+}
 STAGE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
 
 
@@ -39,12 +45,28 @@ def _lines(ax, ts, ys, j, label, **kw):
 def _points(ax, ts, ys, mask, j, label="data"):
     for i in range(ys.shape[0]):
         m = mask[i, :, j]
-        ax.plot(ts[m], ys[i, m, j], "o", ms=3.5, color=COLORS["data"], mfc="none",
-                label=label if i == 0 else None)
+        ax.plot(
+            ts[m],
+            ys[i, m, j],
+            "o",
+            ms=3.5,
+            color=COLORS["data"],
+            mfc="none",
+            label=label if i == 0 else None,
+        )
 
 
-def plot_fit(data_ts, data_ys, data_mask, fit_ts, fit_ys, state_names: Sequence[str], *,
-             y_true=None, title: str | None = None) -> Figure:
+def plot_fit(
+    data_ts,
+    data_ys,
+    data_mask,
+    fit_ts,
+    fit_ys,
+    state_names: Sequence[str],
+    *,
+    y_true=None,
+    title: str | None = None,
+) -> Figure:
     """The measurements against the fitted UDE's trajectory (and the noise-free truth if known)."""
     n = len(state_names)
     fig, axes = _figure(1, n)
@@ -61,8 +83,9 @@ def plot_fit(data_ts, data_ys, data_mask, fit_ts, fit_ys, state_names: Sequence[
     return fig
 
 
-def plot_loss(step, loss, stage, stage_names: Sequence[str], *, accepted=None,
-              title: str | None = None) -> Figure:
+def plot_loss(
+    step, loss, stage, stage_names: Sequence[str], *, accepted=None, title: str | None = None
+) -> Figure:
     """Training loss per step (log scale), one colour per optimiser stage; rejected steps as ×."""
     step, loss, stage = np.asarray(step), np.asarray(loss, float), np.asarray(stage)
     fig, axes = _figure(1, 1, size=(6.0, 3.6))
@@ -85,12 +108,22 @@ def plot_loss(step, loss, stage, stage_names: Sequence[str], *, accepted=None,
     return fig
 
 
-def plot_missing(ts, u_learned, state_names: Sequence[str], *, u_true=None, u_discovered=None,
-                 title: str | None = None) -> Figure:
+def plot_missing(
+    ts,
+    u_learned,
+    state_names: Sequence[str],
+    *,
+    u_true=None,
+    u_discovered=None,
+    title: str | None = None,
+) -> Figure:
     """The network's output along the fitted trajectory against the true missing term (and the
     discovered terms); below, the error on a log scale."""
-    states = [j for j in range(len(state_names))
-              if np.any(u_learned[..., j] != 0) or (u_true is not None and np.any(u_true[..., j] != 0))]
+    states = [
+        j
+        for j in range(len(state_names))
+        if np.any(u_learned[..., j] != 0) or (u_true is not None and np.any(u_true[..., j] != 0))
+    ]
     states = states or list(range(len(state_names)))
     rows = 2 if u_true is not None else 1
     fig, axes = _figure(rows, len(states))
@@ -100,7 +133,9 @@ def plot_missing(ts, u_learned, state_names: Sequence[str], *, u_true=None, u_di
             _lines(ax, ts, u_true, j, "true missing term", color=COLORS["true"], ls="--", lw=1.2)
         _lines(ax, ts, u_learned, j, "network", color=COLORS["learned"], lw=1.6)
         if u_discovered is not None:
-            _lines(ax, ts, u_discovered, j, "discovered", color=COLORS["discovered"], ls=":", lw=1.6)
+            _lines(
+                ax, ts, u_discovered, j, "discovered", color=COLORS["discovered"], ls=":", lw=1.6
+            )
         ax.set_ylabel(f"U in {state_names[j]}'")
         ax.set_xlabel("t")
         if u_true is not None:
@@ -108,19 +143,36 @@ def plot_missing(ts, u_learned, state_names: Sequence[str], *, u_true=None, u_di
             ax2 = axes[1, c]
             for i in range(err.shape[0]):
                 e = np.where(err[i] > 0, err[i], np.nan)
-                ax2.plot(ts, e, color=COLORS["learned"], lw=1.2, label="|network − true|" if i == 0 else None)
+                ax2.plot(
+                    ts,
+                    e,
+                    color=COLORS["learned"],
+                    lw=1.2,
+                    label="|network − true|" if i == 0 else None,
+                )
             ax2.set_yscale("log")
             ax2.set_xlabel("t")
             ax2.set_ylabel("error")
             ax2.legend(fontsize=8)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{title}: learned vs true missing term" if title else "Learned vs true missing term")
+    fig.suptitle(
+        f"{title}: learned vs true missing term" if title else "Learned vs true missing term"
+    )
     return fig
 
 
-def plot_extrapolation(ts, state_names: Sequence[str], t_train_end: float, *, truth=None,
-                       models: Mapping[str, np.ndarray] | None = None, data_ts=None, data_ys=None,
-                       data_mask=None, title: str | None = None) -> Figure:
+def plot_extrapolation(
+    ts,
+    state_names: Sequence[str],
+    t_train_end: float,
+    *,
+    truth=None,
+    models: Mapping[str, np.ndarray] | None = None,
+    data_ts=None,
+    data_ys=None,
+    data_mask=None,
+    title: str | None = None,
+) -> Figure:
     """Truth and models beyond the training window, the data, and a marker at the end of training."""
     n = len(state_names)
     fig, axes = _figure(n, 1, size=(8.0, 2.6))
@@ -131,8 +183,16 @@ def plot_extrapolation(ts, state_names: Sequence[str], t_train_end: float, *, tr
             _lines(ax, ts, truth, j, "truth", color=COLORS["truth"], lw=1.2)
         for name, ys in (models or {}).items():
             finite = np.where(np.isfinite(ys), ys, np.nan)
-            _lines(ax, ts, finite, j, labels.get(name, name), color=COLORS.get(name, None),
-                   ls="--" if name == "ude" else "-", lw=1.0 if name == "ude" else 1.5)
+            _lines(
+                ax,
+                ts,
+                finite,
+                j,
+                labels.get(name, name),
+                color=COLORS.get(name, None),
+                ls="--" if name == "ude" else "-",
+                lw=1.0 if name == "ude" else 1.5,
+            )
         if data_ys is not None:
             _points(ax, data_ts, data_ys, data_mask, j)
         # a model that blows up must not squash the truth and the data into a flat line
@@ -143,8 +203,14 @@ def plot_extrapolation(ts, state_names: Sequence[str], t_train_end: float, *, tr
             pad = 0.25 * max(hi - lo, 1e-6)
             ax.set_ylim(lo - pad, hi + pad)
         ax.axvline(t_train_end, color="k", lw=0.8, ls=":")
-        ax.annotate("end of training", (t_train_end, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -10), textcoords="offset points", fontsize=7)
+        ax.annotate(
+            "end of training",
+            (t_train_end, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            fontsize=7,
+        )
         ax.set_ylabel(s)
     axes[-1, 0].set_xlabel("t")
     axes[0, 0].legend(fontsize=8, loc="upper right")
@@ -152,8 +218,9 @@ def plot_extrapolation(ts, state_names: Sequence[str], t_train_end: float, *, tr
     return fig
 
 
-def plot_error(ts, truth, model, state_names: Sequence[str], t_train_end: float, *,
-               title: str | None = None) -> Figure:
+def plot_error(
+    ts, truth, model, state_names: Sequence[str], t_train_end: float, *, title: str | None = None
+) -> Figure:
     """|truth − model| on the training window, log scale (the paper's panel A)."""
     inside = np.asarray(ts) <= t_train_end + 1e-12
     fig, axes = _figure(1, 1, size=(6.0, 3.4))
@@ -167,11 +234,15 @@ def plot_error(ts, truth, model, state_names: Sequence[str], t_train_end: float,
     ax.set_xlabel("t")
     ax.set_ylabel("|truth − model|")
     ax.legend(fontsize=8)
-    ax.set_title(f"{title}: error of the recovered model" if title else "Error of the recovered model")
+    ax.set_title(
+        f"{title}: error of the recovered model" if title else "Error of the recovered model"
+    )
     return fig
 
 
-def save_figure(fig: Figure, stem, formats: Sequence[str] = ("png", "pdf"), dpi: int = 120) -> list[Path]:
+def save_figure(
+    fig: Figure, stem, formats: Sequence[str] = ("png", "pdf"), dpi: int = 120
+) -> list[Path]:
     """Write ``stem.<fmt>`` for each format (atomically). Returns the paths."""
     stem = Path(stem)
     paths = []
@@ -184,28 +255,64 @@ def save_figure(fig: Figure, stem, formats: Sequence[str] = ("png", "pdf"), dpi:
     return paths
 
 
-def draw_all(results: Mapping[str, np.ndarray], history: Mapping[str, np.ndarray] | None,
-             stage_names: Sequence[str], directory, *, formats=("png", "pdf"), dpi: int = 120,
-             title: str | None = None) -> list[Path]:
+def draw_all(
+    results: Mapping[str, np.ndarray],
+    history: Mapping[str, np.ndarray] | None,
+    stage_names: Sequence[str],
+    directory,
+    *,
+    formats=("png", "pdf"),
+    dpi: int = 120,
+    title: str | None = None,
+) -> list[Path]:
     """Every figure a run's results allow, into ``directory``: ``trajectories``, ``loss``,
     ``missing_term``, ``extrapolation`` and ``error``."""
     r = results
     directory = Path(directory)
     names = [str(s) for s in r["state_names"]]
     t_tr = float(r["t_train_end"])
-    figs = {"trajectories": plot_fit(r["data_ts"], r["data_ys"], r["data_mask"], r["fit_ts"],
-                                     r["fit_ys"], names, y_true=r.get("data_y_true"), title=title)}
+    figs = {
+        "trajectories": plot_fit(
+            r["data_ts"],
+            r["data_ys"],
+            r["data_mask"],
+            r["fit_ts"],
+            r["fit_ys"],
+            names,
+            y_true=r.get("data_y_true"),
+            title=title,
+        )
+    }
     if history is not None and len(history.get("step", ())):
-        figs["loss"] = plot_loss(history["step"], history["loss"], history["stage"], stage_names,
-                                 accepted=history.get("accepted"), title=title)
+        figs["loss"] = plot_loss(
+            history["step"],
+            history["loss"],
+            history["stage"],
+            stage_names,
+            accepted=history.get("accepted"),
+            title=title,
+        )
     if "u_learned" in r:
-        figs["missing_term"] = plot_missing(r["fit_ts"], r["u_learned"], names, u_true=r.get("u_true"),
-                                            u_discovered=r.get("u_discovered"), title=title)
+        figs["missing_term"] = plot_missing(
+            r["fit_ts"],
+            r["u_learned"],
+            names,
+            u_true=r.get("u_true"),
+            u_discovered=r.get("u_discovered"),
+            title=title,
+        )
     models = {k: r[f"ext_{k}"] for k in ("ude", "discovered") if f"ext_{k}" in r}
-    figs["extrapolation"] = plot_extrapolation(r["ext_ts"], names, t_tr, truth=r.get("ext_truth"),
-                                               models=models, data_ts=r["data_ts"],
-                                               data_ys=r["data_ys"], data_mask=r["data_mask"],
-                                               title=title)
+    figs["extrapolation"] = plot_extrapolation(
+        r["ext_ts"],
+        names,
+        t_tr,
+        truth=r.get("ext_truth"),
+        models=models,
+        data_ts=r["data_ts"],
+        data_ys=r["data_ys"],
+        data_mask=r["data_mask"],
+        title=title,
+    )
     if "ext_truth" in r:
         final = models.get("discovered", models.get("ude"))
         figs["error"] = plot_error(r["ext_ts"], r["ext_truth"], final, names, t_tr, title=title)

@@ -40,39 +40,77 @@ class SystemSpec:
 
     def __post_init__(self):
         if set(self.term_formulas) != set(self.term_names):
-            raise ValueError(f"SystemSpec {self.name!r}: term_formulas has the terms "
-                             f"{sorted(self.term_formulas)}, term_names {sorted(self.term_names)}")
+            raise ValueError(
+                f"SystemSpec {self.name!r}: term_formulas has the terms "
+                f"{sorted(self.term_formulas)}, term_names {sorted(self.term_names)}"
+            )
         # frozen: a read-only view, so no caller can change the registry in place
         object.__setattr__(self, "term_formulas", types.MappingProxyType(dict(self.term_formulas)))
 
 
 _SPECS = (
     SystemSpec(
-        "lotka_volterra", ("x", "y"), ("alpha", "beta", "gamma", "delta"),
+        "lotka_volterra",
+        ("x", "y"),
+        ("alpha", "beta", "gamma", "delta"),
         ("growth", "predation", "death", "reproduction"),
-        {"growth": "x: alpha*x", "predation": "x: -beta*x*y",
-         "death": "y: -gamma*y", "reproduction": "y: delta*x*y"}),
+        {
+            "growth": "x: alpha*x",
+            "predation": "x: -beta*x*y",
+            "death": "y: -gamma*y",
+            "reproduction": "y: delta*x*y",
+        },
+    ),
     SystemSpec(
-        "damped_pendulum", ("theta", "omega"), ("g_over_l", "friction"),
+        "damped_pendulum",
+        ("theta", "omega"),
+        ("g_over_l", "friction"),
         ("velocity", "gravity", "damping"),
-        {"velocity": "theta: omega", "gravity": "omega: -g_over_l*sin(theta)",
-         "damping": "omega: -friction*omega"}),
+        {
+            "velocity": "theta: omega",
+            "gravity": "omega: -g_over_l*sin(theta)",
+            "damping": "omega: -friction*omega",
+        },
+    ),
     SystemSpec(
-        "sir", ("S", "I", "R"), ("beta", "gamma"), ("infection", "recovery"),
-        {"infection": "S: -beta*S*I", "recovery": "I: -gamma*I"}),
+        "sir",
+        ("S", "I", "R"),
+        ("beta", "gamma"),
+        ("infection", "recovery"),
+        {"infection": "S: -beta*S*I", "recovery": "I: -gamma*I"},
+    ),
     SystemSpec(
-        "van_der_pol", ("x", "y"), ("mu",), ("velocity", "damping", "restoring"),
-        {"velocity": "x: y", "damping": "y: mu*(1 - x^2)*y", "restoring": "y: -x"}),
+        "van_der_pol",
+        ("x", "y"),
+        ("mu",),
+        ("velocity", "damping", "restoring"),
+        {"velocity": "x: y", "damping": "y: mu*(1 - x^2)*y", "restoring": "y: -x"},
+    ),
     SystemSpec(
-        "fitzhugh_nagumo", ("v", "w"), ("a", "b", "tau", "current"),
+        "fitzhugh_nagumo",
+        ("v", "w"),
+        ("a", "b", "tau", "current"),
         ("cubic", "coupling", "input", "recovery"),
-        {"cubic": "v: v - v^3/3", "coupling": "v: -w", "input": "v: current",
-         "recovery": "w: (v + a - b*w)/tau"}),
+        {
+            "cubic": "v: v - v^3/3",
+            "coupling": "v: -w",
+            "input": "v: current",
+            "recovery": "w: (v + a - b*w)/tau",
+        },
+    ),
     SystemSpec(
-        "lorenz", ("x", "y", "z"), ("sigma", "rho", "beta"),
+        "lorenz",
+        ("x", "y", "z"),
+        ("sigma", "rho", "beta"),
         ("convection", "shear", "dissipation", "heating", "cooling"),
-        {"convection": "x: sigma*(y - x)", "shear": "y: x*(rho - z)", "dissipation": "y: -y",
-         "heating": "z: x*y", "cooling": "z: -beta*z"}),
+        {
+            "convection": "x: sigma*(y - x)",
+            "shear": "y: x*(rho - z)",
+            "dissipation": "y: -y",
+            "heating": "z: x*y",
+            "cooling": "z: -beta*z",
+        },
+    ),
     # no known physics (a pure neural ODE); its states are a constructor argument, ("x", "y") the
     # default, so a config cannot name it as a system
     SystemSpec("none", ("x", "y"), (), (), {}),
@@ -81,13 +119,31 @@ _SPECS = (
 SYSTEMS: Mapping[str, SystemSpec] = types.MappingProxyType({s.name: s for s in _SPECS})
 """Every shipped system by registry name, in the order of :data:`ude.physics.SYSTEMS`."""
 
-SOLVER_NAMES: tuple[str, ...] = ("tsit5", "tsit5-diffrax", "dopri5", "dopri8", "heun", "bosh3",
-                                 "euler", "kvaerno5", "kvaerno3")
+SOLVER_NAMES: tuple[str, ...] = (
+    "tsit5",
+    "tsit5-diffrax",
+    "dopri5",
+    "dopri8",
+    "heun",
+    "bosh3",
+    "euler",
+    "kvaerno5",
+    "kvaerno3",
+)
 """The keys of :data:`ude.solve.SOLVERS`, in order."""
 
 ADJOINT_NAMES: tuple[str, ...] = ("recursive", "backsolve", "forward", "direct")
 """The keys of :data:`ude.solve.ADJOINTS`, in order."""
 
-ACTIVATION_NAMES: tuple[str, ...] = ("tanh", "rbf", "relu", "gelu", "swish", "softplus",
-                                     "sigmoid", "elu", "identity")
+ACTIVATION_NAMES: tuple[str, ...] = (
+    "tanh",
+    "rbf",
+    "relu",
+    "gelu",
+    "swish",
+    "softplus",
+    "sigmoid",
+    "elu",
+    "identity",
+)
 """The keys of :data:`ude.nn.ACTIVATIONS`, in order."""

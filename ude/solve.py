@@ -68,34 +68,66 @@ class SolverOptions(eqx.Module):
     dtype: str | None = eqx.field(static=True)
     checkpoints: int | str | None = eqx.field(static=True)
 
-    def __init__(self, solver="tsit5", *, rtol=1e-6, atol=1e-6, adjoint="recursive", max_steps=4096,
-                 dt0=None, fixed_steps=None, dtype=None, checkpoints="auto"):
+    def __init__(
+        self,
+        solver="tsit5",
+        *,
+        rtol=1e-6,
+        atol=1e-6,
+        adjoint="recursive",
+        max_steps=4096,
+        dt0=None,
+        fixed_steps=None,
+        dtype=None,
+        checkpoints="auto",
+    ):
         if isinstance(solver, str):
             if solver.lower() not in SOLVERS:
-                raise ValueError(f"SolverOptions: unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
+                raise ValueError(
+                    f"SolverOptions: unknown solver {solver!r}; choose from {sorted(SOLVERS)}"
+                )
             solver = SOLVERS[solver.lower()]()
         elif not isinstance(solver, diffrax.AbstractSolver):
-            raise ValueError(f"SolverOptions: solver must be a name or a diffrax solver, got {solver!r}")
+            raise ValueError(
+                f"SolverOptions: solver must be a name or a diffrax solver, got {solver!r}"
+            )
         if isinstance(adjoint, str):
             if adjoint.lower() not in ADJOINTS:
-                raise ValueError(f"SolverOptions: unknown adjoint {adjoint!r}; choose from {sorted(ADJOINTS)}")
+                raise ValueError(
+                    f"SolverOptions: unknown adjoint {adjoint!r}; choose from {sorted(ADJOINTS)}"
+                )
             name = adjoint.lower()
-            adjoint = (diffrax.RecursiveCheckpointAdjoint(None if checkpoints == "auto" else checkpoints)
-                       if name == "recursive" else ADJOINTS[name]())
+            adjoint = (
+                diffrax.RecursiveCheckpointAdjoint(None if checkpoints == "auto" else checkpoints)
+                if name == "recursive"
+                else ADJOINTS[name]()
+            )
         elif not isinstance(adjoint, diffrax.AbstractAdjoint):
-            raise ValueError(f"SolverOptions: adjoint must be a name or a diffrax adjoint, got {adjoint!r}")
+            raise ValueError(
+                f"SolverOptions: adjoint must be a name or a diffrax adjoint, got {adjoint!r}"
+            )
         for name, v in (("rtol", rtol), ("atol", atol)):
             if not isinstance(v, jax.core.Tracer) and not np.all(np.asarray(v) > 0):
                 raise ValueError(f"SolverOptions: {name} must be > 0, got {v!r}")
         if not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"SolverOptions: max_steps must be a positive integer, got {max_steps!r}")
+            raise ValueError(
+                f"SolverOptions: max_steps must be a positive integer, got {max_steps!r}"
+            )
         if fixed_steps is not None and (not isinstance(fixed_steps, int) or fixed_steps < 1):
-            raise ValueError(f"SolverOptions: fixed_steps must be a positive integer, got {fixed_steps!r}")
+            raise ValueError(
+                f"SolverOptions: fixed_steps must be a positive integer, got {fixed_steps!r}"
+            )
         if dtype not in (None, "float32", "float64"):
-            raise ValueError(f"SolverOptions: dtype must be 'float32', 'float64' or None, got {dtype!r}")
-        if not (checkpoints in ("auto", None) or (isinstance(checkpoints, int) and checkpoints >= 1)):
-            raise ValueError(f"SolverOptions: checkpoints must be 'auto', None or a positive integer, "
-                             f"got {checkpoints!r}")
+            raise ValueError(
+                f"SolverOptions: dtype must be 'float32', 'float64' or None, got {dtype!r}"
+            )
+        if not (
+            checkpoints in ("auto", None) or (isinstance(checkpoints, int) and checkpoints >= 1)
+        ):
+            raise ValueError(
+                f"SolverOptions: checkpoints must be 'auto', None or a positive integer, "
+                f"got {checkpoints!r}"
+            )
         self.solver = solver
         self.adjoint = adjoint
         self.rtol = jnp.asarray(rtol, dtype=jnp.result_type(float))
@@ -124,9 +156,12 @@ _CHECKPOINT_BYTES = 64 * 2**20
 
 def _adjoint(options: SolverOptions, y0, max_steps: int) -> diffrax.AbstractAdjoint:
     adjoint = options.adjoint
-    if (options.checkpoints == "auto" and type(adjoint) is diffrax.RecursiveCheckpointAdjoint
-            and adjoint.checkpoints is None
-            and 4 * max_steps * y0.size * y0.dtype.itemsize <= _CHECKPOINT_BYTES):
+    if (
+        options.checkpoints == "auto"
+        and type(adjoint) is diffrax.RecursiveCheckpointAdjoint
+        and adjoint.checkpoints is None
+        and 4 * max_steps * y0.size * y0.dtype.itemsize <= _CHECKPOINT_BYTES
+    ):
         # equinox's checkpointed loop with a checkpoint per step stores each step's carry once and
         # runs one VJP per step backwards (no recomputation, no online-treeverse bookkeeping)
         return diffrax.RecursiveCheckpointAdjoint(max_steps)
@@ -166,8 +201,7 @@ class Solution(eqx.Module):
 def _as_dtype(x, dtype):
     if dtype is None:
         return x
-    return jax.tree_util.tree_map(
-        lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, x)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, x)
 
 
 def check_times(ts) -> None:
@@ -181,7 +215,9 @@ def check_times(ts) -> None:
         raise ValueError("ts: save times must be finite")
     if t.size > 1 and not np.all(np.diff(t) > 0):
         i = int(np.argmin(np.diff(t) > 0))
-        raise ValueError(f"ts: save times must be strictly increasing; ts[{i}]={t[i]} >= ts[{i + 1}]={t[i + 1]}")
+        raise ValueError(
+            f"ts: save times must be strictly increasing; ts[{i}]={t[i]} >= ts[{i + 1}]={t[i + 1]}"
+        )
 
 
 def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, t0=None):
@@ -195,14 +231,16 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
         dt0 = (t1 - t0) / options.fixed_steps
         max_steps = options.fixed_steps + 1
     else:
-        controller = diffrax.PIDController(rtol=options.rtol.astype(y0.dtype),
-                                           atol=options.atol.astype(y0.dtype))
+        controller = diffrax.PIDController(
+            rtol=options.rtol.astype(y0.dtype), atol=options.atol.astype(y0.dtype)
+        )
         dt0 = options.dt0
         max_steps = options.max_steps
     adjoint = _adjoint(options, y0, max_steps)
     solver = options.solver
-    if type(solver) is Tsit5 and (isinstance(adjoint, diffrax.ForwardMode)
-                                  or getattr(vector_field, "compact_stages", False)):
+    if type(solver) is Tsit5 and (
+        isinstance(adjoint, diffrax.ForwardMode) or getattr(vector_field, "compact_stages", False)
+    ):
         # the same method with diffrax's stage loop: forward mode carries its tangents through
         # every stage, and a large vector field is inlined seven times; either multiplies the
         # compile time (4x measured) for a runtime gain that training's reverse mode alone needs
@@ -212,28 +250,57 @@ def _solve_one(vector_field, y0, ts, options: SolverOptions, args, throw: bool, 
         if given_t0:  # as diffrax's SaveAt(ts) checks
             ts = eqx.error_if(ts, ts[0] < t0, "saveat.ts must lie between t0 and t1.")
         sol = _diffeqsolve(
-            term, SaveTsit5(ts), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
-            saveat=diffrax.SaveAt(t1=True, solver_state=True), stepsize_controller=controller,
-            adjoint=adjoint, max_steps=max_steps, throw=throw,
+            term,
+            SaveTsit5(ts),
+            t0=t0,
+            t1=t1,
+            dt0=dt0,
+            y0=y0,
+            args=args,
+            saveat=diffrax.SaveAt(t1=True, solver_state=True),
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            max_steps=max_steps,
+            throw=throw,
         )
         ys = saved(sol)
         # as diffrax's SaveAt(ts): times the solve did not reach (it failed first) are inf
         ts_out = jnp.where(ts <= sol.ts[-1], ts, jnp.asarray(jnp.inf, ts.dtype))
     else:
         sol = _diffeqsolve(
-            term, solver, t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
-            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, adjoint=adjoint,
-            max_steps=max_steps, throw=throw,
+            term,
+            solver,
+            t0=t0,
+            t1=t1,
+            dt0=dt0,
+            y0=y0,
+            args=args,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            max_steps=max_steps,
+            throw=throw,
         )
         ys, ts_out = sol.ys, sol.ts
-    return Solution(ts=ts_out, ys=ys, result=sol.result,
-                    num_steps=sol.stats["num_steps"],
-                    num_rejected=sol.stats.get("num_rejected_steps", jnp.zeros((), int)))
+    return Solution(
+        ts=ts_out,
+        ys=ys,
+        result=sol.result,
+        num_steps=sol.stats["num_steps"],
+        num_rejected=sol.stats.get("num_rejected_steps", jnp.zeros((), int)),
+    )
 
 
-def solve(vector_field, y0: InitialStates, ts: SaveTimes,
-          options: SolverOptions | None = None, *, args=None, throw: bool = False,
-          t0=None) -> Solution:
+def solve(
+    vector_field,
+    y0: InitialStates,
+    ts: SaveTimes,
+    options: SolverOptions | None = None,
+    *,
+    args=None,
+    throw: bool = False,
+    t0=None,
+) -> Solution:
     """Solve ``dy/dt = vector_field(t, y, args)`` from ``y0`` and save at ``ts``.
 
     A 2-D ``y0`` (batch, state) is solved for every row with ``jax.vmap`` (one compiled program).
@@ -244,8 +311,12 @@ def solve(vector_field, y0: InitialStates, ts: SaveTimes,
 
     >>> import jax.numpy as jnp
     >>> from ude.physics import LotkaVolterra
-    >>> sol = solve(LotkaVolterra(1.3, 0.9, 1.8, 0.8), jnp.array([0.44, 4.6]),
-    ...             jnp.linspace(0, 3, 31), SolverOptions("tsit5", rtol=1e-6, atol=1e-6))
+    >>> sol = solve(
+    ...     LotkaVolterra(1.3, 0.9, 1.8, 0.8),
+    ...     jnp.array([0.44, 4.6]),
+    ...     jnp.linspace(0, 3, 31),
+    ...     SolverOptions("tsit5", rtol=1e-6, atol=1e-6),
+    ... )
     >>> sol.ys.shape, bool(sol.ok)
     ((31, 2), True)
     """
@@ -261,8 +332,10 @@ def solve(vector_field, y0: InitialStates, ts: SaveTimes,
         raise ValueError(f"y0: expected shape (state,) or (batch, state), got {y0.shape}")
     names = getattr(vector_field, "state_names", None)
     if isinstance(names, tuple) and y0.shape[-1] != len(names):
-        raise ValueError(f"y0: the vector field has {len(names)} states {list(names)}, "
-                         f"got y0 of shape {y0.shape}")
+        raise ValueError(
+            f"y0: the vector field has {len(names)} states {list(names)}, "
+            f"got y0 of shape {y0.shape}"
+        )
     if y0.ndim == 1:
         return _solve_one(vector_field, y0, ts, options, args, throw, t0)
     if y0.shape[0] == 1:
@@ -276,16 +349,25 @@ def solve(vector_field, y0: InitialStates, ts: SaveTimes,
 _solve_jitted = eqx.filter_jit(solve)
 
 
-def solve_jit(vector_field, y0, ts, options: SolverOptions | None = None, *, args=None,
-              throw: bool = False, t0=None) -> Solution:
+def solve_jit(
+    vector_field,
+    y0,
+    ts,
+    options: SolverOptions | None = None,
+    *,
+    args=None,
+    throw: bool = False,
+    t0=None,
+) -> Solution:
     """:func:`solve` under ``eqx.filter_jit``. The save times are checked here, before tracing,
     because inside ``jit`` they are abstract and :func:`check_times` cannot see their values."""
     check_times(ts)
     return _solve_jitted(vector_field, y0, ts, options, args=args, throw=throw, t0=t0)
 
 
-def solve_batch(vector_fields, y0, ts, options: SolverOptions | None = None, *, args=None,
-                throw: bool = False) -> Solution:
+def solve_batch(
+    vector_fields, y0, ts, options: SolverOptions | None = None, *, args=None, throw: bool = False
+) -> Solution:
     """Solve a *batch of models* (a vector field whose array leaves carry a leading batch axis,
     e.g. from ``eqx.filter_vmap`` over keys), each from its own (or a shared) ``y0``."""
     y0 = jnp.asarray(y0)

@@ -55,6 +55,17 @@ from .schema_train import (
 from .times import data_end as data_end, time_grid as time_grid, train_end as train_end
 from .yaml_io import describe as describe, dump_config as dump_config, read_yaml as read_yaml
 
-__all__ = ["ConfigError", "ExperimentConfig", "load_config", "validate_config", "apply_overrides",
-           "parse_override", "dump_config", "read_yaml", "describe", "time_grid", "train_end",
-           "data_end"]
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "load_config",
+    "validate_config",
+    "apply_overrides",
+    "parse_override",
+    "dump_config",
+    "read_yaml",
+    "describe",
+    "time_grid",
+    "train_end",
+    "data_end",
+]

@@ -69,11 +69,20 @@ def _check_redraw_noise(par, data: DataConfig | None) -> Items:
     if par is None or not par.redraw_noise or data is None:
         return []
     if data.file is not None:
-        return [("parallel.redraw_noise", "needs simulated data (data.file is a fixed table "
-                                          "with its own noise); remove it")]
+        return [
+            (
+                "parallel.redraw_noise",
+                "needs simulated data (data.file is a fixed table with its own noise); remove it",
+            )
+        ]
     if data.noise.kind == "none":
-        return [("parallel.redraw_noise", "data.noise.kind is 'none': there is no noise to "
-                                          "redraw; remove it or set data.noise")]
+        return [
+            (
+                "parallel.redraw_noise",
+                "data.noise.kind is 'none': there is no noise to "
+                "redraw; remove it or set data.noise",
+            )
+        ]
     return []
 
 
@@ -85,13 +94,15 @@ def _check_data_source(truth, data: DataConfig | None, invalid: set) -> Items:
     if truth is None and data.file is None:
         out.append(("truth", "required unless data.file names a real data table"))
     if truth is not None and data.file is not None:
-        out.append(("data.file", "give either truth (simulated data) or data.file (real data), "
-                                 "not both"))
+        out.append(
+            ("data.file", "give either truth (simulated data) or data.file (real data), not both")
+        )
     return out
 
 
-def _model_system(model: ModelConfig | None, truth, data: DataConfig | None,
-                  invalid: set) -> tuple[str | None, Items]:
+def _model_system(
+    model: ModelConfig | None, truth, data: DataConfig | None, invalid: set
+) -> tuple[str | None, Items]:
     """The model's system (default: the truth's) and the problems in choosing it; None when the
     checks that need a system cannot run."""
     system = model.system if model is not None else None
@@ -99,11 +110,20 @@ def _model_system(model: ModelConfig | None, truth, data: DataConfig | None,
         if truth is not None:
             return truth.system, []
         if "truth" not in invalid and data is not None and data.file is not None:
-            return None, [("model.system", "required with data.file (there is no truth system to "
-                                           "take it from)")]
+            return None, [
+                (
+                    "model.system",
+                    "required with data.file (there is no truth system to take it from)",
+                )
+            ]
     elif system is not None and truth is not None and truth.system != system:
-        return None, [("model.system", f"{system!r} differs from truth.system {truth.system!r}; "
-                                       "the known terms must be part of the true system")]
+        return None, [
+            (
+                "model.system",
+                f"{system!r} differs from truth.system {truth.system!r}; "
+                "the known terms must be part of the true system",
+            )
+        ]
     return system, []
 
 
@@ -115,48 +135,77 @@ def _check_known(model: ModelConfig, spec: SystemSpec) -> Items:
     out = []
     for i, t in enumerate(model.known):
         if t not in spec.term_names:
-            out.append((f"model.known[{i}]", f"unknown term {t!r} of {spec.name}"
-                                             f"{_suggest(t, spec.term_names)}"
-                                             f"; its terms are {', '.join(spec.term_names)}"))
+            out.append(
+                (
+                    f"model.known[{i}]",
+                    f"unknown term {t!r} of {spec.name}"
+                    f"{_suggest(t, spec.term_names)}"
+                    f"; its terms are {', '.join(spec.term_names)}",
+                )
+            )
         elif model.known.count(t) > 1:
             out.append((f"model.known[{i}]", f"term {t!r} is listed twice"))
     return out
 
 
-def _check_model_parameters(model: ModelConfig, truth, data: DataConfig | None,
-                            spec: SystemSpec, used: set[str]) -> Items:
+def _check_model_parameters(
+    model: ModelConfig, truth, data: DataConfig | None, spec: SystemSpec, used: set[str]
+) -> Items:
     """Parameters are the system's; with real data, those of the known terms must be given."""
     out = []
     for p in model.parameters:
         if p not in spec.param_names:
-            out.append((f"model.parameters.{p}", f"unknown parameter of {spec.name}"
-                                                 f"{_suggest(p, spec.param_names)}; its parameters "
-                                                 f"are {', '.join(spec.param_names)}"))
+            out.append(
+                (
+                    f"model.parameters.{p}",
+                    f"unknown parameter of {spec.name}"
+                    f"{_suggest(p, spec.param_names)}; its parameters "
+                    f"are {', '.join(spec.param_names)}",
+                )
+            )
     if truth is None and data is not None and data.file is not None:
         missing = sorted(used - set(model.parameters))
         if missing:
-            out.append(("model.parameters", f"missing {', '.join(map(repr, missing))} (used by the "
-                                            "known terms; with real data there is no truth to take "
-                                            "them from)"))
+            out.append(
+                (
+                    "model.parameters",
+                    f"missing {', '.join(map(repr, missing))} (used by the "
+                    "known terms; with real data there is no truth to take "
+                    "them from)",
+                )
+            )
     return out
 
 
-def _check_trainable(model: ModelConfig, truth, spec: SystemSpec, known: list[str],
-                     used: set[str]) -> Items:
+def _check_trainable(
+    model: ModelConfig, truth, spec: SystemSpec, known: list[str], used: set[str]
+) -> Items:
     """Trainable parameters appear in a known term and start positive when kept positive."""
     values = dict(truth.parameters) if truth is not None else {}
     values.update(model.parameters)
     out = []
     for i, p in enumerate(model.trainable):
         if p not in spec.param_names:
-            out.append((f"model.trainable[{i}]", f"unknown parameter {p!r} of {spec.name}"
-                                                 f"{_suggest(p, spec.param_names)}"))
+            out.append(
+                (
+                    f"model.trainable[{i}]",
+                    f"unknown parameter {p!r} of {spec.name}{_suggest(p, spec.param_names)}",
+                )
+            )
         elif p not in used:
-            out.append((f"model.trainable[{i}]", f"{p!r} appears in no known term "
-                                                 f"({', '.join(known) or 'none are known'})"))
+            out.append(
+                (
+                    f"model.trainable[{i}]",
+                    f"{p!r} appears in no known term ({', '.join(known) or 'none are known'})",
+                )
+            )
         elif model.positive and p in values and not values[p] > 0:
-            out.append((f"model.trainable[{i}]", f"{p!r} is constrained positive (model.positive) "
-                                                 f"but starts at {values[p]}"))
+            out.append(
+                (
+                    f"model.trainable[{i}]",
+                    f"{p!r} is constrained positive (model.positive) but starts at {values[p]}",
+                )
+            )
     return out
 
 
@@ -174,12 +223,20 @@ def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> It
     for f in ("inputs", "outputs"):
         for i, n in enumerate(getattr(net, f) or []):
             if n not in states:
-                out.append((f"model.network.{f}[{i}]", f"unknown state {n!r}{_suggest(n, states)}; "
-                                                       f"states are {', '.join(states)}"))
+                out.append(
+                    (
+                        f"model.network.{f}[{i}]",
+                        f"unknown state {n!r}{_suggest(n, states)}; states are {', '.join(states)}",
+                    )
+                )
     n_in = len(net.inputs) if net.inputs is not None else len(states)
     if net.input_scale is not None and len(net.input_scale) not in (1, n_in):
-        out.append(("model.network.input_scale", f"give one value or one per input ({n_in}), "
-                                                 f"got {len(net.input_scale)}"))
+        out.append(
+            (
+                "model.network.input_scale",
+                f"give one value or one per input ({n_in}), got {len(net.input_scale)}",
+            )
+        )
     return out
 
 
@@ -197,15 +254,24 @@ def _check_observe(data: DataConfig, grid: list | None, states: tuple[str, ...])
     out = []
     for state, times in (data.observe or {}).items():
         if state not in states:
-            out.append((f"data.observe.{state}", f"unknown state{_suggest(state, states)}; "
-                                                 f"states are {', '.join(states)}"))
+            out.append(
+                (
+                    f"data.observe.{state}",
+                    f"unknown state{_suggest(state, states)}; states are {', '.join(states)}",
+                )
+            )
         elif isinstance(times, list) and grid is not None:
             tol = 1e-9 * max(1.0, abs(grid[-1]))
             for j, t in enumerate(times):
                 if not any(abs(t - g) <= tol for g in grid):
-                    out.append((f"data.observe.{state}[{j}]", f"time {t} is not a save time "
-                                                              f"(t_span {list(data.t_span)}, "
-                                                              f"{len(grid)} samples)"))
+                    out.append(
+                        (
+                            f"data.observe.{state}[{j}]",
+                            f"time {t} is not a save time "
+                            f"(t_span {list(data.t_span)}, "
+                            f"{len(grid)} samples)",
+                        )
+                    )
     return out
 
 
@@ -213,8 +279,13 @@ def _check_file_states(data: DataConfig, spec: SystemSpec) -> Items:
     if data.file is None or len(data.file.states) == len(spec.state_names):
         return []
     states = spec.state_names
-    return [("data.file.states", f"lists {len(data.file.states)} columns for the "
-                                 f"{len(states)} states of {spec.name} ({', '.join(states)})")]
+    return [
+        (
+            "data.file.states",
+            f"lists {len(data.file.states)} columns for the "
+            f"{len(states)} states of {spec.name} ({', '.join(states)})",
+        )
+    ]
 
 
 def _check_windows(data: DataConfig) -> Items:
@@ -223,21 +294,35 @@ def _check_windows(data: DataConfig) -> Items:
     out = []
     if data.train_end is not None and t0 is not None:
         if not t0 < data.train_end <= t_data_end:
-            out.append(("data.train_end", f"must lie in the data span ({t0}, {t_data_end}], "
-                                          f"got {data.train_end}"))
+            out.append(
+                (
+                    "data.train_end",
+                    f"must lie in the data span ({t0}, {t_data_end}], got {data.train_end}",
+                )
+            )
     if data.held_out is not None:
         if t_train is not None and data.held_out[0] < t_train:
-            out.append(("data.held_out", f"starts at {data.held_out[0]}, before the training end "
-                                         f"{t_train}; held-out data must come after training"))
+            out.append(
+                (
+                    "data.held_out",
+                    f"starts at {data.held_out[0]}, before the training end "
+                    f"{t_train}; held-out data must come after training",
+                )
+            )
         if t_data_end is not None and data.held_out[1] > t_data_end:
-            out.append(("data.held_out", f"ends at {data.held_out[1]}, after the end of the data "
-                                         f"{t_data_end}"))
+            out.append(
+                (
+                    "data.held_out",
+                    f"ends at {data.held_out[1]}, after the end of the data {t_data_end}",
+                )
+            )
     return out
 
 
 # ---- train and evaluate -----------------------------------------------------------------------
-def _check_strategy(train: TrainConfig, data: DataConfig, grid: list | None,
-                    states: tuple[str, ...]) -> Items:
+def _check_strategy(
+    train: TrainConfig, data: DataConfig, grid: list | None, states: tuple[str, ...]
+) -> Items:
     """One weight per state; segments and windows fit in the training window (of ``grid``)."""
     t_train = _span(data)[2]
     n_train = None
@@ -246,16 +331,29 @@ def _check_strategy(train: TrainConfig, data: DataConfig, grid: list | None,
     st = train.strategy
     out = []
     if st.weights is not None and len(st.weights) != len(states):
-        out.append(("train.strategy.weights", f"give one weight per state ({len(states)}), "
-                                              f"got {len(st.weights)}"))
+        out.append(
+            (
+                "train.strategy.weights",
+                f"give one weight per state ({len(states)}), got {len(st.weights)}",
+            )
+        )
     if n_train is not None:
         if st.kind == "multiple_shooting" and st.segments > n_train - 1:
-            out.append(("train.strategy.segments", f"{st.segments} segments need at least "
-                                                   f"{st.segments + 1} samples; the training "
-                                                   f"window has {n_train}"))
+            out.append(
+                (
+                    "train.strategy.segments",
+                    f"{st.segments} segments need at least "
+                    f"{st.segments + 1} samples; the training "
+                    f"window has {n_train}",
+                )
+            )
         if st.kind == "window_minibatch" and st.window > n_train:
-            out.append(("train.strategy.window", f"{st.window} samples exceed the "
-                                                 f"{n_train} of the training window"))
+            out.append(
+                (
+                    "train.strategy.window",
+                    f"{st.window} samples exceed the {n_train} of the training window",
+                )
+            )
     return out
 
 
@@ -267,11 +365,19 @@ def _check_horizons(train: TrainConfig, data: DataConfig) -> Items:
         if stage.horizon is None:
             continue
         if t0 is not None and stage.horizon <= t0:
-            out.append((f"train.stages[{i}].horizon", f"must be after the data start "
-                                                      f"{t0}, got {stage.horizon}"))
+            out.append(
+                (
+                    f"train.stages[{i}].horizon",
+                    f"must be after the data start {t0}, got {stage.horizon}",
+                )
+            )
         elif t_train is not None and stage.horizon > t_train:
-            out.append((f"train.stages[{i}].horizon", f"must be <= the training end "
-                                                      f"{t_train}, got {stage.horizon}"))
+            out.append(
+                (
+                    f"train.stages[{i}].horizon",
+                    f"must be <= the training end {t_train}, got {stage.horizon}",
+                )
+            )
     return out
 
 
@@ -289,19 +395,28 @@ def _check_discovery(disc, model: ModelConfig, spec: SystemSpec, used: set[str])
         return []
     net, out = model.network, []
     if net is None:
-        out.append(("discovery.enabled", "discovery regresses the network's output, but "
-                                         "model.network is null; set discovery.enabled: false"))
+        out.append(
+            (
+                "discovery.enabled",
+                "discovery regresses the network's output, but "
+                "model.network is null; set discovery.enabled: false",
+            )
+        )
     else:
         outs = net.outputs if net.outputs is not None else list(spec.state_names)
         for i, n in enumerate(disc.states or []):
             if n not in outs:
-                out.append((f"discovery.states[{i}]", f"{n!r} is not a network output "
-                                                      f"({', '.join(outs)})"))
+                out.append(
+                    (f"discovery.states[{i}]", f"{n!r} is not a network output ({', '.join(outs)})")
+                )
     for i, p in enumerate(disc.refit.train_known):
         if p not in spec.param_names:
-            out.append((f"discovery.refit.train_known[{i}]", f"unknown parameter {p!r} of "
-                                                             f"{spec.name}"
-                                                             f"{_suggest(p, spec.param_names)}"))
+            out.append(
+                (
+                    f"discovery.refit.train_known[{i}]",
+                    f"unknown parameter {p!r} of {spec.name}{_suggest(p, spec.param_names)}",
+                )
+            )
         elif p not in used:
             out.append((f"discovery.refit.train_known[{i}]", f"{p!r} appears in no known term"))
     return out

@@ -26,8 +26,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-def _kind_fields(obj, kind: str, owned: dict[str, tuple[str, ...]], defaults: dict[str, dict],
-                 label: dict[str, str]):
+def _kind_fields(
+    obj,
+    kind: str,
+    owned: dict[str, tuple[str, ...]],
+    defaults: dict[str, dict],
+    label: dict[str, str],
+):
     """Check that fields belonging to other kinds are unset, then fill this kind's defaults."""
     problems = []
     mine = owned.get(kind, ())
@@ -38,8 +43,13 @@ def _kind_fields(obj, kind: str, owned: dict[str, tuple[str, ...]], defaults: di
             if f in mine:
                 continue
             if getattr(obj, f) is not None:
-                problems.append((f, f"not used by {label.get(kind, kind)} (only by "
-                                    f"{label.get(other, other)}); remove it"))
+                problems.append(
+                    (
+                        f,
+                        f"not used by {label.get(kind, kind)} (only by "
+                        f"{label.get(other, other)}); remove it",
+                    )
+                )
     if problems:
         raise _Problems(problems)
     for f, v in defaults.get(kind, {}).items():

@@ -48,8 +48,10 @@ def _choice(value, choices, what: str) -> str | None:
     """None when ``value`` is one of ``choices``, else a message with a suggestion."""
     if value in choices:
         return None
-    return (f"unknown {what} {_show(value)}{_suggest(value, choices)}; choose from "
-            f"{', '.join(sorted(map(str, choices)))}")
+    return (
+        f"unknown {what} {_show(value)}{_suggest(value, choices)}; choose from "
+        f"{', '.join(sorted(map(str, choices)))}"
+    )
 
 
 def _join_path(parts) -> str:
@@ -89,15 +91,29 @@ def _fields_at(root: type[BaseModel], loc) -> list[str]:
     return list(cls.model_fields) if cls is not None else []
 
 
-_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
-           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
 
-_EXPECTED = {"float_type": "a number", "float_parsing": "a number", "int_type": "an integer",
-             "int_parsing": "an integer", "int_from_float": "an integer",
-             "bool_type": "true or false", "bool_parsing": "true or false",
-             "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
-             "model_type": "a mapping", "model_attributes_type": "a mapping",
-             "tuple_type": "a list", "finite_number": "a finite number"}
+_EXPECTED = {
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
+    "finite_number": "a finite number",
+}
 
 
 def _pydantic_message(err, root: type[BaseModel]) -> list[tuple[str, str]]:
@@ -111,8 +127,13 @@ def _pydantic_message(err, root: type[BaseModel]) -> list[tuple[str, str]]:
     if t == "extra_forbidden":
         fields = _fields_at(root, loc[:-1])
         hint = _suggest(loc[-1], fields)
-        return [(path, f"unknown key{hint}" + ("" if hint or not fields else
-                                              f"; valid keys: {', '.join(fields)}"))]
+        return [
+            (
+                path,
+                f"unknown key{hint}"
+                + ("" if hint or not fields else f"; valid keys: {', '.join(fields)}"),
+            )
+        ]
     if t == "missing":
         return [(path, "required key is missing")]
     if t in _BOUNDS:
@@ -134,8 +155,7 @@ def _length_or_other(t: str, ctx: dict, err, inp) -> str:
     if t == "too_short":
         if str(ctx.get("field_type")) == "Tuple":
             return f"must have {ctx.get('min_length')} values, got {ctx.get('actual_length')}"
-        return (f"must have at least {ctx.get('min_length')} item(s), got "
-                f"{ctx.get('actual_length')}")
+        return f"must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     if t == "too_long":
         return f"must have {ctx.get('max_length')} values at most, got {ctx.get('actual_length')}"
     if t == "string_too_short":

@@ -56,8 +56,9 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     try:
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
     except yaml.YAMLError as e:
-        raise ValueError(f"--set {text!r}: the value is not valid YAML "
-                         f"({getattr(e, 'problem', e)})") from None
+        raise ValueError(
+            f"--set {text!r}: the value is not valid YAML ({getattr(e, 'problem', e)})"
+        ) from None
     return path, parsed
 
 
@@ -73,8 +74,11 @@ def _default_at(parts) -> Any:
             continue
         if have and isinstance(value, dict):
             value = value.get(part)
-            cls = (_unwrap(cls.model_fields[part].annotation)
-                   if cls and part in cls.model_fields else None)
+            cls = (
+                _unwrap(cls.model_fields[part].annotation)
+                if cls and part in cls.model_fields
+                else None
+            )
             continue
         if cls is None or part not in cls.model_fields:
             return None
@@ -117,15 +121,17 @@ def _parent(raw: dict, path: list, text: str):
         if isinstance(part, int):
             if not isinstance(node, list) or not -len(node) <= part < len(node):
                 n = len(node) if isinstance(node, list) else 0
-                return None, (f"--set {text!r}: {_join_path(path[:i])} has {n} entries, "
-                              f"no index {part}")
+                return None, (
+                    f"--set {text!r}: {_join_path(path[:i])} has {n} entries, no index {part}"
+                )
             child = node[part]
             if child is None:
                 child = node[part] = [] if isinstance(nxt, int) else {}
         else:
             if not isinstance(node, dict):
-                return None, (f"--set {text!r}: {_join_path(path[:i]) or 'the config'} is not "
-                              "a mapping")
+                return None, (
+                    f"--set {text!r}: {_join_path(path[:i]) or 'the config'} is not a mapping"
+                )
             child = node.get(part)
             if child is None:
                 default = _default_at(path[: i + 1]) if part not in node else None

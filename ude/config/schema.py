@@ -19,17 +19,31 @@ from .fields import Bool, Name, NonNegFloat, NonNegInt, Num, PosFloat, PosInt, _
 from .messages import _choice, _Problems, _show, _suggest
 from .schema_train import DiscoveryConfig, TrainConfig
 
-__all__ = ["TruthConfig", "FileConfig", "NoiseConfig", "DataConfig", "NetworkConfig",
-           "ModelConfig", "SolverConfig", "EvaluateConfig", "OutputConfig", "ParallelConfig",
-           "ExperimentConfig", "SECTIONS"]
+__all__ = [
+    "TruthConfig",
+    "FileConfig",
+    "NoiseConfig",
+    "DataConfig",
+    "NetworkConfig",
+    "ModelConfig",
+    "SolverConfig",
+    "EvaluateConfig",
+    "OutputConfig",
+    "ParallelConfig",
+    "ExperimentConfig",
+    "SECTIONS",
+]
 
 # the systems a truth or model may name: "none" (no known physics) is no system to simulate
 _NAMED_SYSTEMS = tuple(k for k in SYSTEMS if k != "none")
 
 
 def _as_matrix(v):
-    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                         for x in v):
+    if (
+        isinstance(v, list)
+        and v
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    ):
         return [v]
     return v
 
@@ -58,20 +72,30 @@ class TruthConfig(_Section):
         problems = []
         missing = [p for p in spec.param_names if p not in self.parameters]
         if missing:
-            problems.append(("parameters", f"missing {', '.join(map(repr, missing))} for "
-                                           f"{self.system} (needs {', '.join(spec.param_names)})"))
+            problems.append(
+                (
+                    "parameters",
+                    f"missing {', '.join(map(repr, missing))} for "
+                    f"{self.system} (needs {', '.join(spec.param_names)})",
+                )
+            )
         for p in self.parameters:
             if p not in spec.param_names:
-                problems.append((f"parameters.{p}",
-                                 f"unknown parameter of {self.system}"
-                                 f"{_suggest(p, spec.param_names)}; its "
-                                 f"parameters are {', '.join(spec.param_names)}"))
+                problems.append(
+                    (
+                        f"parameters.{p}",
+                        f"unknown parameter of {self.system}"
+                        f"{_suggest(p, spec.param_names)}; its "
+                        f"parameters are {', '.join(spec.param_names)}",
+                    )
+                )
         n = len(spec.state_names)
         for i, row in enumerate(self.y0):
             if len(row) != n:
                 where = "y0" if len(self.y0) == 1 else f"y0[{i}]"
-                problems.append((where, f"must have {n} values ({', '.join(spec.state_names)}), "
-                                        f"got {len(row)}"))
+                problems.append(
+                    (where, f"must have {n} values ({', '.join(spec.state_names)}), got {len(row)}")
+                )
         if problems:
             raise _Problems(problems)
         return self
@@ -103,15 +127,22 @@ class NoiseConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self):
-        need = {"none": None, "gaussian": "sigma", "relative_mean": "level",
-                "lognormal": "sigma"}[self.kind]
+        need = {"none": None, "gaussian": "sigma", "relative_mean": "level", "lognormal": "sigma"}[
+            self.kind
+        ]
         problems = []
         for f in ("level", "sigma"):
             if f == need and getattr(self, f) is None:
                 problems.append((f, f"required for noise kind {self.kind!r}"))
             if f != need and getattr(self, f) is not None:
-                problems.append((f, f"not used by noise kind {self.kind!r}"
-                                    + (f" (it takes {need})" if need else "") + "; remove it"))
+                problems.append(
+                    (
+                        f,
+                        f"not used by noise kind {self.kind!r}"
+                        + (f" (it takes {need})" if need else "")
+                        + "; remove it",
+                    )
+                )
         if problems:
             raise _Problems(problems)
         return self
@@ -136,38 +167,55 @@ class DataConfig(_Section):
     def _check(self):
         problems = []
         if self.t_span is not None and not self.t_span[1] > self.t_span[0]:
-            problems.append(("t_span", "must be [start, end] with end > start, got "
-                                       f"{list(self.t_span)}"))
+            problems.append(
+                ("t_span", f"must be [start, end] with end > start, got {list(self.t_span)}")
+            )
         if self.held_out is not None and not self.held_out[1] > self.held_out[0]:
-            problems.append(("held_out", "must be [start, end] with end > start, got "
-                                         f"{list(self.held_out)}"))
+            problems.append(
+                ("held_out", f"must be [start, end] with end > start, got {list(self.held_out)}")
+            )
         if self.file is not None:
             for f in ("t_span", "dt", "samples"):
                 if getattr(self, f) is not None:
-                    problems.append((f, "not used with data.file (the times come from the "
-                                        "file); remove it"))
+                    problems.append(
+                        (f, "not used with data.file (the times come from the file); remove it")
+                    )
             if self.noise.kind != "none":
-                problems.append(("noise", "not used with data.file (real data carry their own "
-                                          "noise)"))
+                problems.append(
+                    ("noise", "not used with data.file (real data carry their own noise)")
+                )
         else:
             if self.t_span is None:
                 problems.append(("t_span", "required for simulated data, e.g. [0.0, 3.0]"))
             if (self.dt is None) == (self.samples is None):
-                problems.append(("dt", "give exactly one of dt (sample spacing) and samples "
-                                       "(count)"))
-            elif (self.dt is not None and self.t_span is not None
-                  and self.t_span[1] > self.t_span[0]):
+                problems.append(
+                    ("dt", "give exactly one of dt (sample spacing) and samples (count)")
+                )
+            elif (
+                self.dt is not None and self.t_span is not None and self.t_span[1] > self.t_span[0]
+            ):
                 n = (self.t_span[1] - self.t_span[0]) / self.dt
                 if abs(n - round(n)) > 1e-6 * max(1.0, n):
-                    problems.append(("dt", f"{self.dt} does not divide the span "
-                                           f"{list(self.t_span)} into whole steps"))
+                    problems.append(
+                        (
+                            "dt",
+                            f"{self.dt} does not divide the span "
+                            f"{list(self.t_span)} into whole steps",
+                        )
+                    )
         for state, spec in (self.observe or {}).items():
             ok = spec in ("all", "none") or (
-                isinstance(spec, list) and spec and all(isinstance(t, (int, float)) and
-                                                        not isinstance(t, bool) for t in spec))
+                isinstance(spec, list)
+                and spec
+                and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in spec)
+            )
             if not ok:
-                problems.append((f"observe.{state}", "must be 'all', 'none' or a list of save "
-                                                     f"times, got {_show(spec)}"))
+                problems.append(
+                    (
+                        f"observe.{state}",
+                        f"must be 'all', 'none' or a list of save times, got {_show(spec)}",
+                    )
+                )
         if problems:
             raise _Problems(problems)
         return self
@@ -206,8 +254,13 @@ class NetworkConfig(_Section):
         if len(self.activation) == 1:
             self.activation = self.activation * self.depth
         elif len(self.activation) != self.depth:
-            problems.append(("activation", f"lists {len(self.activation)} activations for depth "
-                                           f"{self.depth}; give one name or one per hidden layer"))
+            problems.append(
+                (
+                    "activation",
+                    f"lists {len(self.activation)} activations for depth "
+                    f"{self.depth}; give one name or one per hidden layer",
+                )
+            )
         if problems:
             raise _Problems(problems)
         return self
@@ -267,6 +320,7 @@ class SolverConfig(_Section):
             raise _Problems(problems)
         return self
 
+
 class EvaluateConfig(_Section):
     """Extrapolation: solve the final model (and the truth) to ``t_end`` (default: the end of the
     data) every ``dt``."""
@@ -280,8 +334,9 @@ class OutputConfig(_Section):
 
     dir: Name = "runs"
     figures: Bool = True
-    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"],
-                                                        min_length=1)
+    formats: list[Literal["png", "pdf", "svg"]] = Field(
+        default_factory=lambda: ["png", "pdf"], min_length=1
+    )
     dpi: PosInt = 120
 
 
@@ -301,9 +356,16 @@ class ParallelConfig(_Section):
     @model_validator(mode="after")
     def _check(self):
         if self.devices is not None and self.devices > self.ensemble:
-            raise _Problems([("devices", f"{self.devices} devices for {self.ensemble} ensemble "
-                                         f"member(s): each device trains a block of members, so "
-                                         f"set parallel.ensemble to at least {self.devices}")])
+            raise _Problems(
+                [
+                    (
+                        "devices",
+                        f"{self.devices} devices for {self.ensemble} ensemble "
+                        f"member(s): each device trains a block of members, so "
+                        f"set parallel.ensemble to at least {self.devices}",
+                    )
+                ]
+            )
         return self
 
 
@@ -337,5 +399,14 @@ class ExperimentConfig(_Section):
         return self.data.file is None
 
 
-SECTIONS = ("truth", "data", "model", "solver", "train", "discovery", "evaluate", "output",
-            "parallel")
+SECTIONS = (
+    "truth",
+    "data",
+    "model",
+    "solver",
+    "train",
+    "discovery",
+    "evaluate",
+    "output",
+    "parallel",
+)

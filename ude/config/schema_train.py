@@ -25,12 +25,23 @@ from .fields import (
 )
 from .messages import _Problems, _show
 
-__all__ = ["StrategyConfig", "StageConfig", "TrainConfig", "LibraryConfig", "RegressorConfig",
-           "LamsConfig", "RefitConfig", "DiscoveryConfig"]
+__all__ = [
+    "StrategyConfig",
+    "StageConfig",
+    "TrainConfig",
+    "LibraryConfig",
+    "RegressorConfig",
+    "LamsConfig",
+    "RefitConfig",
+    "DiscoveryConfig",
+]
 
 
-_STRATEGY_LABEL = {"single_shooting": "single_shooting", "multiple_shooting": "multiple_shooting",
-                   "window_minibatch": "window_minibatch"}
+_STRATEGY_LABEL = {
+    "single_shooting": "single_shooting",
+    "multiple_shooting": "multiple_shooting",
+    "window_minibatch": "window_minibatch",
+}
 
 
 class StrategyConfig(_Section):
@@ -58,14 +69,20 @@ class StrategyConfig(_Section):
     @model_validator(mode="after")
     def _check(self):
         return _kind_fields(
-            self, self.kind,
-            {"single_shooting": ("learn_y0",),
-             "multiple_shooting": ("segments", "continuity", "fix_observed"),
-             "window_minibatch": ("window", "batch")},
-            {"single_shooting": {"learn_y0": "auto"},
-             "multiple_shooting": {"segments": 5, "continuity": 1.0, "fix_observed": False},
-             "window_minibatch": {"window": 10, "batch": 8}},
-            _STRATEGY_LABEL)
+            self,
+            self.kind,
+            {
+                "single_shooting": ("learn_y0",),
+                "multiple_shooting": ("segments", "continuity", "fix_observed"),
+                "window_minibatch": ("window", "batch"),
+            },
+            {
+                "single_shooting": {"learn_y0": "auto"},
+                "multiple_shooting": {"segments": 5, "continuity": 1.0, "fix_observed": False},
+                "window_minibatch": {"window": 10, "batch": 8},
+            },
+            _STRATEGY_LABEL,
+        )
 
 
 class StageConfig(_Section):
@@ -86,15 +103,28 @@ class StageConfig(_Section):
     @model_validator(mode="after")
     def _check(self):
         if self.kind == "lbfgs" and self.lr is not None:
-            raise _Problems([("lr", "L-BFGS takes no learning rate (its line search chooses the "
-                                    "step); remove lr or use kind: adam")])
-        _kind_fields(self, self.kind,
-                     {"adam": ("lr", "schedule", "final_fraction", "clip"),
-                      "lbfgs": ("gtol", "ftol", "memory")},
-                     {"adam": {"lr": 0.1, "schedule": "constant", "final_fraction": 0.01,
-                               "steps": 200},
-                      "lbfgs": {"gtol": 1e-8, "ftol": 1e-12, "memory": 10, "steps": 1000}},
-                     {"adam": "Adam", "lbfgs": "L-BFGS"})
+            raise _Problems(
+                [
+                    (
+                        "lr",
+                        "L-BFGS takes no learning rate (its line search chooses the "
+                        "step); remove lr or use kind: adam",
+                    )
+                ]
+            )
+        _kind_fields(
+            self,
+            self.kind,
+            {
+                "adam": ("lr", "schedule", "final_fraction", "clip"),
+                "lbfgs": ("gtol", "ftol", "memory"),
+            },
+            {
+                "adam": {"lr": 0.1, "schedule": "constant", "final_fraction": 0.01, "steps": 200},
+                "lbfgs": {"gtol": 1e-8, "ftol": 1e-12, "memory": 10, "steps": 1000},
+            },
+            {"adam": "Adam", "lbfgs": "L-BFGS"},
+        )
         return self
 
 
@@ -133,11 +163,16 @@ class LibraryConfig(_Section):
     def _check(self):
         if self.frequencies is not None and any(f == 0 for f in self.frequencies):
             raise _Problems([("frequencies", f"must be non-zero, got {self.frequencies}")])
-        return _kind_fields(self, self.kind,
-                            {"polynomial": ("degree", "include_bias"),
-                             "trig": ("functions", "frequencies")},
-                            {"polynomial": {"degree": 2, "include_bias": True},
-                             "trig": {"functions": ["sin", "cos"], "frequencies": [1]}}, {})
+        return _kind_fields(
+            self,
+            self.kind,
+            {"polynomial": ("degree", "include_bias"), "trig": ("functions", "frequencies")},
+            {
+                "polynomial": {"degree": 2, "include_bias": True},
+                "trig": {"functions": ["sin", "cos"], "frequencies": [1]},
+            },
+            {},
+        )
 
 
 class RegressorConfig(_Section):
@@ -153,10 +188,13 @@ class RegressorConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self):
-        return _kind_fields(self, self.kind,
-                            {"sr3": ("nu", "regularizer", "iterations"), "stlsq": ("alpha",)},
-                            {"sr3": {"nu": 1.0, "regularizer": "l0", "iterations": 100},
-                             "stlsq": {"alpha": 0.05}}, {})
+        return _kind_fields(
+            self,
+            self.kind,
+            {"sr3": ("nu", "regularizer", "iterations"), "stlsq": ("alpha",)},
+            {"sr3": {"nu": 1.0, "regularizer": "l0", "iterations": 100}, "stlsq": {"alpha": 0.05}},
+            {},
+        )
 
 
 class LamsConfig(_Section):
@@ -180,14 +218,22 @@ class LamsConfig(_Section):
     @model_validator(mode="after")
     def _check(self):
         if self.values is None and not self.log10_stop >= self.log10_start:
-            raise _Problems([("log10_stop", f"must be >= log10_start ({self.log10_start}), "
-                                            f"got {self.log10_stop}")])
+            raise _Problems(
+                [
+                    (
+                        "log10_stop",
+                        f"must be >= log10_start ({self.log10_start}), got {self.log10_stop}",
+                    )
+                ]
+            )
         return self
 
 
 def _default_library():
-    return [LibraryConfig(kind="polynomial", degree=5),
-            LibraryConfig(kind="trig", functions=["sin"])]
+    return [
+        LibraryConfig(kind="polynomial", degree=5),
+        LibraryConfig(kind="trig", functions=["sin"]),
+    ]
 
 
 class RefitConfig(_Section):
@@ -197,7 +243,8 @@ class RefitConfig(_Section):
 
     enabled: Bool = True
     stages: list[StageConfig] = Field(
-        default_factory=lambda: [StageConfig(kind="lbfgs", steps=200)], min_length=1)
+        default_factory=lambda: [StageConfig(kind="lbfgs", steps=200)], min_length=1
+    )
     train_known: list[Name] = []
     learn_y0: Bool = True
     weights: Literal["scale", "equal"] = "scale"
@@ -231,6 +278,12 @@ class DiscoveryConfig(_Section):
     @model_validator(mode="after")
     def _check_simulation(self):
         if self.criterion == "simulation" and not self.refit.enabled:
-            raise _Problems([("refit.enabled", "criterion 'simulation' refits its candidates: "
-                                               "refit.enabled must be true")])
+            raise _Problems(
+                [
+                    (
+                        "refit.enabled",
+                        "criterion 'simulation' refits its candidates: refit.enabled must be true",
+                    )
+                ]
+            )
         return self

@@ -30,4 +30,3 @@ def train_end(cfg: ExperimentConfig) -> float | None:
     if cfg.data.train_end is not None:
         return float(cfg.data.train_end)
     return data_end(cfg)
-

@@ -3,12 +3,17 @@
 Everything here produces one :class:`Dataset` pytree::
 
     truth = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
-    data = simulate(truth, jnp.array([0.44249296, 4.6280594]), jnp.linspace(0.0, 3.0, 31),
-                    noise=RelativeMeanNoise(0.05), key=1)
+    data = simulate(
+        truth,
+        jnp.array([0.44249296, 4.6280594]),
+        jnp.linspace(0.0, 3.0, 31),
+        noise=RelativeMeanNoise(0.05),
+        key=1,
+    )
     train, held_out = data.split(2.0)
-    save(data, "runs/lv/data")          # runs/lv/data.npz + runs/lv/data.json
+    save(data, "runs/lv/data")  # runs/lv/data.npz + runs/lv/data.json
     data = load("runs/lv/data")
-    hares = hudson_bay()                 # the paper's real data, normalised
+    hares = hudson_bay()  # the paper's real data, normalised
 
 The ground truth is solved with its own diffrax call (Dopri8, rtol = atol = 1e-12, float64), kept
 apart from :mod:`ude.solve`, the code under test. It needs float64: :func:`simulate` raises unless
@@ -40,7 +45,19 @@ from .tables import (
 from .truth import simulate as simulate
 
 __all__ = [
-    "Dataset", "simulate", "observation_mask",
-    "AbstractNoise", "NoNoise", "GaussianNoise", "RelativeMeanNoise", "LogNormalNoise", "NOISES",
-    "noise_from_dict", "save", "load", "load_table", "hudson_bay", "HUDSON_BAY_PATH",
+    "Dataset",
+    "simulate",
+    "observation_mask",
+    "AbstractNoise",
+    "NoNoise",
+    "GaussianNoise",
+    "RelativeMeanNoise",
+    "LogNormalNoise",
+    "NOISES",
+    "noise_from_dict",
+    "save",
+    "load",
+    "load_table",
+    "hudson_bay",
+    "HUDSON_BAY_PATH",
 ]

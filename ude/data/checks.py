@@ -29,8 +29,10 @@ def check_times(ts, name: str = "ts") -> None:
         raise ValueError(f"{name}: times must be finite; {name}[{i}] = {t[i]}")
     if t.size > 1 and not np.all(np.diff(t) > 0):
         i = int(np.argmin(np.diff(t) > 0))
-        raise ValueError(f"{name}: times must be strictly increasing; "
-                         f"{name}[{i}] = {t[i]} >= {name}[{i + 1}] = {t[i + 1]}")
+        raise ValueError(
+            f"{name}: times must be strictly increasing; "
+            f"{name}[{i}] = {t[i]} >= {name}[{i + 1}] = {t[i + 1]}"
+        )
 
 
 def is_concrete(*xs) -> bool:

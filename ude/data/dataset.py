@@ -22,8 +22,9 @@ def _as_ys(ys, ts):
     if ys.ndim == 2:
         ys = ys[None]
     if ys.ndim != 3:
-        raise ValueError(f"Dataset: ys must have shape (traj, times, state) or (times, state), "
-                         f"got {ys.shape}")
+        raise ValueError(
+            f"Dataset: ys must have shape (traj, times, state) or (times, state), got {ys.shape}"
+        )
     if ys.shape[1] != ts.shape[0]:
         raise ValueError(f"Dataset: ys has {ys.shape[1]} times but ts has {ts.shape[0]}")
     return ys
@@ -45,8 +46,10 @@ def _as_mask(mask, ys, concrete: bool):
         bad = np.asarray(mask) & ~np.isfinite(np.asarray(ys))
         if bad.any():
             i = tuple(int(k) for k in np.argwhere(bad)[0])
-            raise ValueError(f"Dataset: ys is not finite at observed entry (traj, time, state) = "
-                             f"{i}; mark it unobserved in mask")
+            raise ValueError(
+                f"Dataset: ys is not finite at observed entry (traj, time, state) = "
+                f"{i}; mark it unobserved in mask"
+            )
     return mask
 
 
@@ -57,8 +60,9 @@ def _as_state_names(state_names, n_state: int) -> tuple[str, ...]:
         raise ValueError(f"Dataset: state_names must be a sequence of names, got {state_names!r}")
     state_names = tuple(str(s) for s in state_names)
     if len(state_names) != n_state:
-        raise ValueError(f"Dataset: state_names {state_names} has {len(state_names)} names for "
-                         f"{n_state} states")
+        raise ValueError(
+            f"Dataset: state_names {state_names} has {len(state_names)} names for {n_state} states"
+        )
     if len(set(state_names)) != len(state_names):
         raise ValueError(f"Dataset: state_names must be unique, got {state_names}")
     return state_names
@@ -106,8 +110,9 @@ class Dataset(eqx.Module):
             if y_true.ndim == 2:
                 y_true = y_true[None]
             if y_true.shape != ys.shape:
-                raise ValueError(f"Dataset: y_true must have the shape of ys {ys.shape}, "
-                                 f"got {y_true.shape}")
+                raise ValueError(
+                    f"Dataset: y_true must have the shape of ys {ys.shape}, got {y_true.shape}"
+                )
         self.ts = ts
         self.ys = ys
         self.mask = mask
@@ -150,18 +155,29 @@ class Dataset(eqx.Module):
     # ---- new datasets --------------------------------------------------------------------------
     def _replace(self, *, ts=None, ys=None, mask=None, y_true=None, **prov) -> Dataset:
         """A copy with some arrays replaced and ``prov`` added to the provenance."""
-        return Dataset(self.ts if ts is None else ts, self.ys if ys is None else ys,
-                       self.mask if mask is None else mask, state_names=self.state_names,
-                       y_true=self.y_true if y_true is None else y_true,
-                       provenance={**self.provenance, **prov})
+        return Dataset(
+            self.ts if ts is None else ts,
+            self.ys if ys is None else ys,
+            self.mask if mask is None else mask,
+            state_names=self.state_names,
+            y_true=self.y_true if y_true is None else y_true,
+            provenance={**self.provenance, **prov},
+        )
 
     def _select_times(self, keep: np.ndarray, what: str, **prov) -> Dataset:
         idx = np.flatnonzero(keep)
         if idx.size == 0:
-            raise ValueError(f"{what}: no save times selected (data spans "
-                             f"[{float(self.ts[0])}, {float(self.ts[-1])}])")
-        return self._replace(ts=self.ts[idx], ys=self.ys[:, idx], mask=self.mask[:, idx],
-                             y_true=None if self.y_true is None else self.y_true[:, idx], **prov)
+            raise ValueError(
+                f"{what}: no save times selected (data spans "
+                f"[{float(self.ts[0])}, {float(self.ts[-1])}])"
+            )
+        return self._replace(
+            ts=self.ts[idx],
+            ys=self.ys[:, idx],
+            mask=self.mask[:, idx],
+            y_true=None if self.y_true is None else self.y_true[:, idx],
+            **prov,
+        )
 
     def window(self, t0: float, t1: float) -> Dataset:
         """The data at save times ``t0 <= t <= t1`` (both ends included)."""
@@ -169,8 +185,9 @@ class Dataset(eqx.Module):
             raise ValueError(f"window: need t0 <= t1, got t0={t0}, t1={t1}")
         t = np.asarray(self.ts)
         tol = time_tol(t)
-        return self._select_times((t >= t0 - tol) & (t <= t1 + tol), "window",
-                                  window=[float(t0), float(t1)])
+        return self._select_times(
+            (t >= t0 - tol) & (t <= t1 + tol), "window", window=[float(t0), float(t1)]
+        )
 
     def split(self, t_train_end: float) -> tuple[Dataset, Dataset]:
         """``(train, held_out)``: the times ``<= t_train_end`` and those after (to extrapolate)."""
@@ -178,11 +195,14 @@ class Dataset(eqx.Module):
         tol = time_tol(t)
         train = t <= t_train_end + tol
         if train.all() or not train.any():
-            raise ValueError(f"split: t_train_end={t_train_end} leaves one side empty (data spans "
-                             f"[{t[0]}, {t[-1]}])")
-        return (self._select_times(train, "split", split="train", t_train_end=float(t_train_end)),
-                self._select_times(~train, "split", split="held_out",
-                                   t_train_end=float(t_train_end)))
+            raise ValueError(
+                f"split: t_train_end={t_train_end} leaves one side empty (data spans "
+                f"[{t[0]}, {t[-1]}])"
+            )
+        return (
+            self._select_times(train, "split", split="train", t_train_end=float(t_train_end)),
+            self._select_times(~train, "split", split="held_out", t_train_end=float(t_train_end)),
+        )
 
     def with_mask(self, observe) -> Dataset:
         """A copy observed only where ``observe`` says (and where it was observed before).
@@ -201,6 +221,9 @@ class Dataset(eqx.Module):
         sel = np.atleast_1d(sel)
         if sel.size == 0:
             raise ValueError(f"trajectories: {idx!r} selects no trajectory of {self.n_traj}")
-        return self._replace(ys=self.ys[sel], mask=self.mask[sel],
-                             y_true=None if self.y_true is None else self.y_true[sel],
-                             trajectories=[int(i) for i in sel])
+        return self._replace(
+            ys=self.ys[sel],
+            mask=self.mask[sel],
+            y_true=None if self.y_true is None else self.y_true[sel],
+            trajectories=[int(i) for i in sel],
+        )

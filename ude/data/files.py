@@ -2,7 +2,7 @@
 provenance and the npz's sha256), each written atomically; :func:`load` refuses anything that does
 not match its sidecar::
 
-    save(data, "runs/lv/data")          # runs/lv/data.npz + runs/lv/data.json
+    save(data, "runs/lv/data")  # runs/lv/data.npz + runs/lv/data.json
     data = load("runs/lv/data")
 """
 
@@ -54,8 +54,11 @@ def save(dataset: Dataset, path) -> tuple[Path, Path]:
     np.savez(buf, **arrays)
     blob = buf.getvalue()
     sidecar = {
-        "format": FORMAT, "version": FORMAT_VERSION, "npz": npz_path.name,
-        "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "npz": npz_path.name,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "bytes": len(blob),
         "state_names": list(dataset.state_names),
         "shapes": {k: list(v.shape) for k, v in arrays.items()},
         "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
@@ -69,8 +72,10 @@ def save(dataset: Dataset, path) -> tuple[Path, Path]:
 
 def _read_sidecar(json_path: Path, npz_path: Path) -> dict:
     if not json_path.is_file():
-        raise DataError(f"load: sidecar {json_path} is missing (it holds the checksum and "
-                        f"provenance of {npz_path.name}); write datasets with ude.data.save")
+        raise DataError(
+            f"load: sidecar {json_path} is missing (it holds the checksum and "
+            f"provenance of {npz_path.name}); write datasets with ude.data.save"
+        )
     if not npz_path.is_file():
         raise DataError(f"load: data file {npz_path} is missing (sidecar {json_path.name} exists)")
     try:
@@ -81,8 +86,9 @@ def _read_sidecar(json_path: Path, npz_path: Path) -> dict:
         missing = [k for k in _SIDECAR_KEYS if not isinstance(meta, dict) or k not in meta]
         raise DataError(f"load: sidecar {json_path} lacks {missing}; not a ude dataset sidecar")
     if meta["format"] != FORMAT:
-        raise DataError(f"load: sidecar {json_path} has format {meta['format']!r}, "
-                        f"expected {FORMAT!r}")
+        raise DataError(
+            f"load: sidecar {json_path} has format {meta['format']!r}, expected {FORMAT!r}"
+        )
     return meta
 
 
@@ -93,9 +99,11 @@ def _read_npz(npz_path: Path, json_path: Path, meta: dict) -> dict[str, np.ndarr
         raise DataError(f"load: {npz_path} is truncated: {len(blob)} of {meta['bytes']} bytes")
     digest = hashlib.sha256(blob).hexdigest()
     if len(blob) != meta["bytes"] or digest != meta["sha256"]:
-        raise DataError(f"load: {npz_path} does not match its sidecar {json_path.name} (sha256 "
-                        f"{digest[:12]}…, {len(blob)} bytes; expected {str(meta['sha256'])[:12]}…, "
-                        f"{meta['bytes']} bytes): the file was modified or corrupted")
+        raise DataError(
+            f"load: {npz_path} does not match its sidecar {json_path.name} (sha256 "
+            f"{digest[:12]}…, {len(blob)} bytes; expected {str(meta['sha256'])[:12]}…, "
+            f"{meta['bytes']} bytes): the file was modified or corrupted"
+        )
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -113,12 +121,14 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict) -> None:
     if extra:
         raise ValueError(f"unexpected arrays {extra}")
     if set(meta["shapes"]) != set(arrays):
-        raise ValueError(f"holds arrays {sorted(arrays)} but the sidecar lists "
-                         f"{sorted(meta['shapes'])}")
+        raise ValueError(
+            f"holds arrays {sorted(arrays)} but the sidecar lists {sorted(meta['shapes'])}"
+        )
     for k, a in arrays.items():
         if list(a.shape) != list(meta["shapes"][k]):
-            raise ValueError(f"{k} has shape {a.shape}, the sidecar says "
-                             f"{tuple(meta['shapes'][k])}")
+            raise ValueError(
+                f"{k} has shape {a.shape}, the sidecar says {tuple(meta['shapes'][k])}"
+            )
         if str(a.dtype) != meta["dtypes"].get(k):
             raise ValueError(f"{k} has dtype {a.dtype}, the sidecar says {meta['dtypes'].get(k)}")
         want_bool = k == "mask"
@@ -151,7 +161,13 @@ def load(path) -> Dataset:
     arrays = _read_npz(npz_path, json_path, meta)
     try:
         _check_arrays(arrays, meta)
-        return Dataset(arrays["ts"], arrays["ys"], arrays["mask"], state_names=meta["state_names"],
-                       y_true=arrays.get("y_true"), provenance=meta["provenance"])
+        return Dataset(
+            arrays["ts"],
+            arrays["ys"],
+            arrays["mask"],
+            state_names=meta["state_names"],
+            y_true=arrays.get("y_true"),
+            provenance=meta["provenance"],
+        )
     except ValueError as e:
         raise DataError(f"load: {npz_path}: {e}") from None

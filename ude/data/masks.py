@@ -56,20 +56,25 @@ def _state_column(t: np.ndarray, spec, n_traj: int, where: str) -> np.ndarray:
     if a.dtype == bool:
         if a.shape in ((t.size,), (n_traj, t.size)):
             return a
-        raise ValueError(f"{where}: a bool mask must have shape ({t.size},) or "
-                         f"({n_traj}, {t.size}), got {a.shape}")
+        raise ValueError(
+            f"{where}: a bool mask must have shape ({t.size},) or "
+            f"({n_traj}, {t.size}), got {a.shape}"
+        )
     try:
         times = a.astype(np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected 'all', 'none', a list of times or a bool mask, "
-                         f"got {spec!r}") from None
+        raise ValueError(
+            f"{where}: expected 'all', 'none', a list of times or a bool mask, got {spec!r}"
+        ) from None
     col = np.zeros(t.size, bool)
     tol = time_tol(t)
     for s in times:
         hit = np.flatnonzero(np.abs(t - s) <= tol)
         if hit.size == 0:
-            raise ValueError(f"{where}: time {s} is not one of the save times "
-                             f"(ts spans [{t[0]}, {t[-1]}] with {t.size} points)")
+            raise ValueError(
+                f"{where}: time {s} is not one of the save times "
+                f"(ts spans [{t[0]}, {t[-1]}] with {t.size} points)"
+            )
         col[hit[0]] = True
     return col
 

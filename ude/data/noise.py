@@ -21,8 +21,15 @@ import numpy as np
 from .._types import Array
 from .checks import is_concrete
 
-__all__ = ["AbstractNoise", "NoNoise", "GaussianNoise", "RelativeMeanNoise", "LogNormalNoise",
-           "NOISES", "noise_from_dict"]
+__all__ = [
+    "AbstractNoise",
+    "NoNoise",
+    "GaussianNoise",
+    "RelativeMeanNoise",
+    "LogNormalNoise",
+    "NOISES",
+    "noise_from_dict",
+]
 
 
 class AbstractNoise(eqx.Module):
@@ -46,8 +53,9 @@ class AbstractNoise(eqx.Module):
 def _level(value, name: str, cls: str):
     level = jnp.asarray(value, dtype=jnp.result_type(float))
     if level.ndim > 1:
-        raise ValueError(f"{cls}: {name} must be a scalar or one value per state, got shape "
-                         f"{level.shape}")
+        raise ValueError(
+            f"{cls}: {name} must be a scalar or one value per state, got shape {level.shape}"
+        )
     if is_concrete(value):
         v = np.asarray(level)
         if not (np.all(np.isfinite(v)) and np.all(v >= 0)):
@@ -130,7 +138,8 @@ class LogNormalNoise(AbstractNoise):
 
 
 NOISES: dict[str, type[AbstractNoise]] = {
-    cls.kind: cls for cls in (NoNoise, GaussianNoise, RelativeMeanNoise, LogNormalNoise)}
+    cls.kind: cls for cls in (NoNoise, GaussianNoise, RelativeMeanNoise, LogNormalNoise)
+}
 # the constructor's fields of each kind, which its JSON form must give exactly
 _FIELDS = {"none": set(), "gaussian": {"sigma"}, "relative_mean": {"level"}, "lognormal": {"sigma"}}
 
@@ -147,6 +156,7 @@ def noise_from_dict(d: Mapping[str, Any]) -> AbstractNoise:
     args = {k: v for k, v in d.items() if k != "kind" and v is not None}  # None: field not set
     expected = _FIELDS[kind]
     if set(args) != expected:
-        raise ValueError(f"noise: {kind!r} takes {sorted(expected) or 'no fields'}, "
-                         f"got {sorted(args)}")
+        raise ValueError(
+            f"noise: {kind!r} takes {sorted(expected) or 'no fields'}, got {sorted(args)}"
+        )
     return NOISES[kind](**args)

@@ -7,7 +7,7 @@ level, parameter or y0 changes only the leaf), and datasets of a noise sweep can
 ``jax.tree.map``. The numbers are kept exactly, NaN and inf included::
 
     spec, bits = split_provenance({"noise": {"kind": "gaussian", "sigma": 0.1}, "seed": 3})
-    join_provenance(spec, bits)   # {'noise': {'kind': 'gaussian', 'sigma': 0.1}, 'seed': 3}
+    join_provenance(spec, bits)  # {'noise': {'kind': 'gaussian', 'sigma': 0.1}, 'seed': 3}
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def _jsonable(x):
             return a.astype(int).tolist()
         if np.issubdtype(a.dtype, np.floating):
             return a.astype(float).tolist()
-    raise ValueError(f"provenance: cannot record {type(x).__name__} {x!r}; use numbers, strings, "
-                     "bools, None, lists and dicts")
+    raise ValueError(
+        f"provenance: cannot record {type(x).__name__} {x!r}; use numbers, strings, "
+        "bools, None, lists and dicts"
+    )
 
 
 def split_provenance(prov) -> tuple[str, np.ndarray]:

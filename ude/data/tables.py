@@ -2,7 +2,7 @@
 hare and lynx pelts that ship in the repository's ``data/`` folder::
 
     d = load_table("data/hudson_bay.tsv", time="year", states=("hare", "lynx"), normalize="max")
-    hares = hudson_bay()                 # the paper's real data, normalised
+    hares = hudson_bay()  # the paper's real data, normalised
 """
 
 from __future__ import annotations
@@ -70,22 +70,26 @@ def _header(comments: list[str], body: list[tuple[int, str]], delim: str, where:
         return first, body[1:]
     declared = [c for c in comments if c.lstrip("# \t").lower().startswith("columns:")]
     if not declared:
-        raise DataError(f"{where}: no header line (line {body[0][0]} is numeric) and no "
-                        "'# columns:' comment naming the columns")
-    spec = declared[-1].lstrip("# \t")[len("columns:"):].strip()
+        raise DataError(
+            f"{where}: no header line (line {body[0][0]} is numeric) and no "
+            "'# columns:' comment naming the columns"
+        )
+    spec = declared[-1].lstrip("# \t")[len("columns:") :].strip()
     return _cells(spec.replace("<TAB>", "\t"), delim), body  # "<TAB>" spelled out in a comment
 
 
-def _parse(rows: list[tuple[int, str]], header: list[str], wanted: list[str], delim: str,
-           where: str) -> np.ndarray:
+def _parse(
+    rows: list[tuple[int, str]], header: list[str], wanted: list[str], delim: str, where: str
+) -> np.ndarray:
     """The ``(rows, wanted)`` table of numbers; NaN where a state cell is missing."""
     cols = [header.index(c) for c in wanted]
     table = np.full((len(rows), len(wanted)), np.nan)
     for r, (lineno, line) in enumerate(rows):
         cells = _cells(line, delim)
         if len(cells) != len(header):
-            raise DataError(f"{where}: line {lineno} has {len(cells)} cells, the header has "
-                            f"{len(header)}")
+            raise DataError(
+                f"{where}: line {lineno} has {len(cells)} cells, the header has {len(header)}"
+            )
         for j, c in enumerate(cols):
             cell = cells[c]
             if j > 0 and cell.lower() in _MISSING:
@@ -93,11 +97,13 @@ def _parse(rows: list[tuple[int, str]], header: list[str], wanted: list[str], de
             try:
                 v = float(cell)
             except ValueError:
-                raise DataError(f"{where}: line {lineno}, column {wanted[j]!r}: {cell!r} is not a "
-                                "number") from None
+                raise DataError(
+                    f"{where}: line {lineno}, column {wanted[j]!r}: {cell!r} is not a number"
+                ) from None
             if not math.isfinite(v):
-                raise DataError(f"{where}: line {lineno}, column {wanted[j]!r}: {cell!r} is not "
-                                "finite")
+                raise DataError(
+                    f"{where}: line {lineno}, column {wanted[j]!r}: {cell!r} is not finite"
+                )
             table[r, j] = v
     return table
 
@@ -108,15 +114,24 @@ def _max_scale(ys: np.ndarray, mask: np.ndarray, states: list[str], where: str) 
     for j, s in enumerate(states):
         obs = ys[mask[:, j], j]
         if obs.size == 0 or not obs.max() > 0:
-            raise DataError(f"{where}: cannot normalise column {s!r} by its max (max "
-                            f"{obs.max() if obs.size else 'undefined'}; needs a positive value)")
+            raise DataError(
+                f"{where}: cannot normalise column {s!r} by its max (max "
+                f"{obs.max() if obs.size else 'undefined'}; needs a positive value)"
+            )
         scale[j] = obs.max()
     return scale
 
 
-def load_table(path, *, time: str, states: Sequence[str], normalize: str | None = None,
-               t_offset: float | str = 0.0, names: Sequence[str] | None = None,
-               delimiter: str | None = None) -> Dataset:
+def load_table(
+    path,
+    *,
+    time: str,
+    states: Sequence[str],
+    normalize: str | None = None,
+    t_offset: float | str = 0.0,
+    names: Sequence[str] | None = None,
+    delimiter: str | None = None,
+) -> Dataset:
     """One trajectory from a TSV/CSV table with named columns.
 
     The header is the first line that is not blank or a ``#`` comment; a file whose first such line
@@ -176,15 +191,24 @@ def load_table(path, *, time: str, states: Sequence[str], normalize: str | None 
     names = tuple(states) if names is None else tuple(names)
     if len(names) != len(states):
         raise ValueError(f"load_table: names {names} must give one name per state column {states}")
-    provenance = {"source": "table", "file": path.name, "sha256": hashlib.sha256(raw).hexdigest(),
-                  "time": time, "states": states, "normalize": normalize,
-                  "scale": scale, "t_offset": float(t_offset)}
-    return Dataset(ts, np.where(mask, ys, 0.0)[None], mask[None], state_names=names,
-                   provenance=provenance)
+    provenance = {
+        "source": "table",
+        "file": path.name,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "time": time,
+        "states": states,
+        "normalize": normalize,
+        "scale": scale,
+        "t_offset": float(t_offset),
+    }
+    return Dataset(
+        ts, np.where(mask, ys, 0.0)[None], mask[None], state_names=names, provenance=provenance
+    )
 
 
-def hudson_bay(path=None, normalize: bool = True,
-               names: Sequence[str] = ("hare", "lynx")) -> Dataset:
+def hudson_bay(
+    path=None, normalize: bool = True, names: Sequence[str] = ("hare", "lynx")
+) -> Dataset:
     """The Hudson Bay hare (prey) and lynx (predator) pelts, 1900–1920: 21 yearly points.
 
     As in the UDE paper: ``t = year − 1900`` and, with ``normalize``, each series divided by its
@@ -193,8 +217,16 @@ def hudson_bay(path=None, normalize: bool = True,
     """
     p = HUDSON_BAY_PATH if path is None else Path(path)
     if not p.is_file():
-        raise DataError(f"hudson_bay: data file {p} not found; it ships in the repository's data/ "
-                        "folder (not in an installed wheel); pass path= to a copy")
-    d = load_table(p, time="year", states=("hare", "lynx"), normalize="max" if normalize else None,
-                   t_offset=1900.0, names=names)
+        raise DataError(
+            f"hudson_bay: data file {p} not found; it ships in the repository's data/ "
+            "folder (not in an installed wheel); pass path= to a copy"
+        )
+    d = load_table(
+        p,
+        time="year",
+        states=("hare", "lynx"),
+        normalize="max" if normalize else None,
+        t_offset=1900.0,
+        names=names,
+    )
     return d._replace(name="hudson_bay")

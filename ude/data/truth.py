@@ -35,15 +35,25 @@ def _x64_enabled() -> bool:
 def _truth_solve(truth, y0, ts, t0, args, rtol, atol, max_steps):
     # Steps land on every save time: Dopri8's dense output between steps is far less accurate
     # (~1e-9 at rtol 1e-12) than its step ends (~1e-13).
-    controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=rtol, atol=atol),
-                                                step_ts=ts)
+    controller = diffrax.ClipStepSizeController(
+        diffrax.PIDController(rtol=rtol, atol=atol), step_ts=ts
+    )
 
     def one(y):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(truth), diffrax.Dopri8(), t0=t0, t1=ts[-1], dt0=None, y0=y, args=args,
+            diffrax.ODETerm(truth),
+            diffrax.Dopri8(),
+            t0=t0,
+            t1=ts[-1],
+            dt0=None,
+            y0=y,
+            args=args,
             saveat=diffrax.SaveAt(ts=ts),
             stepsize_controller=controller,
-            adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=max_steps, throw=False)
+            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+            max_steps=max_steps,
+            throw=False,
+        )
         return sol.ys, sol.result
 
     return jax.vmap(one)(y0)
@@ -89,26 +99,52 @@ def _check_y0(y0: np.ndarray) -> np.ndarray:
 def _solve(truth, y0_2d, ts, t_start, args, rtol, atol, max_steps) -> np.ndarray:
     """The ``(traj, times, state)`` truth; ``ValueError`` naming the trajectory if a solve fails."""
     truth64 = jax.tree_util.tree_map(
-        lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, truth)
-    ys, result = _truth_solve(truth64, jnp.asarray(y0_2d), jnp.asarray(ts), jnp.float64(t_start),
-                              args, jnp.float64(rtol), jnp.float64(atol), max_steps)
+        lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, truth
+    )
+    ys, result = _truth_solve(
+        truth64,
+        jnp.asarray(y0_2d),
+        jnp.asarray(ts),
+        jnp.float64(t_start),
+        args,
+        jnp.float64(rtol),
+        jnp.float64(atol),
+        max_steps,
+    )
     ok = np.asarray(result == diffrax.RESULTS.successful)
     y_true = np.asarray(ys)
     finite = np.all(np.isfinite(y_true), axis=(1, 2))
     if not (ok.all() and finite.all()):
         i = int(np.argmin(ok & finite))
-        why = (str(diffrax.RESULTS[jax.tree_util.tree_map(lambda r: r[i], result)])
-               if not ok[i] else "the solution is not finite")
-        raise ValueError(f"simulate: the ground-truth solve of {type(truth).__name__} failed for "
-                         f"trajectory {i} (y0 = {y0_2d[i].tolist()}, t in [{t_start}, {ts[-1]}]): "
-                         f"{why} (max_steps={max_steps}); the system may diverge, or raise "
-                         "max_steps")
+        why = (
+            str(diffrax.RESULTS[jax.tree_util.tree_map(lambda r: r[i], result)])
+            if not ok[i]
+            else "the solution is not finite"
+        )
+        raise ValueError(
+            f"simulate: the ground-truth solve of {type(truth).__name__} failed for "
+            f"trajectory {i} (y0 = {y0_2d[i].tolist()}, t in [{t_start}, {ts[-1]}]): "
+            f"{why} (max_steps={max_steps}); the system may diverge, or raise "
+            "max_steps"
+        )
     return y_true
 
 
-def simulate(truth, y0, ts, *, noise: AbstractNoise | None = None, key=None, observe=None,
-             state_names: Sequence[str] | None = None, args=None, t0: float | None = None,
-             rtol: float = 1e-12, atol: float = 1e-12, max_steps: int = 100_000) -> Dataset:
+def simulate(
+    truth,
+    y0,
+    ts,
+    *,
+    noise: AbstractNoise | None = None,
+    key=None,
+    observe=None,
+    state_names: Sequence[str] | None = None,
+    args=None,
+    t0: float | None = None,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    max_steps: int = 100_000,
+) -> Dataset:
     """Ground truth of ``truth`` from ``y0`` at ``ts``, plus noise and an observation mask.
 
     Args:
@@ -128,17 +164,25 @@ def simulate(truth, y0, ts, *, noise: AbstractNoise | None = None, key=None, obs
 
     Example::
 
-        data = simulate(LotkaVolterra(1.3, 0.9, 1.8, 0.8), jnp.array([0.44249296, 4.6280594]),
-                        jnp.linspace(0.0, 3.0, 31), noise=RelativeMeanNoise(0.05), key=1)
+        data = simulate(
+            LotkaVolterra(1.3, 0.9, 1.8, 0.8),
+            jnp.array([0.44249296, 4.6280594]),
+            jnp.linspace(0.0, 3.0, 31),
+            noise=RelativeMeanNoise(0.05),
+            key=1,
+        )
     """
     if not _x64_enabled():
-        raise RuntimeError("simulate: the ground truth is solved in float64, but jax_enable_x64 is "
-                           "off; call jax.config.update('jax_enable_x64', True) at the start of "
-                           "your program (or set JAX_ENABLE_X64=1)")
+        raise RuntimeError(
+            "simulate: the ground truth is solved in float64, but jax_enable_x64 is "
+            "off; call jax.config.update('jax_enable_x64', True) at the start of "
+            "your program (or set JAX_ENABLE_X64=1)"
+        )
     noise = NoNoise() if noise is None else noise
     if not isinstance(noise, AbstractNoise):
-        raise ValueError(f"simulate: noise must be a noise model such as RelativeMeanNoise(0.05), "
-                         f"got {noise!r}")
+        raise ValueError(
+            f"simulate: noise must be a noise model such as RelativeMeanNoise(0.05), got {noise!r}"
+        )
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"simulate: max_steps must be a positive integer, got {max_steps!r}")
     ts = np.asarray(ts, dtype=np.float64)
@@ -150,23 +194,36 @@ def simulate(truth, y0, ts, *, noise: AbstractNoise | None = None, key=None, obs
     if state_names is None:
         state_names = getattr(truth, "state_names", None)
     if state_names is not None and len(tuple(state_names)) != y0_2d.shape[1]:
-        raise ValueError(f"simulate: y0 has {y0_2d.shape[1]} states but state_names is "
-                         f"{tuple(state_names)}")
+        raise ValueError(
+            f"simulate: y0 has {y0_2d.shape[1]} states but state_names is {tuple(state_names)}"
+        )
     prng, seed = _key_and_seed(key)
     if prng is None and not isinstance(noise, NoNoise):
         raise ValueError("simulate: key is required to draw noise (an int seed or a jax PRNG key)")
 
     y_true = _solve(truth, y0_2d, ts, t_start, args, rtol, atol, max_steps)
     if isinstance(noise, LogNormalNoise) and np.any(y_true <= 0):
-        raise ValueError("simulate: LogNormalNoise is multiplicative and needs positive data, but "
-                         f"the truth reaches {float(y_true.min())}")
-    mask = observation_mask(ts, state_names or [f"s{i}" for i in range(y0_2d.shape[1])], observe,
-                            y0_2d.shape[0])
+        raise ValueError(
+            "simulate: LogNormalNoise is multiplicative and needs positive data, but "
+            f"the truth reaches {float(y_true.min())}"
+        )
+    mask = observation_mask(
+        ts, state_names or [f"s{i}" for i in range(y0_2d.shape[1])], observe, y0_2d.shape[0]
+    )
     noisy = noise.apply(jnp.asarray(y_true), prng)
     provenance = {
-        "source": "simulate", **_describe_truth(truth), "y0": y0_2d, "t0": t_start,
-        "noise": noise.to_dict(), "seed": seed, "observe": describe_observe(observe),
-        "truth_solver": {"solver": "dopri8", "rtol": float(rtol), "atol": float(atol),
-                         "max_steps": max_steps},
+        "source": "simulate",
+        **_describe_truth(truth),
+        "y0": y0_2d,
+        "t0": t_start,
+        "noise": noise.to_dict(),
+        "seed": seed,
+        "observe": describe_observe(observe),
+        "truth_solver": {
+            "solver": "dopri8",
+            "rtol": float(rtol),
+            "atol": float(atol),
+            "max_steps": max_steps,
+        },
     }
     return Dataset(ts, noisy, mask, state_names=state_names, y_true=y_true, provenance=provenance)

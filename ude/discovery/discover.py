@@ -60,18 +60,28 @@ class Discovery:
 
     def equations(self, precision: int = 4) -> list[str]:
         """``["x' = -0.9 x*y", "y' = 0.8 x*y"]`` for the regressed states."""
-        return format_equations(self.coefficients, self.names, self.state_names, precision,
-                                states=self.states)
+        return format_equations(
+            self.coefficients, self.names, self.state_names, precision, states=self.states
+        )
 
     def to_sympy(self) -> dict:
-        return {s: e for s, e in to_sympy(self.coefficients, self.names, self.state_names).items()
-                if s in self.states}
+        return {
+            s: e
+            for s, e in to_sympy(self.coefficients, self.names, self.state_names).items()
+            if s in self.states
+        }
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """``{state: {term: coefficient}}`` over the kept terms (for metrics.json)."""
-        return {s: {n: float(self.coefficients[k, j]) for k, n in enumerate(self.names)
-                    if self.mask[k, j]}
-                for j, s in enumerate(self.state_names) if s in self.states}
+        return {
+            s: {
+                n: float(self.coefficients[k, j])
+                for k, n in enumerate(self.names)
+                if self.mask[k, j]
+            }
+            for j, s in enumerate(self.state_names)
+            if s in self.states
+        }
 
     def kept(self) -> dict[str, tuple[str, ...]]:
         """``{state: kept term names}``."""
@@ -83,10 +93,13 @@ class Discovery:
 
     def selection_info(self) -> dict:
         """JSON-friendly summary of the sweep and the choice."""
-        return {"criterion": self.criterion, "lams": self.lams.tolist(),
-                "chosen_lam": self.chosen_lams,
-                "l0": {s: self.l0[:, j].tolist() for j, s in enumerate(self.states)},
-                "err": {s: self.err[:, j].tolist() for j, s in enumerate(self.states)}}
+        return {
+            "criterion": self.criterion,
+            "lams": self.lams.tolist(),
+            "chosen_lam": self.chosen_lams,
+            "l0": {s: self.l0[:, j].tolist() for j, s in enumerate(self.states)},
+            "err": {s: self.err[:, j].tolist() for j, s in enumerate(self.states)},
+        }
 
     def to_model(self, known: AbstractPhysics | None = None) -> DiscoveredModel:
         """The discovered vector field ``known + Θ(y)·Ξ`` (coefficients trainable)."""
@@ -113,8 +126,10 @@ def ude_trajectory(model, data, *, dt: float = 0.05, y0=None, options: SolverOpt
     if y0 is None:
         mask0 = np.asarray(data.mask[:, 0, :]) if getattr(data, "mask", None) is not None else True
         if not np.all(mask0):
-            raise ValueError("discover: y0 is required when a state is unobserved at the first time "
-                             "(pass the fitted initial state, e.g. FitResult.extra['y0'])")
+            raise ValueError(
+                "discover: y0 is required when a state is unobserved at the first time "
+                "(pass the fitted initial state, e.g. FitResult.extra['y0'])"
+            )
         y0 = np.asarray(data.ys)[:, 0, :]
     y0 = jnp.asarray(y0)
     y0 = y0[None] if y0.ndim == 1 else y0
@@ -129,7 +144,9 @@ def _regressed_states(model, state_names, states):
     if states is not None:
         unknown = [s for s in states if s not in state_names]
         if unknown:
-            raise ValueError(f"discover: states names unknown state(s) {unknown}; states are {list(state_names)}")
+            raise ValueError(
+                f"discover: states names unknown state(s) {unknown}; states are {list(state_names)}"
+            )
         return tuple(states)
     outputs = getattr(model, "outputs", None)
     if outputs is not None:
@@ -137,11 +154,21 @@ def _regressed_states(model, state_names, states):
     return tuple(state_names)
 
 
-def discover(model, data, library: AbstractLibrary | None = None,
-             regressor: AbstractRegressor | None = None, *, lams=None, criterion: str = "paper",
-             dt: float = 0.05, y0=None, options: SolverOptions | None = None,
-             states: Sequence[str] | None = None, target: Callable | None = None,
-             unbias: bool = True) -> Discovery:
+def discover(
+    model,
+    data,
+    library: AbstractLibrary | None = None,
+    regressor: AbstractRegressor | None = None,
+    *,
+    lams=None,
+    criterion: str = "paper",
+    dt: float = 0.05,
+    y0=None,
+    options: SolverOptions | None = None,
+    states: Sequence[str] | None = None,
+    target: Callable | None = None,
+    unbias: bool = True,
+) -> Discovery:
     """Sparse-regress the learned missing term on ``library`` (the UDE paper's procedure).
 
     Args:
@@ -162,14 +189,16 @@ def discover(model, data, library: AbstractLibrary | None = None,
     Example::
 
         d = discover(trained_ude, data, paper_library(("x", "y")))
-        print(d)          # x' = -0.877 x*y / y' = 0.923 x*y
-        d.as_dict()       # {"x": {"x*y": -0.877}, "y": {"x*y": 0.923}}
+        print(d)  # x' = -0.877 x*y / y' = 0.923 x*y
+        d.as_dict()  # {"x": {"x*y": -0.877}, "y": {"x*y": 0.923}}
     """
     state_names = tuple(model.state_names)
     library = library if library is not None else paper_library(state_names)
     if tuple(library.state_names) != state_names:
-        raise ValueError(f"discover: library.state_names {tuple(library.state_names)} differ from the "
-                         f"model's {state_names}")
+        raise ValueError(
+            f"discover: library.state_names {tuple(library.state_names)} differ from the "
+            f"model's {state_names}"
+        )
     target = target if target is not None else model.missing
     regressed = _regressed_states(model, state_names, states)
     cols = [state_names.index(s) for s in regressed]
@@ -186,18 +215,38 @@ def discover(model, data, library: AbstractLibrary | None = None,
         T = np.zeros(Y.shape[:1])
         ts = None
     if Y.ndim != 2 or Y.shape[1] != len(state_names) or T.shape[0] != Y.shape[0]:
-        raise ValueError(f"discover: expected states (n, {len(state_names)}) with n times, got "
-                         f"{Y.shape} and {T.shape}")
+        raise ValueError(
+            f"discover: expected states (n, {len(state_names)}) with n times, got "
+            f"{Y.shape} and {T.shape}"
+        )
 
     Yj = jnp.asarray(Y)
     U = np.asarray(jax.vmap(target)(jnp.asarray(T, dtype=Yj.dtype), Yj))[:, cols]
-    return regress(library, Y, U, regressor, lams=lams, criterion=criterion, states=regressed,
-                   unbias=unbias, ts=ts)
+    return regress(
+        library,
+        Y,
+        U,
+        regressor,
+        lams=lams,
+        criterion=criterion,
+        states=regressed,
+        unbias=unbias,
+        ts=ts,
+    )
 
 
-def regress(library: AbstractLibrary, ys, targets, regressor: AbstractRegressor | None = None, *,
-            lams=None, criterion: str = "paper", states: Sequence[str] | None = None,
-            unbias: bool = True, ts=None) -> Discovery:
+def regress(
+    library: AbstractLibrary,
+    ys,
+    targets,
+    regressor: AbstractRegressor | None = None,
+    *,
+    lams=None,
+    criterion: str = "paper",
+    states: Sequence[str] | None = None,
+    unbias: bool = True,
+    ts=None,
+) -> Discovery:
     """Sweep ``regressor`` over ``lams`` on ``targets ≈ Θ(ys)·Ξ`` and select one λ per state.
 
     Args:
@@ -210,7 +259,9 @@ def regress(library: AbstractLibrary, ys, targets, regressor: AbstractRegressor 
     state_names = tuple(library.state_names)
     regressor = regressor if regressor is not None else SR3(nu=100.0, regularizer="l0")
     if not isinstance(regressor, AbstractRegressor):
-        raise ValueError(f"regress: regressor must be an AbstractRegressor, got {type(regressor).__name__}")
+        raise ValueError(
+            f"regress: regressor must be an AbstractRegressor, got {type(regressor).__name__}"
+        )
     lams = PAPER_LAMS if lams is None else np.atleast_1d(np.asarray(lams, float))
     if lams.ndim != 1 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
         raise ValueError(f"regress: lams must be finite, >= 0 and 1-D, got {lams!r}")
@@ -222,7 +273,9 @@ def regress(library: AbstractLibrary, ys, targets, regressor: AbstractRegressor 
     if Y.ndim != 2 or Y.shape[1] != len(state_names):
         raise ValueError(f"regress: ys must have shape (n, {len(state_names)}), got {Y.shape}")
     if U.shape != (Y.shape[0], len(states)):
-        raise ValueError(f"regress: targets must have shape ({Y.shape[0]}, {len(states)}), got {U.shape}")
+        raise ValueError(
+            f"regress: targets must have shape ({Y.shape[0]}, {len(states)}), got {U.shape}"
+        )
     Theta = np.asarray(library(jnp.asarray(Y)))
     if not (np.all(np.isfinite(Theta)) and np.all(np.isfinite(U))):
         raise ValueError("regress: the library or the targets are not finite on the samples")
@@ -241,7 +294,19 @@ def regress(library: AbstractLibrary, ys, targets, regressor: AbstractRegressor 
             w[keep] = np.linalg.lstsq(Theta[:, keep], U[:, j], rcond=None)[0]
         xi[:, c] = np.where(keep, w, 0.0)
         mask[:, c] = keep
-    return Discovery(coefficients=xi, mask=mask, names=library.names, state_names=state_names,
-                     states=states, library=library, lams=np.asarray(lams), chosen=np.asarray(chosen),
-                     l0=l0, err=err, criterion=criterion, ts=None if ts is None else np.asarray(ts),
-                     ys=Y, targets=U)
+    return Discovery(
+        coefficients=xi,
+        mask=mask,
+        names=library.names,
+        state_names=state_names,
+        states=states,
+        library=library,
+        lams=np.asarray(lams),
+        chosen=np.asarray(chosen),
+        l0=l0,
+        err=err,
+        criterion=criterion,
+        ts=None if ts is None else np.asarray(ts),
+        ys=Y,
+        targets=U,
+    )

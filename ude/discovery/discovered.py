@@ -33,7 +33,8 @@ class DiscoveredModel(AbstractUDE):
     Example::
 
         lib = PolynomialLibrary(("x", "y"), degree=2)
-        xi = np.zeros((6, 2)); xi[4] = [-0.9, 0.8]          # x*y
+        xi = np.zeros((6, 2))
+        xi[4] = [-0.9, 0.8]  # x*y
         m = DiscoveredModel(LotkaVolterra(1.3, 0.9, 1.8, 0.8).keep("growth", "death"), lib, xi)
         print(m)  # x' = 1.3*x - 0.9 x*y ...
     """
@@ -47,22 +48,31 @@ class DiscoveredModel(AbstractUDE):
     mask: Bool[Array, "terms states"]
     state_names: tuple[str, ...] = eqx.field(static=True)
 
-    def __init__(self, known: AbstractPhysics | None, library: AbstractLibrary, coefficients,
-                 mask=None):
+    def __init__(
+        self, known: AbstractPhysics | None, library: AbstractLibrary, coefficients, mask=None
+    ):
         if not isinstance(library, AbstractLibrary):
-            raise ValueError(f"DiscoveredModel: library must be an AbstractLibrary, got {type(library).__name__}")
+            raise ValueError(
+                f"DiscoveredModel: library must be an AbstractLibrary, got {type(library).__name__}"
+            )
         if known is None:
             known = NoPhysics(state_names=tuple(library.state_names))
         if not isinstance(known, AbstractPhysics):
-            raise ValueError(f"DiscoveredModel: known must be an AbstractPhysics, got {type(known).__name__}")
+            raise ValueError(
+                f"DiscoveredModel: known must be an AbstractPhysics, got {type(known).__name__}"
+            )
         if tuple(known.state_names) != tuple(library.state_names):
-            raise ValueError(f"DiscoveredModel: known.state_names {tuple(known.state_names)} differ from "
-                             f"library.state_names {tuple(library.state_names)}")
+            raise ValueError(
+                f"DiscoveredModel: known.state_names {tuple(known.state_names)} differ from "
+                f"library.state_names {tuple(library.state_names)}"
+            )
         shape = (library.n_terms, len(library.state_names))
         coefficients = jnp.asarray(coefficients, dtype=jnp.result_type(float))
         if coefficients.shape != shape:
-            raise ValueError(f"DiscoveredModel: coefficients must have shape (terms, states) = {shape}, "
-                             f"got {coefficients.shape}")
+            raise ValueError(
+                f"DiscoveredModel: coefficients must have shape (terms, states) = {shape}, "
+                f"got {coefficients.shape}"
+            )
         mask = coefficients != 0 if mask is None else jnp.asarray(mask, dtype=bool)
         if mask.shape != shape:
             raise ValueError(f"DiscoveredModel: mask must have shape {shape}, got {mask.shape}")
@@ -96,8 +106,10 @@ class DiscoveredModel(AbstractUDE):
         if not known:
             return lines
         f = self.known.formula()
-        return [f"{s}' = {f.get(s, '0')} + [{line.split('=', 1)[1].strip()}]"
-                for s, line in zip(self.state_names, lines)]
+        return [
+            f"{s}' = {f.get(s, '0')} + [{line.split('=', 1)[1].strip()}]"
+            for s, line in zip(self.state_names, lines)
+        ]
 
     def to_sympy(self):
         """``{state: expr}`` of the discovered terms."""
@@ -107,8 +119,10 @@ class DiscoveredModel(AbstractUDE):
         """``{state: {term: coefficient}}`` over the kept terms."""
         xi = np.asarray(self.xi)
         m = np.asarray(self.mask)
-        return {s: {n: float(xi[k, j]) for k, n in enumerate(self.names) if m[k, j]}
-                for j, s in enumerate(self.state_names)}
+        return {
+            s: {n: float(xi[k, j]) for k, n in enumerate(self.names) if m[k, j]}
+            for j, s in enumerate(self.state_names)
+        }
 
     def __str__(self) -> str:
         return "\n".join(self.equations())

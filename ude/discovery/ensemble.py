@@ -25,12 +25,16 @@ def member_spread(values: np.ndarray, ok, quantiles: Sequence[float]) -> dict:
     if sel.shape[0] == 0:
         nan = np.full(values.shape[1:], np.nan)
         return {"mean": nan, "std": nan, "quantiles": {float(q): nan for q in quantiles}}
-    return {"mean": sel.mean(axis=0), "std": sel.std(axis=0),
-            "quantiles": {float(q): np.quantile(sel, q, axis=0) for q in quantiles}}
+    return {
+        "mean": sel.mean(axis=0),
+        "std": sel.std(axis=0),
+        "quantiles": {float(q): np.quantile(sel, q, axis=0) for q in quantiles},
+    }
 
 
-def discover_members(models, samples: Sequence, library=None, regressor=None, *, y0s=None,
-                     **discover_kwargs) -> list[Discovery | None]:
+def discover_members(
+    models, samples: Sequence, library=None, regressor=None, *, y0s=None, **discover_kwargs
+) -> list[Discovery | None]:
     """:func:`~ude.discovery.discover` for every member of ``models`` (stacked, leading member
     axis) on its own samples.
 
@@ -50,8 +54,9 @@ def discover_members(models, samples: Sequence, library=None, regressor=None, *,
             continue
         y0 = None if y0s is None else y0s[i]
         try:
-            found.append(discover(member(models, i), data, library, regressor, y0=y0,
-                                  **discover_kwargs))
+            found.append(
+                discover(member(models, i), data, library, regressor, y0=y0, **discover_kwargs)
+            )
         except ValueError:
             found.append(None)
     return found
@@ -76,15 +81,25 @@ def coefficient_spread(found: Sequence[Discovery | None]) -> dict:
         for k, name in enumerate(ref.names):
             sel = kept[:, k, j]
             if sel.any():
-                terms[s][name] = {"mean": float(coefs[sel, k, j].mean()),
-                                  "std": float(coefs[sel, k, j].std()),
-                                  "inclusion": float(sel.mean())}
+                terms[s][name] = {
+                    "mean": float(coefs[sel, k, j].mean()),
+                    "std": float(coefs[sel, k, j].std()),
+                    "inclusion": float(sel.mean()),
+                }
     return terms
 
 
-def ensemble_discover(models, data, library=None, regressor=None, *, y0=None,
-                      expected: Mapping[str, Sequence[str]] | None = None,
-                      quantiles: Sequence[float] = (0.05, 0.5, 0.95), **discover_kwargs) -> dict:
+def ensemble_discover(
+    models,
+    data,
+    library=None,
+    regressor=None,
+    *,
+    y0=None,
+    expected: Mapping[str, Sequence[str]] | None = None,
+    quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+    **discover_kwargs,
+) -> dict:
     """Discovery on every member of an ensemble, and the spread of the coefficients as arrays.
 
     Args:
@@ -118,8 +133,15 @@ def ensemble_discover(models, data, library=None, regressor=None, *, y0=None,
     for i, d in enumerate(found):
         if d is not None:
             coefs[i], kept[i] = d.coefficients, d.mask
-    out = {"discoveries": found, "ok": ok, "names": ref.names, "state_names": ref.state_names,
-           "coefficients": coefs, "kept": kept, "inclusion": kept[ok].mean(axis=0)}
+    out = {
+        "discoveries": found,
+        "ok": ok,
+        "names": ref.names,
+        "state_names": ref.state_names,
+        "coefficients": coefs,
+        "kept": kept,
+        "inclusion": kept[ok].mean(axis=0),
+    }
     out.update(member_spread(coefs, ok, quantiles))
     if expected is not None:
         out.update(_success(ref, kept, ok, expected))
@@ -131,8 +153,9 @@ def _success(ref: Discovery, kept: np.ndarray, ok: np.ndarray, expected) -> dict
     unknown = [s for s in expected if s not in ref.state_names]
     bad = [t for terms in expected.values() for t in terms if t not in ref.names]
     if unknown or bad:
-        raise ValueError(f"ensemble_discover: expected names unknown states {unknown} or terms "
-                         f"{bad}")
+        raise ValueError(
+            f"ensemble_discover: expected names unknown states {unknown} or terms {bad}"
+        )
     want = np.zeros(ref.mask.shape, bool)
     for s, terms in expected.items():
         for t in terms:

@@ -6,7 +6,9 @@ the state names (``"1"``, ``"x"``, ``"x*y"``, ``"x^2*y"``, ``"sin(x)"``). Librar
 only static structure, so they sit inside models without adding trainable leaves. ``+`` joins
 libraries; the paper's library is::
 
-    PolynomialLibrary(("x", "y"), degree=5) + TrigLibrary(("x", "y"), functions=("sin",))  # 23 terms
+    PolynomialLibrary(("x", "y"), degree=5) + TrigLibrary(
+        ("x", "y"), functions=("sin",)
+    )  # 23 terms
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ class AbstractLibrary(eqx.Module):
         """Evaluate every term at ``Y`` of shape ``(n, state)`` or ``(state,)``."""
         Y = jnp.asarray(Y)
         if Y.ndim not in (1, 2) or Y.shape[-1] != len(self.state_names):
-            raise ValueError(f"{type(self).__name__}: Y must have shape (n, {len(self.state_names)}) "
-                             f"or ({len(self.state_names)},), got {Y.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: Y must have shape (n, {len(self.state_names)}) "
+                f"or ({len(self.state_names)},), got {Y.shape}"
+            )
         single = Y.ndim == 1
         Y2 = Y[None] if single else Y
         cols = self._columns(Y2)
         out = jnp.stack([jnp.broadcast_to(c, Y2.shape[:1]).astype(Y2.dtype) for c in cols], axis=-1)
         return out[0] if single else out
 
-    def __add__(self, other: "AbstractLibrary") -> "CombinedLibrary":
+    def __add__(self, other: AbstractLibrary) -> CombinedLibrary:
         if not isinstance(other, AbstractLibrary):
             return NotImplemented
         return CombinedLibrary((self, other))
@@ -62,7 +66,9 @@ class AbstractLibrary(eqx.Module):
 def _check_state_names(cls, state_names) -> tuple[str, ...]:
     names = tuple(state_names)
     if not names or not all(isinstance(s, str) and s.isidentifier() for s in names):
-        raise ValueError(f"{cls.__name__}: state_names must be non-empty identifiers, got {state_names!r}")
+        raise ValueError(
+            f"{cls.__name__}: state_names must be non-empty identifiers, got {state_names!r}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"{cls.__name__}: state_names must be distinct, got {names}")
     return names
@@ -135,16 +141,24 @@ class TrigLibrary(AbstractLibrary):
     functions: tuple[str, ...] = eqx.field(static=True)
     frequencies: tuple[int | float, ...] = eqx.field(static=True)
 
-    def __init__(self, state_names: Sequence[str], functions: Sequence[str] = ("sin", "cos"),
-                 frequencies: Sequence[int | float] = (1,)):
+    def __init__(
+        self,
+        state_names: Sequence[str],
+        functions: Sequence[str] = ("sin", "cos"),
+        frequencies: Sequence[int | float] = (1,),
+    ):
         self.state_names = _check_state_names(type(self), state_names)
         functions = tuple(functions)
         bad = [f for f in functions if f not in TRIG]
         if bad or not functions:
-            raise ValueError(f"TrigLibrary: functions must be some of {sorted(TRIG)}, got {functions!r}")
+            raise ValueError(
+                f"TrigLibrary: functions must be some of {sorted(TRIG)}, got {functions!r}"
+            )
         frequencies = tuple(frequencies)
         if not frequencies or any(not isinstance(k, (int, float)) or k == 0 for k in frequencies):
-            raise ValueError(f"TrigLibrary: frequencies must be non-zero numbers, got {frequencies!r}")
+            raise ValueError(
+                f"TrigLibrary: frequencies must be non-zero numbers, got {frequencies!r}"
+            )
         self.functions = functions
         self.frequencies = frequencies
 
@@ -179,7 +193,9 @@ class CustomLibrary(AbstractLibrary):
             raise ValueError("CustomLibrary: functions must name at least one term")
         for name, fn in items:
             if not isinstance(name, str) or not callable(fn):
-                raise ValueError(f"CustomLibrary: functions must map names to callables, got {name!r}: {fn!r}")
+                raise ValueError(
+                    f"CustomLibrary: functions must map names to callables, got {name!r}: {fn!r}"
+                )
         self.functions = items
 
     @property
@@ -202,14 +218,18 @@ class CombinedLibrary(AbstractLibrary):
         flat = []
         for p in parts:
             if not isinstance(p, AbstractLibrary):
-                raise ValueError(f"CombinedLibrary: parts must be libraries, got {type(p).__name__}")
+                raise ValueError(
+                    f"CombinedLibrary: parts must be libraries, got {type(p).__name__}"
+                )
             flat.extend(p.parts if isinstance(p, CombinedLibrary) else [p])
         if not flat:
             raise ValueError("CombinedLibrary: parts must not be empty")
         states = flat[0].state_names
         for p in flat[1:]:
             if p.state_names != states:
-                raise ValueError(f"CombinedLibrary: parts disagree on state_names: {states} vs {p.state_names}")
+                raise ValueError(
+                    f"CombinedLibrary: parts disagree on state_names: {states} vs {p.state_names}"
+                )
         names = [n for p in flat for n in p.names]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -227,10 +247,14 @@ class CombinedLibrary(AbstractLibrary):
 
 def paper_library(state_names: Sequence[str] = ("x", "y"), degree: int = 5) -> CombinedLibrary:
     """The UDE paper's library: monomials up to ``degree`` (5) plus ``sin`` of each state (23 terms)."""
-    return PolynomialLibrary(state_names, degree=degree) + TrigLibrary(state_names, functions=("sin",))
+    return PolynomialLibrary(state_names, degree=degree) + TrigLibrary(
+        state_names, functions=("sin",)
+    )
 
 
-def library_from_spec(state_names: Sequence[str], spec: Mapping | Sequence[Mapping]) -> AbstractLibrary:
+def library_from_spec(
+    state_names: Sequence[str], spec: Mapping | Sequence[Mapping]
+) -> AbstractLibrary:
     """Build a library from plain data (for configs), e.g.
     ``[{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]}]``."""
     items = [spec] if isinstance(spec, Mapping) else list(spec)
@@ -245,5 +269,7 @@ def library_from_spec(state_names: Sequence[str], spec: Mapping | Sequence[Mappi
         elif kind == "trig":
             libs.append(TrigLibrary(state_names, **item))
         else:
-            raise ValueError(f"library_from_spec: spec[{i}].kind must be 'polynomial' or 'trig', got {kind!r}")
+            raise ValueError(
+                f"library_from_spec: spec[{i}].kind must be 'polynomial' or 'trig', got {kind!r}"
+            )
     return libs[0] if len(libs) == 1 else CombinedLibrary(libs)

@@ -10,8 +10,17 @@ from ..solve import SolverOptions
 from .discovered import DiscoveredModel
 
 
-def refit(model: DiscoveredModel, data, *, strategy=None, stages=None, key=None,
-          train_known: Sequence[str] = (), verbose: bool = False, **fit_kwargs):
+def refit(
+    model: DiscoveredModel,
+    data,
+    *,
+    strategy=None,
+    stages=None,
+    key=None,
+    train_known: Sequence[str] = (),
+    verbose: bool = False,
+    **fit_kwargs,
+):
     """Train the kept coefficients (and optionally known-physics parameters) on ``data``.
 
     Only ``model.coefficients`` where ``model.mask`` is True can change the vector field; dropped
@@ -39,8 +48,9 @@ def refit(model: DiscoveredModel, data, *, strategy=None, stages=None, key=None,
     if not isinstance(model, DiscoveredModel):
         raise ValueError(f"refit: model must be a DiscoveredModel, got {type(model).__name__}")
     if train_known:
-        model = DiscoveredModel(model.known.set_trainable(*train_known), model.library,
-                                model.coefficients, model.mask)
+        model = DiscoveredModel(
+            model.known.set_trainable(*train_known), model.library, model.coefficients, model.mask
+        )
     strategy = strategy or SingleShooting(options=SolverOptions("tsit5", rtol=1e-8, atol=1e-8))
     stages = list(stages) if stages is not None else [LBFGS(steps=200)]
     key = jr.key(0) if key is None else key

@@ -54,20 +54,24 @@ class AbstractRegressor(eqx.Module):
     unbias: eqx.AbstractVar[bool]
 
     @abc.abstractmethod
-    def _solve(self, X: Float[Array, "n terms"], y: Float[Array, " n"]) -> Float[Array, " terms"]:
-        ...
+    def _solve(
+        self, X: Float[Array, "n terms"], y: Float[Array, " n"]
+    ) -> Float[Array, " terms"]: ...
 
-    def with_lam(self, lam) -> "AbstractRegressor":
+    def with_lam(self, lam) -> AbstractRegressor:
         """A copy with another sparsity knob (an array leaf: no recompilation)."""
         return eqx.tree_at(lambda r: r.lam, self, jnp.asarray(lam, dtype=self.lam.dtype))
 
-    def __call__(self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, "n *targets"]
-                 ) -> Float[Array, "terms *targets"]:
+    def __call__(
+        self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, n * targets]
+    ) -> Float[Array, terms * targets]:
         Theta = jnp.asarray(Theta)
         Y = jnp.asarray(Y, dtype=Theta.dtype)
         if Theta.ndim != 2 or Y.ndim not in (1, 2) or Y.shape[0] != Theta.shape[0]:
-            raise ValueError(f"{type(self).__name__}: expected Theta (n, terms) and Y (n,) or "
-                             f"(n, targets), got {Theta.shape} and {Y.shape}")
+            raise ValueError(
+                f"{type(self).__name__}: expected Theta (n, terms) and Y (n,) or "
+                f"(n, targets), got {Theta.shape} and {Y.shape}"
+            )
         single = Y.ndim == 1
         Xi = _fit(self, Theta, Y[:, None] if single else Y)
         return Xi[:, 0] if single else Xi
@@ -115,8 +119,15 @@ class STLSQ(AbstractRegressor):
     normalize: bool = eqx.field(static=True)
     unbias: bool = eqx.field(static=True)
 
-    def __init__(self, threshold=0.1, alpha=1e-3, *, iterations: int | None = None,
-                 normalize: bool = True, unbias: bool = True):
+    def __init__(
+        self,
+        threshold=0.1,
+        alpha=1e-3,
+        *,
+        iterations: int | None = None,
+        normalize: bool = True,
+        unbias: bool = True,
+    ):
         if not isinstance(threshold, jax.core.Tracer) and float(threshold) < 0:
             raise ValueError(f"STLSQ: threshold must be >= 0, got {threshold!r}")
         if not isinstance(alpha, jax.core.Tracer) and float(alpha) < 0:
@@ -185,8 +196,17 @@ class SR3(AbstractRegressor):
     unbias: bool = eqx.field(static=True)
     init: str = eqx.field(static=True)
 
-    def __init__(self, lam=0.005, nu=1.0, *, regularizer: str = "l0", iterations: int = 100,
-                 normalize: bool = True, unbias: bool = False, init: str = "zeros"):
+    def __init__(
+        self,
+        lam=0.005,
+        nu=1.0,
+        *,
+        regularizer: str = "l0",
+        iterations: int = 100,
+        normalize: bool = True,
+        unbias: bool = False,
+        init: str = "zeros",
+    ):
         if not isinstance(lam, jax.core.Tracer) and float(lam) < 0:
             raise ValueError(f"SR3: lam must be >= 0, got {lam!r}")
         if not isinstance(nu, jax.core.Tracer) and float(nu) <= 0:
@@ -226,9 +246,12 @@ class SR3(AbstractRegressor):
         return jax.lax.fori_loop(0, self.iterations, body, v0)
 
 
-def sweep(regressor: AbstractRegressor, Theta: Float[ArrayLike, "n terms"],
-          Y: Float[ArrayLike, "n targets"], lams: Float[ArrayLike, " lams"]
-          ) -> Float[Array, "lams terms targets"]:
+def sweep(
+    regressor: AbstractRegressor,
+    Theta: Float[ArrayLike, "n terms"],
+    Y: Float[ArrayLike, "n targets"],
+    lams: Float[ArrayLike, " lams"],
+) -> Float[Array, "lams terms targets"]:
     """Run ``regressor`` for every λ in ``lams`` (one vmapped program)."""
     lams = jnp.asarray(lams, dtype=regressor.lam.dtype)
     if lams.ndim != 1:
@@ -274,28 +297,41 @@ class BaggedRegressor(eqx.Module):
     replace: bool = eqx.field(static=True)
     aggregate: str = eqx.field(static=True)
 
-    def __init__(self, regressor: AbstractRegressor, n_models: int = 20, *, fraction: float = 1.0,
-                 replace: bool = True, aggregate: str = "median"):
+    def __init__(
+        self,
+        regressor: AbstractRegressor,
+        n_models: int = 20,
+        *,
+        fraction: float = 1.0,
+        replace: bool = True,
+        aggregate: str = "median",
+    ):
         if not isinstance(regressor, AbstractRegressor):
-            raise ValueError("BaggedRegressor: regressor must be an AbstractRegressor, got "
-                             f"{type(regressor).__name__}")
+            raise ValueError(
+                "BaggedRegressor: regressor must be an AbstractRegressor, got "
+                f"{type(regressor).__name__}"
+            )
         if not isinstance(n_models, int) or n_models < 1:
-            raise ValueError("BaggedRegressor: n_models must be a positive integer, got "
-                             f"{n_models!r}")
+            raise ValueError(
+                f"BaggedRegressor: n_models must be a positive integer, got {n_models!r}"
+            )
         if not 0 < fraction <= (10.0 if replace else 1.0):
-            raise ValueError("BaggedRegressor: fraction must be in (0, 1] without replacement, "
-                             f"got {fraction!r}")
+            raise ValueError(
+                f"BaggedRegressor: fraction must be in (0, 1] without replacement, got {fraction!r}"
+            )
         if aggregate not in ("median", "mean"):
-            raise ValueError("BaggedRegressor: aggregate must be 'median' or 'mean', got "
-                             f"{aggregate!r}")
+            raise ValueError(
+                f"BaggedRegressor: aggregate must be 'median' or 'mean', got {aggregate!r}"
+            )
         self.regressor = regressor
         self.n_models = n_models
         self.fraction = float(fraction)
         self.replace = bool(replace)
         self.aggregate = aggregate
 
-    def __call__(self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, "n targets"], *,
-                 key) -> BaggedResult:
+    def __call__(
+        self, Theta: Float[ArrayLike, "n terms"], Y: Float[ArrayLike, "n targets"], *, key
+    ) -> BaggedResult:
         Theta = jnp.asarray(Theta)
         Y = jnp.asarray(Y, dtype=Theta.dtype)
         Y2 = Y[:, None] if Y.ndim == 1 else Y
@@ -320,5 +356,13 @@ def _members(regressor, Theta, Y, rows):
     return jax.vmap(lambda r: regressor(Theta[r], Y[r]))(rows)
 
 
-__all__ = ["AbstractRegressor", "STLSQ", "SR3", "BaggedRegressor", "BaggedResult", "sweep",
-           "sweep_jit", "PROX"]
+__all__ = [
+    "AbstractRegressor",
+    "STLSQ",
+    "SR3",
+    "BaggedRegressor",
+    "BaggedResult",
+    "sweep",
+    "sweep_jit",
+    "PROX",
+]

@@ -38,8 +38,9 @@ def select_paper(l0, err, n_samples: int | None = None) -> np.ndarray:
     point ``(l0, err)`` is nearest the origin. Ties go to the sparser model."""
     l0 = np.asarray(l0, float)
     err = np.asarray(err, float)
-    score = np.hypot(_safe_div(l0, l0.max(axis=0, keepdims=True)),
-                     _safe_div(err, err.max(axis=0, keepdims=True)))
+    score = np.hypot(
+        _safe_div(l0, l0.max(axis=0, keepdims=True)), _safe_div(err, err.max(axis=0, keepdims=True))
+    )
     return _argmin_sparsest(score, l0)
 
 

@@ -49,9 +49,17 @@ from .discover import Discovery
 from .discovered import DiscoveredModel
 from .selection import aicc
 
-__all__ = ["best_subsets", "SimulationSelection", "select_by_simulation", "select_many", "aicc", "bic", "SCORES",
-           "state_weights",
-           "candidate_table_text"]
+__all__ = [
+    "best_subsets",
+    "SimulationSelection",
+    "select_by_simulation",
+    "select_many",
+    "aicc",
+    "bic",
+    "SCORES",
+    "state_weights",
+    "candidate_table_text",
+]
 
 
 def _normalised(Theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +80,9 @@ def _rss(Theta_n: np.ndarray, u: np.ndarray, subsets: np.ndarray) -> np.ndarray:
     return np.maximum(rss, 0.0)
 
 
-def best_subsets(Theta, u, max_terms: int = 3, *, top=1,
-                 max_subsets: int = 50_000) -> list[tuple[tuple[int, ...], float]]:
+def best_subsets(
+    Theta, u, max_terms: int = 3, *, top=1, max_subsets: int = 50_000
+) -> list[tuple[tuple[int, ...], float]]:
     """The ``top`` best column subsets of each size ``1 … max_terms`` for ``u ≈ Θ·w`` (``top``: an
     int, or one int per size, e.g. ``(3, 1, 1)``).
 
@@ -84,13 +93,17 @@ def best_subsets(Theta, u, max_terms: int = 3, *, top=1,
     Theta = np.asarray(Theta, float)
     u = np.asarray(u, float)
     if Theta.ndim != 2 or u.shape != (Theta.shape[0],):
-        raise ValueError(f"best_subsets: Theta must be (n, terms) and u (n,), got {Theta.shape}, {u.shape}")
+        raise ValueError(
+            f"best_subsets: Theta must be (n, terms) and u (n,), got {Theta.shape}, {u.shape}"
+        )
     if not isinstance(max_terms, int) or max_terms < 1:
         raise ValueError(f"best_subsets: max_terms must be a positive integer, got {max_terms!r}")
     tops = [top] * max_terms if isinstance(top, int) else list(top)
     tops += tops[-1:] * (max_terms - len(tops))
     if not tops or any(not isinstance(t, int) or t < 1 for t in tops):
-        raise ValueError(f"best_subsets: top must be a positive int or {max_terms} of them, got {top!r}")
+        raise ValueError(
+            f"best_subsets: top must be a positive int or {max_terms} of them, got {top!r}"
+        )
     Tn, _ = _normalised(Theta)
     m = Theta.shape[1]
     out: list[tuple[tuple[int, ...], float]] = []
@@ -103,8 +116,11 @@ def best_subsets(Theta, u, max_terms: int = 3, *, top=1,
             subsets = np.asarray(sorted(grown), int)
         rss = _rss(Tn, u, subsets)
         order = np.argsort(rss, kind="stable")
-        best = [(tuple(int(c) for c in subsets[i]), float(rss[i])) for i in order[:tops[k - 1]]
-                if np.isfinite(rss[i])]
+        best = [
+            (tuple(int(c) for c in subsets[i]), float(rss[i]))
+            for i in order[: tops[k - 1]]
+            if np.isfinite(rss[i])
+        ]
         out += best
         prev = [s for s, _ in best] or prev
     return out
@@ -121,8 +137,12 @@ def state_weights(data, weights="scale") -> np.ndarray:
     if isinstance(weights, str):
         if weights != "scale":
             raise ValueError(f"weights must be 'scale', 'equal', None or an array, got {weights!r}")
-        scale = np.asarray([np.mean(np.abs(ys[..., j][mask[..., j]])) if mask[..., j].any() else 1.0
-                            for j in range(n_states)])
+        scale = np.asarray(
+            [
+                np.mean(np.abs(ys[..., j][mask[..., j]])) if mask[..., j].any() else 1.0
+                for j in range(n_states)
+            ]
+        )
         return 1.0 / np.where(scale > 0, scale, 1.0) ** 2
     w = np.asarray(weights, float)
     if w.shape != (n_states,) or not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -179,13 +199,16 @@ def _candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[t
     return per_state
 
 
-def _candidate_models(discovery: Discovery, known, max_terms: int, top: int | Sequence[int],
-                      max_candidates: int):
+def _candidate_models(
+    discovery: Discovery, known, max_terms: int, top: int | Sequence[int], max_candidates: int
+):
     Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
     joint = list(itertools.product(*_candidates(discovery, Theta, max_terms, top)))
     if len(joint) > max_candidates:
-        raise ValueError(f"select_by_simulation: {len(joint)} joint candidates exceed "
-                         f"max_candidates = {max_candidates}; lower max_terms or top")
+        raise ValueError(
+            f"select_by_simulation: {len(joint)} joint candidates exceed "
+            f"max_candidates = {max_candidates}; lower max_terms or top"
+        )
     shape = (len(discovery.names), len(discovery.state_names))
     models, masks = [], []
     for combo in joint:
@@ -201,11 +224,22 @@ def _candidate_models(discovery: Discovery, known, max_terms: int, top: int | Se
     return models, masks
 
 
-def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, data, *,
-                         max_terms: int = 3, top=(3, 1, 1), delta: float = 2.0, score: str = "bic", weights="scale",
-                         learn_y0: bool = True, options: SolverOptions | None = None,
-                         max_steps: int = 100, rtol: float = 1e-8, max_candidates: int = 256
-                         ) -> SimulationSelection:
+def select_by_simulation(
+    discovery: Discovery,
+    known: AbstractPhysics | None,
+    data,
+    *,
+    max_terms: int = 3,
+    top=(3, 1, 1),
+    delta: float = 2.0,
+    score: str = "bic",
+    weights="scale",
+    learn_y0: bool = True,
+    options: SolverOptions | None = None,
+    max_steps: int = 100,
+    rtol: float = 1e-8,
+    max_candidates: int = 256,
+) -> SimulationSelection:
     """Choose the discovered support by refitting candidates through the ODE (see the module doc).
 
     Args:
@@ -225,13 +259,27 @@ def select_by_simulation(discovery: Discovery, known: AbstractPhysics | None, da
         max_steps, rtol: Levenberg–Marquardt iterations and relative tolerance.
         max_candidates: refuse more joint candidates than this (lower ``max_terms`` or ``top``).
     """
-    return select_many([discovery], known, data, max_terms=max_terms, top=top, delta=delta, score=score,
-                       weights=weights, learn_y0=learn_y0, options=options, max_steps=max_steps,
-                       rtol=rtol, max_candidates=max_candidates)[0]
+    return select_many(
+        [discovery],
+        known,
+        data,
+        max_terms=max_terms,
+        top=top,
+        delta=delta,
+        score=score,
+        weights=weights,
+        learn_y0=learn_y0,
+        options=options,
+        max_steps=max_steps,
+        rtol=rtol,
+        max_candidates=max_candidates,
+    )[0]
 
 
 @eqx.filter_jit
-def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool, max_steps: int, rtol):
+def _refit_all(
+    models, index, valid, y0s, data, weights, options, learn_y0: bool, max_steps: int, rtol
+):
     """Levenberg–Marquardt (optimistix) on every candidate at once: residuals are the weighted,
     masked differences between each candidate's solution and its data. The unknowns are only the
     kept coefficients (``index`` into the flattened Ξ, padded where ``valid`` is False), trainable
@@ -244,8 +292,11 @@ def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool
 
         def build(p, kp):
             xi = jnp.zeros(shape[0] * shape[1], p.dtype).at[index].add(jnp.where(valid, p, 0.0))
-            return eqx.tree_at(lambda m: (m.coefficients, m.known), model,
-                               (xi.reshape(shape), eqx.combine(kp, kstatic)))
+            return eqx.tree_at(
+                lambda m: (m.coefficients, m.known),
+                model,
+                (xi.reshape(shape), eqx.combine(kp, kstatic)),
+            )
 
         def residuals(x, _):
             p, kp, y0_ = x
@@ -254,8 +305,13 @@ def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool
             return jnp.where(data.mask, r, 0.0)
 
         p0 = jnp.where(valid, model.coefficients.reshape(-1)[index], 0.0)
-        sol = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=rtol, atol=1e-12),
-                                 (p0, kp, y0), max_steps=max_steps, throw=False)
+        sol = optx.least_squares(
+            residuals,
+            optx.LevenbergMarquardt(rtol=rtol, atol=1e-12),
+            (p0, kp, y0),
+            max_steps=max_steps,
+            throw=False,
+        )
         r = residuals(sol.value, None)
         sse = jnp.sum(r**2)
         sse = jnp.where(jnp.isfinite(sse), sse, jnp.inf)
@@ -265,10 +321,22 @@ def _refit_all(models, index, valid, y0s, data, weights, options, learn_y0: bool
     return eqx.filter_vmap(one)(models, index, valid, y0s, data, weights)
 
 
-def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None, data, *,
-                max_terms: int = 3, top=(3, 1, 1), delta: float = 2.0, score: str = "bic", weights="scale",
-                learn_y0: bool = True, options: SolverOptions | None = None, max_steps: int = 100,
-                rtol: float = 1e-8, max_candidates: int = 256) -> list[SimulationSelection]:
+def select_many(
+    discoveries: Sequence[Discovery],
+    known: AbstractPhysics | None,
+    data,
+    *,
+    max_terms: int = 3,
+    top=(3, 1, 1),
+    delta: float = 2.0,
+    score: str = "bic",
+    weights="scale",
+    learn_y0: bool = True,
+    options: SolverOptions | None = None,
+    max_steps: int = 100,
+    rtol: float = 1e-8,
+    max_candidates: int = 256,
+) -> list[SimulationSelection]:
     """:func:`select_by_simulation` for many discoveries at once (e.g. the runs of a noise sweep):
     every candidate of every discovery is refitted in one vmapped, jitted program.
 
@@ -282,7 +350,9 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
     if delta < 0:
         raise ValueError(f"select_by_simulation: delta must be >= 0, got {delta!r}")
     if score not in SCORES:
-        raise ValueError(f"select_by_simulation: score must be one of {sorted(SCORES)}, got {score!r}")
+        raise ValueError(
+            f"select_by_simulation: score must be one of {sorted(SCORES)}, got {score!r}"
+        )
     n = len(discoveries)
     stacked = np.ndim(data.ys) == 4
     if stacked and data.ys.shape[0] != n:
@@ -306,11 +376,20 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
     valid = np.zeros((len(masks), k_max), bool)
     for b, m in enumerate(masks):
         flat = np.flatnonzero(m.reshape(-1))
-        index[b, :len(flat)] = flat
-        valid[b, :len(flat)] = True
-    fitted, y0_fit, sse_all, steps = _refit_all(stack(models), jnp.asarray(index), jnp.asarray(valid),
-                                                y0s, member_data, w, opts, bool(learn_y0),
-                                                int(max_steps), rtol)
+        index[b, : len(flat)] = flat
+        valid[b, : len(flat)] = True
+    fitted, y0_fit, sse_all, steps = _refit_all(
+        stack(models),
+        jnp.asarray(index),
+        jnp.asarray(valid),
+        y0s,
+        member_data,
+        w,
+        opts,
+        bool(learn_y0),
+        int(max_steps),
+        rtol,
+    )
     sse_all = np.asarray(sse_all, float)
 
     out = []
@@ -322,24 +401,46 @@ def select_many(discoveries: Sequence[Discovery], known: AbstractPhysics | None,
         score_b = SCORES[score](sse, n_obs, k)
         order = np.lexsort((k, score_b))
         if not np.isfinite(score_b[order[0]]):
-            raise ValueError("select_by_simulation: no candidate model could be refitted through the "
-                             "solver (every refit failed)")
+            raise ValueError(
+                "select_by_simulation: no candidate model could be refitted through the "
+                "solver (every refit failed)"
+            )
         near = np.flatnonzero(score_b <= score_b[order[0]] + delta)
         best = int(near[np.lexsort((score_b[near], k[near]))[0]])
         b_all = int(idx[best])
         model = member(fitted, b_all)
         names = d.names
-        table = [{"terms": {s: [names[t] for t in np.flatnonzero(masks[idx[b]][:, d.state_names.index(s)])]
-                            for s in d.states},
-                  "k": int(k[b]), "sse": float(sse[b]), "score": float(score_b[b]),
-                  "delta": float(score_b[b] - score_b[order[0]]), "iterations": int(steps[idx[b]]),
-                  "chosen": b == best}
-                 for b in order]
-        chosen = dataclasses.replace(d, coefficients=np.asarray(model.xi, float),
-                                     mask=np.asarray(masks[b_all]), criterion="simulation")
-        out.append(SimulationSelection(discovery=chosen, model=model,
-                                       extra={"y0": y0_fit[b_all]} if learn_y0 else None,
-                                       loss=float(sse[best]), weights=weight_list[i], table=table))
+        table = [
+            {
+                "terms": {
+                    s: [names[t] for t in np.flatnonzero(masks[idx[b]][:, d.state_names.index(s)])]
+                    for s in d.states
+                },
+                "k": int(k[b]),
+                "sse": float(sse[b]),
+                "score": float(score_b[b]),
+                "delta": float(score_b[b] - score_b[order[0]]),
+                "iterations": int(steps[idx[b]]),
+                "chosen": b == best,
+            }
+            for b in order
+        ]
+        chosen = dataclasses.replace(
+            d,
+            coefficients=np.asarray(model.xi, float),
+            mask=np.asarray(masks[b_all]),
+            criterion="simulation",
+        )
+        out.append(
+            SimulationSelection(
+                discovery=chosen,
+                model=model,
+                extra={"y0": y0_fit[b_all]} if learn_y0 else None,
+                loss=float(sse[best]),
+                weights=weight_list[i],
+                table=table,
+            )
+        )
     return out
 
 
@@ -348,6 +449,8 @@ def candidate_table_text(table: Sequence[dict], rows: int = 8) -> list[str]:
     lines = []
     for r in table[:rows]:
         terms = "; ".join(f"{s}: {' + '.join(t) or '0'}" for s, t in r["terms"].items())
-        lines.append(f"{'*' if r['chosen'] else ' '} Δscore {r['delta']:7.2f}  SSE {r['sse']:.4g}  "
-                     f"k {r['k']}  {terms}")
+        lines.append(
+            f"{'*' if r['chosen'] else ' '} Δscore {r['delta']:7.2f}  SSE {r['sse']:.4g}  "
+            f"k {r['k']}  {terms}"
+        )
     return lines

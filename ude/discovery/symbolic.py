@@ -9,8 +9,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import sympy
-from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
-                                        standard_transformations)
+from sympy.parsing.sympy_parser import (
+    convert_xor,
+    implicit_multiplication,
+    parse_expr,
+    standard_transformations,
+)
 
 from .._types import ArrayLike, Float
 
@@ -20,8 +24,16 @@ _TRANSFORMS = standard_transformations + (implicit_multiplication, convert_xor)
 def _symbols(state_names: Sequence[str]) -> dict[str, sympy.Symbol]:
     # an explicit namespace, so that states called S, I, E, N, Q … stay plain symbols
     ns = {s: sympy.Symbol(s) for s in state_names}
-    ns.update({"sin": sympy.sin, "cos": sympy.cos, "exp": sympy.exp, "log": sympy.log,
-               "sqrt": sympy.sqrt, "tanh": sympy.tanh})
+    ns.update(
+        {
+            "sin": sympy.sin,
+            "cos": sympy.cos,
+            "exp": sympy.exp,
+            "log": sympy.log,
+            "sqrt": sympy.sqrt,
+            "tanh": sympy.tanh,
+        }
+    )
     return ns
 
 
@@ -34,12 +46,14 @@ def term_to_sympy(name: str, state_names: Sequence[str]) -> sympy.Expr:
 
 
 def _fmt(c: float, precision: int) -> str:
-    return np.format_float_positional(abs(c), precision=precision, unique=True, fractional=False,
-                                      trim="-")
+    return np.format_float_positional(
+        abs(c), precision=precision, unique=True, fractional=False, trim="-"
+    )
 
 
-def format_rhs(coefs: Float[ArrayLike, " terms"] | Sequence[float], names: Sequence[str],
-               precision: int = 4) -> str:
+def format_rhs(
+    coefs: Float[ArrayLike, " terms"] | Sequence[float], names: Sequence[str], precision: int = 4
+) -> str:
     """``1.3 x - 0.899 x*y`` from coefficients and term names (zeros are skipped; ``"0"`` if none)."""
     parts = []
     for c, n in zip(coefs, names):
@@ -55,15 +69,22 @@ def format_rhs(coefs: Float[ArrayLike, " terms"] | Sequence[float], names: Seque
     return " ".join(parts) if parts else "0"
 
 
-def format_equations(coefficients, names: Sequence[str], state_names: Sequence[str],
-                     precision: int = 4, states: Sequence[str] | None = None) -> list[str]:
+def format_equations(
+    coefficients,
+    names: Sequence[str],
+    state_names: Sequence[str],
+    precision: int = 4,
+    states: Sequence[str] | None = None,
+) -> list[str]:
     """One line ``"x' = …"`` per state. ``coefficients``: (terms, states)."""
     xi = np.asarray(coefficients)
     states = state_names if states is None else states
     return [f"{s}' = {format_rhs(xi[:, state_names.index(s)], names, precision)}" for s in states]
 
 
-def to_sympy(coefficients, names: Sequence[str], state_names: Sequence[str]) -> dict[str, sympy.Expr]:
+def to_sympy(
+    coefficients, names: Sequence[str], state_names: Sequence[str]
+) -> dict[str, sympy.Expr]:
     """``{state: Σ ξ_k · term_k}`` as SymPy expressions (exact floats of the coefficients)."""
     xi = np.asarray(coefficients)
     terms = [term_to_sympy(n, state_names) for n in names]
@@ -96,18 +117,23 @@ def parse_equations(text: str | Sequence[str], state_names: Sequence[str]) -> di
         if state.startswith("d") and state.endswith("/dt"):
             state = state[1:-3]
         if state not in state_names:
-            raise ValueError(f"parse_equations: unknown state {state!r} in {line!r}; states are "
-                             f"{list(state_names)}")
+            raise ValueError(
+                f"parse_equations: unknown state {state!r} in {line!r}; states are "
+                f"{list(state_names)}"
+            )
         rhs = rhs.replace("−", "-").replace("·", "*")
         try:
-            out[state] = parse_expr(rhs, local_dict=_symbols(state_names), transformations=_TRANSFORMS)
+            out[state] = parse_expr(
+                rhs, local_dict=_symbols(state_names), transformations=_TRANSFORMS
+            )
         except Exception as e:
             raise ValueError(f"parse_equations: cannot parse {rhs!r}: {e}") from e
     return out
 
 
-def coefficients_from_sympy(exprs: Mapping[str, sympy.Expr], names: Sequence[str],
-                            state_names: Sequence[str]) -> np.ndarray:
+def coefficients_from_sympy(
+    exprs: Mapping[str, sympy.Expr], names: Sequence[str], state_names: Sequence[str]
+) -> np.ndarray:
     """Inverse of :func:`to_sympy` for expressions linear in the library terms: ``(terms, states)``.
 
     Raises ``ValueError`` if an expression holds a term the library does not have.
@@ -121,6 +147,8 @@ def coefficients_from_sympy(exprs: Mapping[str, sympy.Expr], names: Sequence[str
             coeff, rest = add.as_coeff_Mul()
             k = next((i for i, t in enumerate(terms) if sympy.simplify(rest - t) == 0), None)
             if k is None:
-                raise ValueError(f"coefficients_from_sympy: term {rest} of {s}' is not in the library")
+                raise ValueError(
+                    f"coefficients_from_sympy: term {rest} of {s}' is not in the library"
+                )
             xi[k, j] += float(coeff)
     return xi

@@ -7,8 +7,8 @@ from .systems import (
     SYSTEMS as SYSTEMS,
     DampedPendulum as DampedPendulum,
     FitzHughNagumo as FitzHughNagumo,
-    LotkaVolterra as LotkaVolterra,
     Lorenz as Lorenz,
+    LotkaVolterra as LotkaVolterra,
     NoPhysics as NoPhysics,
     VanDerPol as VanDerPol,
 )

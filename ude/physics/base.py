@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -69,23 +68,25 @@ class AbstractPhysics(eqx.Module):
         """Parameter values as plain floats (for reports)."""
         return {n: float(self.p(n)) for n in self.param_names}
 
-    def keep(self, *names: str) -> "AbstractPhysics":
+    def keep(self, *names: str) -> AbstractPhysics:
         """A copy that sums only the named terms."""
         _check_terms(type(self), names)
         return dataclasses.replace(self, include=tuple(names))
 
-    def drop(self, *names: str) -> "AbstractPhysics":
+    def drop(self, *names: str) -> AbstractPhysics:
         """A copy without the named terms."""
         _check_terms(type(self), names)
         return self.keep(*[n for n in self.active_terms if n not in names])
 
-    def with_params(self, **updates) -> "AbstractPhysics":
+    def with_params(self, **updates) -> AbstractPhysics:
         """A copy with parameters replaced. Values may be numbers or :class:`Parameter` objects;
         a number keeps the old parameter's trainable/positive flags."""
         unknown = sorted(set(updates) - set(self.param_names))
         if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown parameter(s) {unknown}; "
-                             f"expected some of {list(self.param_names)}")
+            raise ValueError(
+                f"{type(self).__name__}: unknown parameter(s) {unknown}; "
+                f"expected some of {list(self.param_names)}"
+            )
         new = self
         for name, v in updates.items():
             old = getattr(self, name)
@@ -93,13 +94,15 @@ class AbstractPhysics(eqx.Module):
             new = eqx.tree_at(lambda m, name=name: getattr(m, name), new, v)
         return new
 
-    def set_trainable(self, *names: str, positive: bool | None = None) -> "AbstractPhysics":
+    def set_trainable(self, *names: str, positive: bool | None = None) -> AbstractPhysics:
         """A copy in which the named parameters (default: all) are trainable."""
         names = names or self.param_names
         unknown = sorted(set(names) - set(self.param_names))
         if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown parameter(s) {unknown}; "
-                             f"expected some of {list(self.param_names)}")
+            raise ValueError(
+                f"{type(self).__name__}: unknown parameter(s) {unknown}; "
+                f"expected some of {list(self.param_names)}"
+            )
         updates = {}
         for n in names:
             old = getattr(self, n)
@@ -131,8 +134,9 @@ def _join(exprs):
 def _check_terms(cls, names):
     unknown = [n for n in names if n not in cls.term_names]
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown term(s) {unknown}; "
-                         f"its terms are {list(cls.term_names)}")
+        raise ValueError(
+            f"{cls.__name__}: unknown term(s) {unknown}; its terms are {list(cls.term_names)}"
+        )
     duplicates = sorted({n for n in names if list(names).count(n) > 1})
     if duplicates:
         # a repeated term would be summed twice

@@ -44,7 +44,7 @@ class Parameter(eqx.Module):
     def value(self) -> Scalar:
         return jnp.exp(self.raw) if self.positive else self.raw
 
-    def with_value(self, value) -> "Parameter":
+    def with_value(self, value) -> Parameter:
         """A copy holding ``value`` with the same flags."""
         return Parameter(value, trainable=self.trainable, positive=self.positive)
 

@@ -31,8 +31,11 @@ def _vec(*components):
     them with the arithmetic around them, where a stack (a concatenation) of explicit zeros is a
     kernel launch of its own in every Runge–Kutta stage of every solver step."""
     n = len(components)
-    entries = [(i, jnp.asarray(c)) for i, c in enumerate(components)
-               if not (isinstance(c, (int, float)) and c == 0)]
+    entries = [
+        (i, jnp.asarray(c))
+        for i, c in enumerate(components)
+        if not (isinstance(c, (int, float)) and c == 0)
+    ]
     if not entries:
         return jnp.zeros(n)
     shape = jnp.broadcast_shapes(*(c.shape for _, c in entries))
@@ -137,9 +140,11 @@ class SIR(AbstractPhysics):
     def formula(self):
         f = {"S": [], "I": [], "R": []}
         if "infection" in self.active_terms:
-            f["S"].append("-beta*S*I"); f["I"].append("beta*S*I")
+            f["S"].append("-beta*S*I")
+            f["I"].append("beta*S*I")
         if "recovery" in self.active_terms:
-            f["I"].append("-gamma*I"); f["R"].append("gamma*I")
+            f["I"].append("-gamma*I")
+            f["R"].append("gamma*I")
         return {k: " + ".join(v).replace("+ -", "- ") or "0" for k, v in f.items()}
 
 

@@ -26,10 +26,27 @@ from ..solve import SolverOptions
 from ..train import LBFGS, Adam, Collocation, MultipleShooting, SingleShooting, WindowMinibatch
 from ..train.ensemble import resample_noise, stack, unstack
 
-__all__ = ["build_truth", "build_noise", "build_data", "split_data", "build_options",
-           "build_eval_options", "build_physics", "build_model", "build_strategy", "build_phases",
-           "build_stages", "build_library", "build_regressor", "build_lams", "true_missing",
-           "build_mesh", "member_keys", "member_train", "interned"]
+__all__ = [
+    "build_truth",
+    "build_noise",
+    "build_data",
+    "split_data",
+    "build_options",
+    "build_eval_options",
+    "build_physics",
+    "build_model",
+    "build_strategy",
+    "build_phases",
+    "build_stages",
+    "build_library",
+    "build_regressor",
+    "build_lams",
+    "true_missing",
+    "build_mesh",
+    "member_keys",
+    "member_train",
+    "interned",
+]
 
 
 def interned(x):
@@ -66,14 +83,28 @@ def build_data(cfg: ExperimentConfig) -> data_mod.Dataset:
     observe = cfg.data.observe
     if cfg.data.file is not None:
         f = cfg.data.file
-        d = data_mod.load_table(f.path, time=f.time, states=f.states, normalize=f.normalize,
-                                t_offset=f.t_offset, names=cfg.state_names)
+        d = data_mod.load_table(
+            f.path,
+            time=f.time,
+            states=f.states,
+            normalize=f.normalize,
+            t_offset=f.t_offset,
+            names=cfg.state_names,
+        )
         return d.with_mask(observe) if observe else d
     truth = build_truth(cfg)
     ts = np.asarray(time_grid(cfg.data), dtype=np.float64)
     y0 = np.asarray(cfg.truth.y0, dtype=np.float64)
-    return data_mod.simulate(truth, y0, ts, noise=build_noise(cfg), key=cfg.data.seed,
-                             observe=observe, rtol=cfg.truth.tolerance, atol=cfg.truth.tolerance)
+    return data_mod.simulate(
+        truth,
+        y0,
+        ts,
+        noise=build_noise(cfg),
+        key=cfg.data.seed,
+        observe=observe,
+        rtol=cfg.truth.tolerance,
+        atol=cfg.truth.tolerance,
+    )
 
 
 def split_data(cfg: ExperimentConfig, data: data_mod.Dataset):
@@ -107,9 +138,16 @@ def true_missing(cfg: ExperimentConfig, truth: AbstractPhysics | None):
 def build_options(cfg: ExperimentConfig, *, max_steps: int | None = None) -> SolverOptions:
     """The solver options of ``solver`` (``max_steps`` replaced when given)."""
     s = cfg.solver
-    return SolverOptions(s.name, rtol=s.rtol, atol=s.atol, adjoint=s.adjoint,
-                         max_steps=max_steps or s.max_steps, dt0=s.dt0, fixed_steps=s.fixed_steps,
-                         dtype=interned(s.dtype))
+    return SolverOptions(
+        s.name,
+        rtol=s.rtol,
+        atol=s.atol,
+        adjoint=s.adjoint,
+        max_steps=max_steps or s.max_steps,
+        dt0=s.dt0,
+        fixed_steps=s.fixed_steps,
+        dtype=interned(s.dtype),
+    )
 
 
 def build_eval_options(cfg: ExperimentConfig) -> SolverOptions:
@@ -122,8 +160,10 @@ def build_physics(cfg: ExperimentConfig) -> AbstractPhysics:
     """The known part: the model system with its parameters (trainable ones flagged), keeping only
     the known terms."""
     m = cfg.model
-    params = {p: Parameter(v, trainable=p in m.trainable, positive=m.positive and p in m.trainable)
-              for p, v in m.parameters.items()}
+    params = {
+        p: Parameter(v, trainable=p in m.trainable, positive=m.positive and p in m.trainable)
+        for p, v in m.parameters.items()
+    }
     return SYSTEMS[m.system](**params).keep(*m.known)
 
 
@@ -137,11 +177,17 @@ def build_model(cfg: ExperimentConfig, key) -> UDE:
     inputs = net_cfg.inputs or list(states)
     outputs = net_cfg.outputs or list(states)
     scale = net_cfg.input_scale
-    net = MLP(len(inputs), len(outputs), width=net_cfg.width, depth=net_cfg.depth,
-              activation=tuple(net_cfg.activation), init=net_cfg.init,
-              output_scale=net_cfg.output_scale,
-              input_scale=None if scale is None else (scale[0] if len(scale) == 1 else scale),
-              key=key)
+    net = MLP(
+        len(inputs),
+        len(outputs),
+        width=net_cfg.width,
+        depth=net_cfg.depth,
+        activation=tuple(net_cfg.activation),
+        init=net_cfg.init,
+        output_scale=net_cfg.output_scale,
+        input_scale=None if scale is None else (scale[0] if len(scale) == 1 else scale),
+        key=key,
+    )
     return UDE(known, net, inputs=net_cfg.inputs, outputs=net_cfg.outputs)
 
 
@@ -149,13 +195,18 @@ def build_strategy(cfg: ExperimentConfig, options: SolverOptions | None = None):
     """The training strategy of ``train.strategy`` (single/multiple shooting, window batches)."""
     st = cfg.train.strategy
     options = options or build_options(cfg)
-    common = dict(options=options, reduction=interned(st.loss), l2=st.l2,
-                  weights=None if st.weights is None else jnp.asarray(st.weights))
+    common = dict(
+        options=options,
+        reduction=interned(st.loss),
+        l2=st.l2,
+        weights=None if st.weights is None else jnp.asarray(st.weights),
+    )
     if st.kind == "single_shooting":
         return SingleShooting(**common, learn_y0=interned(st.learn_y0))
     if st.kind == "multiple_shooting":
-        return MultipleShooting(**common, segments=st.segments, continuity=st.continuity,
-                                fix_observed=st.fix_observed)
+        return MultipleShooting(
+            **common, segments=st.segments, continuity=st.continuity, fix_observed=st.fix_observed
+        )
     return WindowMinibatch(**common, window=st.window, batch=st.batch)
 
 
@@ -169,9 +220,13 @@ def build_phases(cfg: ExperimentConfig) -> list[tuple[str, object, list]]:
         phases.append(("pretrain", Collocation(l2=st.l2), cfg.train.pretrain))
     phases.append(("train", build_strategy(cfg), cfg.train.stages))
     if cfg.train.polish:
-        polish = SingleShooting(options=build_options(cfg), reduction=interned(st.loss), l2=st.l2,
-                                weights=None if st.weights is None else jnp.asarray(st.weights),
-                                learn_y0=True)
+        polish = SingleShooting(
+            options=build_options(cfg),
+            reduction=interned(st.loss),
+            l2=st.l2,
+            weights=None if st.weights is None else jnp.asarray(st.weights),
+            learn_y0=True,
+        )
         phases.append(("polish", polish, cfg.train.polish))
     return phases
 
@@ -181,11 +236,20 @@ def build_stages(stages) -> list:
     out = []
     for s in stages:
         if s.kind == "adam":
-            out.append(Adam(lr=s.lr, steps=s.steps, schedule=interned(s.schedule),
-                            final_fraction=s.final_fraction, clip=s.clip, horizon=s.horizon))
+            out.append(
+                Adam(
+                    lr=s.lr,
+                    steps=s.steps,
+                    schedule=interned(s.schedule),
+                    final_fraction=s.final_fraction,
+                    clip=s.clip,
+                    horizon=s.horizon,
+                )
+            )
         else:
-            out.append(LBFGS(steps=s.steps, gtol=s.gtol, ftol=s.ftol, memory=s.memory,
-                             horizon=s.horizon))
+            out.append(
+                LBFGS(steps=s.steps, gtol=s.gtol, ftol=s.ftol, memory=s.memory, horizon=s.horizon)
+            )
     return out
 
 
@@ -194,12 +258,15 @@ def build_stages(stages) -> list:
 # ------------------------------------------------------------------------------------------------
 def build_library(cfg: ExperimentConfig, state_names=None):
     """The candidate library of ``discovery.library``."""
-    spec = [{k: v for k, v in part.model_dump().items() if v is not None}
-            for part in cfg.discovery.library]
+    spec = [
+        {k: v for k, v in part.model_dump().items() if v is not None}
+        for part in cfg.discovery.library
+    ]
     for part in spec:
         if "frequencies" in part:
-            part["frequencies"] = [int(f) if float(f).is_integer() else f
-                                   for f in part["frequencies"]]
+            part["frequencies"] = [
+                int(f) if float(f).is_integer() else f for f in part["frequencies"]
+            ]
     return library_from_spec(tuple(state_names or cfg.state_names), spec)
 
 
@@ -207,8 +274,9 @@ def build_regressor(cfg: ExperimentConfig):
     """The sparse regressor of ``discovery.regressor`` (SR3 or STLSQ)."""
     r = cfg.discovery.regressor
     if r.kind == "sr3":
-        return SR3(nu=r.nu, regularizer=r.regularizer, iterations=r.iterations,
-                   normalize=r.normalize)
+        return SR3(
+            nu=r.nu, regularizer=r.regularizer, iterations=r.iterations, normalize=r.normalize
+        )
     return STLSQ(alpha=r.alpha, normalize=r.normalize)
 
 
@@ -233,11 +301,18 @@ def build_mesh(cfg: ExperimentConfig):
     devices = jax.devices()
     if len(devices) < n:
         kind = devices[0].platform
-        hint = ("; on CPUs, start the process with "
+        hint = (
+            (
+                "; on CPUs, start the process with "
                 f"XLA_FLAGS=--xla_force_host_platform_device_count={n} (`ude run --devices N` "
-                "sets it; jax fixes its device count when it starts)") if kind == "cpu" else ""
-        raise ValueError(f"parallel.devices = {n}, but jax sees only {len(devices)} {kind} "
-                         f"device(s){hint}")
+                "sets it; jax fixes its device count when it starts)"
+            )
+            if kind == "cpu"
+            else ""
+        )
+        raise ValueError(
+            f"parallel.devices = {n}, but jax sees only {len(devices)} {kind} device(s){hint}"
+        )
     return make_mesh(members=n)
 
 
@@ -250,8 +325,9 @@ def member_keys(key, n: int):
     return jnp.concatenate([key[None], rest])
 
 
-def member_train(cfg: ExperimentConfig, data: data_mod.Dataset | None, train: data_mod.Dataset,
-                 n: int) -> data_mod.Dataset:
+def member_train(
+    cfg: ExperimentConfig, data: data_mod.Dataset | None, train: data_mod.Dataset, n: int
+) -> data_mod.Dataset:
     """The training data of an ensemble of ``n``: ``train`` shared by all members, or with
     ``parallel.redraw_noise`` stacked ``(members, traj, times, state)``: member 0's is ``train``,
     member i's a new noise draw (key ``fold_in(key(data.seed), i)``) on the whole dataset's
@@ -259,8 +335,10 @@ def member_train(cfg: ExperimentConfig, data: data_mod.Dataset | None, train: da
     if not cfg.parallel.redraw_noise or n == 1:
         return train
     if data is None or data.y_true is None:
-        raise ValueError("parallel.redraw_noise: the whole simulated dataset (with y_true) is "
-                         "needed to redraw the noise")
+        raise ValueError(
+            "parallel.redraw_noise: the whole simulated dataset (with y_true) is "
+            "needed to redraw the noise"
+        )
     base = jr.key(cfg.data.seed)
     keys = jax.vmap(lambda i: jr.fold_in(base, i))(jnp.arange(1, n))
     redrawn = unstack(resample_noise(data, build_noise(cfg), keys))

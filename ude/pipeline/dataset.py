@@ -23,8 +23,9 @@ def input_data(cfg: ExperimentConfig) -> data_mod.Dataset:
         raise DataError(f"data: {e}") from None
 
 
-def prepare_data(cfg: ExperimentConfig, out: Path, log: Log = None,
-                 data: data_mod.Dataset | None = None) -> data_mod.Dataset:
+def prepare_data(
+    cfg: ExperimentConfig, out: Path, log: Log = None, data: data_mod.Dataset | None = None
+) -> data_mod.Dataset:
     """Save ``data`` (default: build it) in ``out``, or load the dataset when the run already has
     it (its sidecar, written last, marks a complete save)."""
     path = out / FILES["data"]
@@ -32,11 +33,16 @@ def prepare_data(cfg: ExperimentConfig, out: Path, log: Log = None,
         try:
             return data_mod.load(path)
         except ValueError as e:
-            raise DataError(f"{e}; delete {path.name}.npz and {path.name}.json to rebuild the data "
-                            f"with `ude resume {out}`") from None
+            raise DataError(
+                f"{e}; delete {path.name}.npz and {path.name}.json to rebuild the data "
+                f"with `ude resume {out}`"
+            ) from None
     data = input_data(cfg) if data is None else data
     data_mod.save(data, path)
     src = cfg.data.file.path if cfg.data.file else f"simulated {cfg.truth.system}"
-    emit(log, f"data: {src}, {data.n_traj} trajectory(ies) × {data.n_times} times × "
-              f"{data.n_states} states, {data.n_observed()} observed values")
+    emit(
+        log,
+        f"data: {src}, {data.n_traj} trajectory(ies) × {data.n_times} times × "
+        f"{data.n_states} states, {data.n_observed()} observed values",
+    )
     return data

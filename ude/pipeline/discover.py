@@ -50,9 +50,18 @@ def regression_samples(ts: np.ndarray, ys: np.ndarray, t_train: float, n: int):
     return np.tile(ts[inside], n), ys[:n, inside].reshape(-1, ys.shape[-1])
 
 
-def discover_equations(cfg: ExperimentConfig, out: Path, fitted: FitOutcome, data, train, *, key,
-                       verbose: bool = True, log: Log = None,
-                       force: bool = False) -> DiscoveryOutcome | None:
+def discover_equations(
+    cfg: ExperimentConfig,
+    out: Path,
+    fitted: FitOutcome,
+    data,
+    train,
+    *,
+    key,
+    verbose: bool = True,
+    log: Log = None,
+    force: bool = False,
+) -> DiscoveryOutcome | None:
     """Sparse-regress the trained network's output on the library, then refit the kept terms
     (``discovery.refit``) or pick among refitted candidates (``criterion: simulation``); or load
     them (unless ``force``). None when discovery is disabled."""
@@ -62,34 +71,63 @@ def discover_equations(cfg: ExperimentConfig, out: Path, fitted: FitOutcome, dat
     path = out / FILES["discovery"]
     if path.is_file() and (out / FILES["discovered"]).is_file() and not force:
         info = json.loads(path.read_text())
-        like = _discovered_like(cfg, fitted.model, library, np.asarray(info["coefficients"]),
-                                np.asarray(info["mask"], bool))
+        like = _discovered_like(
+            cfg,
+            fitted.model,
+            library,
+            np.asarray(info["coefficients"]),
+            np.asarray(info["mask"], bool),
+        )
         return DiscoveryOutcome(None, load_eqx(out / FILES["discovered"], like), info)
     dc = cfg.discovery
-    emit(log, f"discovery: {library.n_terms} candidate terms, {len(build_lams(cfg))} λ values, "
-              f"{dc.regressor.kind}")
+    emit(
+        log,
+        f"discovery: {library.n_terms} candidate terms, {len(build_lams(cfg))} λ values, "
+        f"{dc.regressor.kind}",
+    )
     # the paper regresses on the trained UDE's own trajectory, sampled finer than the data
     ts, ys, ok, n = trajectories(cfg, fitted.model, data, train, fitted.extra)
     if not ok and not np.all(np.isfinite(ys[:n])):
-        raise ValueError("discovery: the fitted UDE's trajectory could not be solved over the "
-                         "training window")
+        raise ValueError(
+            "discovery: the fitted UDE's trajectory could not be solved over the training window"
+        )
     simulate = dc.criterion == "simulation"
-    d = discover(fitted.model, regression_samples(ts, ys, float(np.asarray(train.ts)[-1]), n),
-                 library, build_regressor(cfg), lams=build_lams(cfg),
-                 criterion="paper" if simulate else dc.criterion, states=dc.states)
-    info = {"names": list(d.names), "state_names": list(d.state_names), "states": list(d.states),
-            "coefficients": d.coefficients.tolist(), "mask": d.mask.tolist(),
-            "before_refit": d.as_dict(), "equations_before_refit": d.equations(),
-            "selection": d.selection_info()}
+    d = discover(
+        fitted.model,
+        regression_samples(ts, ys, float(np.asarray(train.ts)[-1]), n),
+        library,
+        build_regressor(cfg),
+        lams=build_lams(cfg),
+        criterion="paper" if simulate else dc.criterion,
+        states=dc.states,
+    )
+    info = {
+        "names": list(d.names),
+        "state_names": list(d.state_names),
+        "states": list(d.states),
+        "coefficients": d.coefficients.tolist(),
+        "mask": d.mask.tolist(),
+        "before_refit": d.as_dict(),
+        "equations_before_refit": d.equations(),
+        "selection": d.selection_info(),
+    }
     model = _discovered_like(cfg, fitted.model, library, d.coefficients, d.mask)
     weights = state_weights(train, dc.refit.weights)
     if simulate:
         d, model = _select_by_simulation(cfg, fitted, train, d, model, weights, info, log)
     elif dc.refit.enabled:
-        strategy = SingleShooting(options=build_options(cfg), reduction="sse", weights=weights,
-                                  learn_y0=dc.refit.learn_y0)
-        res = refit(model, train, strategy=strategy, stages=build_stages(dc.refit.stages), key=key,
-                    verbose=verbose, chunk=cfg.train.chunk)
+        strategy = SingleShooting(
+            options=build_options(cfg), reduction="sse", weights=weights, learn_y0=dc.refit.learn_y0
+        )
+        res = refit(
+            model,
+            train,
+            strategy=strategy,
+            stages=build_stages(dc.refit.stages),
+            key=key,
+            verbose=verbose,
+            chunk=cfg.train.chunk,
+        )
         model = res.model
         info["refit_loss"] = _plain_loss(cfg, model, train, res.extra, dc.refit.learn_y0)
         info["refit_objective"] = res.final_loss
@@ -104,31 +142,53 @@ def discover_equations(cfg: ExperimentConfig, out: Path, fitted: FitOutcome, dat
     return DiscoveryOutcome(d, model, info)
 
 
-def _select_by_simulation(cfg: ExperimentConfig, fitted: FitOutcome, train, d: Discovery,
-                          model: DiscoveredModel, weights, info: dict, log: Log):
+def _select_by_simulation(
+    cfg: ExperimentConfig,
+    fitted: FitOutcome,
+    train,
+    d: Discovery,
+    model: DiscoveredModel,
+    weights,
+    info: dict,
+    log: Log,
+):
     """``criterion: simulation``: refit the candidate supports through the solver and keep the
     best (:func:`~ude.discovery.simulation.select_by_simulation`); ``info`` is updated with the
     choice and the candidate table. Returns ``(discovery, refitted model)``."""
     dc = cfg.discovery
-    sel = select_by_simulation(d, model.known, train, max_terms=dc.max_terms, top=tuple(dc.top),
-                               score=dc.score, delta=dc.delta, weights=weights,
-                               learn_y0=dc.refit.learn_y0,
-                               options=_selection_options(cfg, fitted, train),
-                               max_steps=dc.refit_iterations)
+    sel = select_by_simulation(
+        d,
+        model.known,
+        train,
+        max_terms=dc.max_terms,
+        top=tuple(dc.top),
+        score=dc.score,
+        delta=dc.delta,
+        weights=weights,
+        learn_y0=dc.refit.learn_y0,
+        options=_selection_options(cfg, fitted, train),
+        max_steps=dc.refit_iterations,
+    )
     for line in candidate_table_text(sel.table, rows=5):
         emit(log, "  " + line)
     d, model = sel.discovery, sel.model
-    info.update(coefficients=d.coefficients.tolist(), mask=d.mask.tolist(),
-                refit_loss=_plain_loss(cfg, model, train, sel.extra, dc.refit.learn_y0),
-                refit_objective=sel.loss, candidates=sel.table,
-                equations_before_refit=None, before_refit=None)
+    info.update(
+        coefficients=d.coefficients.tolist(),
+        mask=d.mask.tolist(),
+        refit_loss=_plain_loss(cfg, model, train, sel.extra, dc.refit.learn_y0),
+        refit_objective=sel.loss,
+        candidates=sel.table,
+        equations_before_refit=None,
+        before_refit=None,
+    )
     info["selection"]["criterion"] = "simulation"
     info["selection"]["refit_weights"] = weights.tolist()
     return d, model
 
 
-def _discovered_like(cfg: ExperimentConfig, fitted_model, library, coefficients,
-                     mask) -> DiscoveredModel:
+def _discovered_like(
+    cfg: ExperimentConfig, fitted_model, library, coefficients, mask
+) -> DiscoveredModel:
     known = fitted_model.known
     if cfg.discovery.refit.enabled and cfg.discovery.refit.train_known:
         known = known.set_trainable(*cfg.discovery.refit.train_known)
@@ -151,6 +211,7 @@ def _selection_options(cfg: ExperimentConfig, fitted: FitOutcome, train) -> Solv
 def _plain_loss(cfg: ExperimentConfig, model, train, extra, learn_y0: bool) -> float:
     """The training loss's definition (``train.strategy.loss``, unweighted) of a refitted model with
     its refitted initial states: comparable with the fit's ``final_loss``."""
-    strategy = SingleShooting(options=build_options(cfg),
-                              reduction=interned(cfg.train.strategy.loss), learn_y0=learn_y0)
+    strategy = SingleShooting(
+        options=build_options(cfg), reduction=interned(cfg.train.strategy.loss), learn_y0=learn_y0
+    )
     return loss_value(model, train, strategy, extra)

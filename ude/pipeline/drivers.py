@@ -27,8 +27,17 @@ from .rundir import FILES, check_new_dir, load_run, locked_run_dir
 __all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures"]
 
 
-def _finish(cfg: ExperimentConfig, out: Path, data, train, held, fitted: FitOutcome,
-            found: DiscoveryOutcome | None, t_start: float, log: Log) -> dict:
+def _finish(
+    cfg: ExperimentConfig,
+    out: Path,
+    data,
+    train,
+    held,
+    fitted: FitOutcome,
+    found: DiscoveryOutcome | None,
+    t_start: float,
+    log: Log,
+) -> dict:
     """Evaluate, draw, and write metrics.json (status ``ok``, the wall time since ``t_start``)."""
     metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
     if cfg.output.figures:
@@ -40,8 +49,16 @@ def _finish(cfg: ExperimentConfig, out: Path, data, train, held, fitted: FitOutc
     return json_safe(metrics)
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resume: bool = False,
-                   log: Log = None, fit_callback=None, stop=None) -> dict:
+def run_experiment(
+    cfg: ExperimentConfig,
+    out_dir,
+    *,
+    verbose: bool = True,
+    resume: bool = False,
+    log: Log = None,
+    fit_callback=None,
+    stop=None,
+) -> dict:
     """Run the whole pipeline into ``out_dir`` and return the metrics (also in metrics.json).
 
     Args:
@@ -70,10 +87,20 @@ def run_experiment(cfg: ExperimentConfig, out_dir, *, verbose: bool = True, resu
         k_fit, k_refit = jr.split(jr.key(cfg.seed))
         data = prepare_data(cfg, out, log, data=data)
         train, held = split_data(cfg, data)
-        fitted = fit_model(cfg, out, train, key=k_fit, verbose=verbose, log=log,
-                           callback=fit_callback, stop=stop, data=data)
-        found = discover_equations(cfg, out, fitted, data, train, key=k_refit, verbose=verbose,
-                                   log=log)
+        fitted = fit_model(
+            cfg,
+            out,
+            train,
+            key=k_fit,
+            verbose=verbose,
+            log=log,
+            callback=fit_callback,
+            stop=stop,
+            data=data,
+        )
+        found = discover_equations(
+            cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log
+        )
         return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
 
 
@@ -93,18 +120,21 @@ def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
     out = Path(out_dir)
     cfg = load_run(out)
     if not (out / FILES["model"]).is_file():
-        raise RunDirError(f"{out}: the fit has not finished (no {FILES['model']}); run "
-                          f"`ude resume {out}`")
+        raise RunDirError(
+            f"{out}: the fit has not finished (no {FILES['model']}); run `ude resume {out}`"
+        )
     if not cfg.discovery.enabled:
-        raise RunDirError(f"{out}: discovery is disabled in its config.yaml "
-                          "(discovery.enabled: false)")
+        raise RunDirError(
+            f"{out}: discovery is disabled in its config.yaml (discovery.enabled: false)"
+        )
     k_fit, k_refit = jr.split(jr.key(cfg.seed))
     with locked_run_dir(cfg, out, resume=True, command="discover"):
         data = prepare_data(cfg, out, log)
         train, held = split_data(cfg, data)
         fitted = fit_model(cfg, out, train, key=k_fit, verbose=verbose, log=log, data=data)
-        found = discover_equations(cfg, out, fitted, data, train, key=k_refit, verbose=verbose,
-                                   log=log, force=True)
+        found = discover_equations(
+            cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log, force=True
+        )
         return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
 
 

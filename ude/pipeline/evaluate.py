@@ -70,8 +70,17 @@ def _solve_models(cfg: ExperimentConfig, data, train, extra, models: dict) -> _S
     return _Solves(ts, y0, t_end, on_grid, ys, ok, n)
 
 
-def evaluate_run(cfg: ExperimentConfig, out: Path, data, train, held, fitted: FitOutcome,
-                 found: DiscoveryOutcome | None, *, log: Log = None) -> Evaluation:
+def evaluate_run(
+    cfg: ExperimentConfig,
+    out: Path,
+    data,
+    train,
+    held,
+    fitted: FitOutcome,
+    found: DiscoveryOutcome | None,
+    *,
+    log: Log = None,
+) -> Evaluation:
     """Compute everything the report needs: trajectories, missing terms, extrapolation and errors;
     write ``results.npz``.
 
@@ -80,47 +89,70 @@ def evaluate_run(cfg: ExperimentConfig, out: Path, data, train, held, fitted: Fi
     """
     truth = build_truth(cfg)
     final = "discovered" if found is not None else "ude"
-    models = {"ude": fitted.model} if found is None else {"ude": fitted.model,
-                                                           "discovered": found.model}
+    models = (
+        {"ude": fitted.model} if found is None else {"ude": fitted.model, "discovered": found.model}
+    )
     t_tr = float(np.asarray(train.ts)[-1])
     r: dict[str, np.ndarray] = {
-        "state_names": np.asarray(cfg.state_names), "data_ts": np.asarray(data.ts),
-        "data_ys": np.asarray(data.ys), "data_mask": np.asarray(data.mask),
-        "t_train_end": np.asarray(t_tr)}
+        "state_names": np.asarray(cfg.state_names),
+        "data_ts": np.asarray(data.ts),
+        "data_ys": np.asarray(data.ys),
+        "data_mask": np.asarray(data.mask),
+        "t_train_end": np.asarray(t_tr),
+    }
     if data.y_true is not None:
         r["data_y_true"] = np.asarray(data.y_true)
     s = _solve_models(cfg, data, train, fitted.extra, models)
     inside = s.ts <= t_tr + 1e-9 * max(1.0, s.t_end)
-    r["fit_ts"], r["fit_ys"] = s.ts[inside], s.ys["ude"][:s.n, inside]
+    r["fit_ts"], r["fit_ys"] = s.ts[inside], s.ys["ude"][: s.n, inside]
     r["ext_ts"] = s.ts[s.on_grid]
     for name in models:
-        r[f"ext_{name}"] = s.ys[name][-s.n:][:, s.on_grid]
+        r[f"ext_{name}"] = s.ys[name][-s.n :][:, s.on_grid]
     missing_fn = true_missing(cfg, truth)
     r.update(_missing_terms(fitted.model, missing_fn, found, r["fit_ts"], r["fit_ys"]))
 
-    extrapolation = {"t_end": s.t_end, "model": final, "ok": s.ok[final], "rmse": None,
-                     "reference": None}
+    extrapolation = {
+        "t_end": s.t_end,
+        "model": final,
+        "ok": s.ok[final],
+        "rmse": None,
+        "reference": None,
+    }
     if truth is not None:
-        r["ext_truth"] = _truth_on(cfg, truth, data, r["ext_ts"], s.y0[-s.n:])
-        extrapolation.update(ev.extrapolation_errors(
-            r["ext_ts"], {name: r[f"ext_{name}"] for name in models}, r["ext_truth"], t_tr,
-            primary=final))
+        r["ext_truth"] = _truth_on(cfg, truth, data, r["ext_ts"], s.y0[-s.n :])
+        extrapolation.update(
+            ev.extrapolation_errors(
+                r["ext_ts"],
+                {name: r[f"ext_{name}"] for name in models},
+                r["ext_truth"],
+                t_tr,
+                primary=final,
+            )
+        )
         extrapolation["reference"] = "truth"
-        osc = ev.oscillation_comparison(r["ext_ts"], r["ext_truth"][0], r[f"ext_{final}"][0],
-                                        cfg.state_names)
+        osc = ev.oscillation_comparison(
+            r["ext_ts"], r["ext_truth"][0], r[f"ext_{final}"][0], cfg.state_names
+        )
         if osc:
             extrapolation["oscillation"] = osc
     if held is not None:
         extrapolation.update(_held_out(data, t_tr, s, final, real=truth is None))
     strategy = build_phases(cfg)[-1][1]  # final_loss is the last phase's loss: so is the floor
     metrics = {
-        "name": cfg.name, "final_loss": fitted.info["final_loss"],
+        "name": cfg.name,
+        "final_loss": fitted.info["final_loss"],
         "noise_floor": None if truth is None else ev.noise_floor(truth, train, strategy),
-        "fit": {k: fitted.info.get(k) for k in ("steps", "stages", "stopped", "rejected",
-                                                "wall_seconds")},
-        "parameters": {p: float(fitted.model.known.p(p)) for p in cfg.model.parameters
-                       if p in cfg.model.trainable},
-        "discovered": None, "extrapolation": extrapolation,
+        "fit": {
+            k: fitted.info.get(k)
+            for k in ("steps", "stages", "stopped", "rejected", "wall_seconds")
+        },
+        "parameters": {
+            p: float(fitted.model.known.p(p))
+            for p in cfg.model.parameters
+            if p in cfg.model.trainable
+        },
+        "discovered": None,
+        "extrapolation": extrapolation,
     }
     if found is not None:
         metrics.update(_discovery_metrics(cfg, data, found, missing_fn))
@@ -151,11 +183,17 @@ def _truth_on(cfg: ExperimentConfig, truth, data, ext_ts, y0_ext) -> np.ndarray:
     ``y0_ext (traj, state)``: the dataset's own ``y_true`` when the grids coincide, else a solve
     at the truth's tolerance."""
     ts_data = np.asarray(data.ts)
-    if (data.y_true is not None and ext_ts.shape == ts_data.shape
-            and np.allclose(ext_ts, ts_data, rtol=0, atol=1e-9)):
+    if (
+        data.y_true is not None
+        and ext_ts.shape == ts_data.shape
+        and np.allclose(ext_ts, ts_data, rtol=0, atol=1e-9)
+    ):
         return np.asarray(data.y_true)
-    return np.asarray(data_mod.simulate(truth, y0_ext, ext_ts, rtol=cfg.truth.tolerance,
-                                        atol=cfg.truth.tolerance).y_true)
+    return np.asarray(
+        data_mod.simulate(
+            truth, y0_ext, ext_ts, rtol=cfg.truth.tolerance, atol=cfg.truth.tolerance
+        ).y_true
+    )
 
 
 def _held_out(data, t_tr: float, s: _Solves, final: str, *, real: bool) -> dict:
@@ -165,8 +203,9 @@ def _held_out(data, t_tr: float, s: _Solves, final: str, *, real: bool) -> dict:
     at_data = np.abs(s.ts[None, :] - ts_data[:, None]).argmin(axis=1)
     sel = ts_data > t_tr + 1e-12
     mask, obs = np.asarray(data.mask)[:, sel], np.asarray(data.ys)[:, sel]
-    rmse = {name: ev.held_out_rmse(ys[:s.n][:, at_data[sel]], obs, mask)
-            for name, ys in s.ys.items()}
+    rmse = {
+        name: ev.held_out_rmse(ys[: s.n][:, at_data[sel]], obs, mask) for name, ys in s.ys.items()
+    }
     out = {"held_out_rmse": rmse[final]}
     if final != "ude":
         out["ude_held_out_rmse"] = rmse["ude"]
@@ -179,12 +218,17 @@ def _discovery_metrics(cfg: ExperimentConfig, data, found: DiscoveryOutcome, mis
     """metrics.json's discovery entries: the discovered terms before and after the refit, the
     equations, the refit's loss and parameters, and (for a simulated truth whose missing term is
     in the library) the true coefficients and the errors of the discovered ones."""
-    out = {"discovered": found.info["discovered"],
-           "discovered_before_refit": found.info["before_refit"],
-           "equations": found.info["equations"], "refit_loss": found.info.get("refit_loss")}
+    out = {
+        "discovered": found.info["discovered"],
+        "discovered_before_refit": found.info["before_refit"],
+        "equations": found.info["equations"],
+        "refit_loss": found.info.get("refit_loss"),
+    }
     if cfg.discovery.refit.train_known or cfg.model.trainable:
-        out["refit_parameters"] = {p: float(found.model.known.p(p)) for p in
-                                   set(cfg.discovery.refit.train_known) | set(cfg.model.trainable)}
+        out["refit_parameters"] = {
+            p: float(found.model.known.p(p))
+            for p in set(cfg.discovery.refit.train_known) | set(cfg.model.trainable)
+        }
     samples = np.asarray(data.y_true) if data.y_true is not None else np.empty((0,))
     true_coef = ev.true_coefficients(build_library(cfg), missing_fn, samples, cfg.state_names)
     if true_coef is not None:
@@ -216,19 +260,38 @@ def ensemble_metrics(cfg: ExperimentConfig, data, train, ens: EnsembleOutcome) -
     t_end, on_grid = extrapolation_times(cfg, data, train, ts)
     starts = [evaluation_starts(cfg, train, member(ens.extra, i)) for i in range(ens.n)]
     n = starts[0][1]
-    sp = ev.trajectory_spread(ens.models, np.stack([y0 for y0, _ in starts]), ts,
-                              options=build_eval_options(cfg), quantiles=ev.BAND)
+    sp = ev.trajectory_spread(
+        ens.models,
+        np.stack([y0 for y0, _ in starts]),
+        ts,
+        options=build_eval_options(cfg),
+        quantiles=ev.BAND,
+    )
     ys, ok = np.asarray(sp["ys"], float), np.asarray(sp["ok"], bool)
     lo, mid, hi = (np.asarray(sp["quantiles"][q], float)[-n:][:, on_grid] for q in ev.BAND)
-    block = {"members": ens.n, "final_losses": ens.final_losses, "best_member": ens.best,
-             **({"training_losses": ens.info["training_losses"]} if "training_losses" in ens.info
-                else {}),
-             "failed": ens.info.get("failed", {}), "redraw_noise": cfg.parallel.redraw_noise,
-             "spread_t": t_end, "members_solved": int(ok.sum()),
-             "trajectory_spread": ev.band_stats(lo, mid, hi, cfg.state_names),
-             "coefficient_spread": None}
-    arrays = {"ensemble_final_losses": ens.final_losses, "ensemble_ok": ok,
-              "ext_ensemble_p05": lo, "ext_ensemble_p50": mid, "ext_ensemble_p95": hi}
+    block = {
+        "members": ens.n,
+        "final_losses": ens.final_losses,
+        "best_member": ens.best,
+        **(
+            {"training_losses": ens.info["training_losses"]}
+            if "training_losses" in ens.info
+            else {}
+        ),
+        "failed": ens.info.get("failed", {}),
+        "redraw_noise": cfg.parallel.redraw_noise,
+        "spread_t": t_end,
+        "members_solved": int(ok.sum()),
+        "trajectory_spread": ev.band_stats(lo, mid, hi, cfg.state_names),
+        "coefficient_spread": None,
+    }
+    arrays = {
+        "ensemble_final_losses": ens.final_losses,
+        "ensemble_ok": ok,
+        "ext_ensemble_p05": lo,
+        "ext_ensemble_p50": mid,
+        "ext_ensemble_p95": hi,
+    }
     if cfg.discovery.enabled and cfg.model.network is not None:
         block["coefficient_spread"] = _member_discovery(cfg, ens, ts, ys, train, n)
     return block, arrays
@@ -244,7 +307,17 @@ def _member_discovery(cfg: ExperimentConfig, ens: EnsembleOutcome, ts, ys, train
     for i in range(ens.n):
         T, Y = regression_samples(ts, ys[i], t_tr, n)
         samples.append((T, Y) if np.all(np.isfinite(Y)) else None)
-    found = discover_members(ens.models, samples, build_library(cfg), build_regressor(cfg),
-                             lams=build_lams(cfg), criterion=criterion, states=dc.states)
-    return {"criterion": criterion, "members": sum(d is not None for d in found),
-            "terms": coefficient_spread(found)}
+    found = discover_members(
+        ens.models,
+        samples,
+        build_library(cfg),
+        build_regressor(cfg),
+        lams=build_lams(cfg),
+        criterion=criterion,
+        states=dc.states,
+    )
+    return {
+        "criterion": criterion,
+        "members": sum(d is not None for d in found),
+        "terms": coefficient_spread(found),
+    }

@@ -32,8 +32,15 @@ from .builders import build_mesh, build_model, build_phases, build_stages, membe
 from .progress import Log, emit
 from .rundir import FILES
 
-__all__ = ["FitOutcome", "EnsembleOutcome", "fit_model", "fit_members", "fit_problem",
-           "merge_phases", "fitted_y0"]
+__all__ = [
+    "FitOutcome",
+    "EnsembleOutcome",
+    "fit_model",
+    "fit_members",
+    "fit_problem",
+    "merge_phases",
+    "fitted_y0",
+]
 
 _SUMMARY = ("steps", "stages", "stopped", "rejected")  # of fit.json, in a failed metrics.json
 
@@ -76,8 +83,9 @@ def fitted_y0(train: data_mod.Dataset, extra) -> jax.Array:
     return fitted_initial_states(train, extra)
 
 
-def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss,
-                stages=None) -> str | None:
+def fit_problem(
+    cfg: ExperimentConfig, history: dict, rejected, final_loss, stages=None
+) -> str | None:
     """Why a fit is unusable (every step of an optimiser stage rejected, a non-finite final
     loss), or None. ``stages``: the stage configs of the fit (default ``cfg.train.stages``)."""
     stage_of = np.asarray(history.get("stage", []))
@@ -85,14 +93,20 @@ def fit_problem(cfg: ExperimentConfig, history: dict, rejected, final_loss,
     for i, (st, n_rej) in enumerate(zip(stages, rejected, strict=False)):
         n = int((stage_of == i).sum())
         if n and n_rej >= n:
-            hint = (f"the solve failed (solver.max_steps = {cfg.solver.max_steps} exhausted?) or "
-                    "the loss or its gradients were not finite")
+            hint = (
+                f"the solve failed (solver.max_steps = {cfg.solver.max_steps} exhausted?) or "
+                "the loss or its gradients were not finite"
+            )
             fix = "lower the learning rate, " if st.kind == "adam" else ""
-            return (f"training diverged: all {n} steps of stage {i + 1} ({st.kind}) were rejected "
-                    f"({hint}); {fix}raise solver.max_steps or shrink model.network.output_scale")
+            return (
+                f"training diverged: all {n} steps of stage {i + 1} ({st.kind}) were rejected "
+                f"({hint}); {fix}raise solver.max_steps or shrink model.network.output_scale"
+            )
     if final_loss is None or not math.isfinite(final_loss):
-        return (f"training diverged: the final loss is {final_loss} (the fitted model cannot be "
-                "solved over the training data)")
+        return (
+            f"training diverged: the final loss is {final_loss} (the fitted model cannot be "
+            "solved over the training data)"
+        )
     return None
 
 
@@ -113,34 +127,56 @@ def merge_phases(results, n_stages):
         step0 += len(h["step"])
     hist = {k: np.concatenate(v) for k, v in hist.items()}
     last = results[-1]
-    return dataclasses.replace(last, history=hist,
-                               rejected=[r for res in results for r in res.rejected],
-                               stopped=[x for res in results for x in res.stopped],
-                               wall_seconds=sum(r.wall_seconds for r in results))
+    return dataclasses.replace(
+        last,
+        history=hist,
+        rejected=[r for res in results for r in res.rejected],
+        stopped=[x for res in results for x in res.stopped],
+        wall_seconds=sum(r.wall_seconds for r in results),
+    )
 
 
 def _plan(stages) -> str:
     return " → ".join(f"{s.kind} × {s.steps}" for s in stages)
 
 
-def _record_failure(cfg: ExperimentConfig, out: Path, info: dict, history: dict, problem: str,
-                    **blocks) -> None:
+def _record_failure(
+    cfg: ExperimentConfig, out: Path, info: dict, history: dict, problem: str, **blocks
+) -> None:
     """fit.json (with ``failed``), history.csv and a failed metrics.json; no model.eqx, so
     ``ude resume`` re-reads the last checkpoint and reports the same."""
     info["failed"] = problem
     write_history(out / FILES["history"], history)
     write_json(out / FILES["fit"], info)
-    write_json(out / FILES["metrics"], {
-        "name": cfg.name, "status": "failed", "error": problem, "final_loss": info["final_loss"],
-        "fit": {k: info.get(k) for k in _SUMMARY}, **blocks, "run_dir": str(out)})
+    write_json(
+        out / FILES["metrics"],
+        {
+            "name": cfg.name,
+            "status": "failed",
+            "error": problem,
+            "final_loss": info["final_loss"],
+            "fit": {k: info.get(k) for k in _SUMMARY},
+            **blocks,
+            "run_dir": str(out),
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # one model
 # ------------------------------------------------------------------------------------------------
-def fit_model(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = True,
-              log: Log = None, callback=None, stop=None,
-              data: data_mod.Dataset | None = None) -> FitOutcome:
+def fit_model(
+    cfg: ExperimentConfig,
+    out: Path,
+    train,
+    *,
+    key,
+    verbose: bool = True,
+    log: Log = None,
+    callback=None,
+    stop=None,
+    data: data_mod.Dataset | None = None,
+) -> FitOutcome:
     """Fit the UDE (continuing from checkpoints when there are some), or load the fitted model.
 
     With ``parallel.ensemble > 1`` the ensemble is trained instead (:func:`fit_members`;
@@ -148,8 +184,10 @@ def fit_model(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = T
     ``stop`` go to :func:`ude.train.fit`."""
     if cfg.parallel.ensemble > 1:
         if callback is not None:
-            raise ValueError("fit_model: a fit callback is not supported with "
-                             "parallel.ensemble > 1 (the members train as one program)")
+            raise ValueError(
+                "fit_model: a fit callback is not supported with "
+                "parallel.ensemble > 1 (the members train as one program)"
+            )
         return fit_members(cfg, out, train, key=key, data=data, verbose=verbose, log=log)
     k_model, k_fit = jr.split(key)
     model = build_model(cfg, k_model)
@@ -159,27 +197,46 @@ def fit_model(cfg: ExperimentConfig, out: Path, train, *, key, verbose: bool = T
         model, extra = load_eqx(out / FILES["model"], (model, extra))
         info = json.loads((out / FILES["fit"]).read_text())
         return FitOutcome(model, extra, read_history(out / FILES["history"]), info)
-    results, problem = _train_phases(cfg, out, model, train, phases, key=k_fit, verbose=verbose,
-                                     log=log, callback=callback, stop=stop)
+    results, problem = _train_phases(
+        cfg,
+        out,
+        model,
+        train,
+        phases,
+        key=k_fit,
+        verbose=verbose,
+        log=log,
+        callback=callback,
+        stop=stop,
+    )
     res = merge_phases(results, [len(st) for _, _, st in phases])
-    done = phases[:len(results)]
-    info = {"final_loss": res.final_loss, "wall_seconds": res.wall_seconds,
-            "stages": [s.kind for _, _, st in done for s in st], "stopped": res.stopped,
-            "rejected": res.rejected, "steps": int(len(res.history["step"])),
-            "phases": [name for name, _, _ in done]}
+    done = phases[: len(results)]
+    info = {
+        "final_loss": res.final_loss,
+        "wall_seconds": res.wall_seconds,
+        "stages": [s.kind for _, _, st in done for s in st],
+        "stopped": res.stopped,
+        "rejected": res.rejected,
+        "steps": int(len(res.history["step"])),
+        "phases": [name for name, _, _ in done],
+    }
     if problem is not None:
         _record_failure(cfg, out, info, res.history, problem)
         raise FitFailed(f"{problem}; the last checkpoint is kept in {out / FILES['checkpoints']}")
     save_eqx(out / FILES["model"], (res.model, res.extra))
     write_history(out / FILES["history"], res.history)
     write_json(out / FILES["fit"], info)
-    emit(log, f"fit: final loss {res.final_loss:.6g} after {info['steps']} steps "
-              f"({res.wall_seconds:.1f} s)")
+    emit(
+        log,
+        f"fit: final loss {res.final_loss:.6g} after {info['steps']} steps "
+        f"({res.wall_seconds:.1f} s)",
+    )
     return FitOutcome(res.model, res.extra, res.history, info)
 
 
-def _train_phases(cfg: ExperimentConfig, out: Path, model, train, phases, *, key, verbose, log,
-                  callback, stop):
+def _train_phases(
+    cfg: ExperimentConfig, out: Path, model, train, phases, *, key, verbose, log, callback, stop
+):
     """Fit each phase from the previous one's model, each with its own checkpoints, until one
     leaves an unusable fit: ``(FitResults of the phases run, the problem or None)``."""
     # a fresh block per phase: a generator context manager can be entered once only
@@ -188,13 +245,26 @@ def _train_phases(cfg: ExperimentConfig, out: Path, model, train, phases, *, key
     for name, strategy, stage_cfgs in phases:
         ckpt = out / (FILES["checkpoints"] if name == "train" else f"{FILES['checkpoints']}-{name}")
         resume = (ckpt / "checkpoint.json").is_file()
-        emit(log, f"fit ({name}): " + ("resuming from the last checkpoint" if resume else
-                                       _plan(stage_cfgs)))
+        emit(
+            log,
+            f"fit ({name}): "
+            + ("resuming from the last checkpoint" if resume else _plan(stage_cfgs)),
+        )
         with armed():
-            res = fit(model, train, strategy, build_stages(stage_cfgs), key=key,
-                      chunk=cfg.train.chunk, verbose=verbose, checkpoint_dir=ckpt,
-                      checkpoint_every=cfg.train.checkpoint_every, resume=resume,
-                      callback=callback, should_stop=stop)
+            res = fit(
+                model,
+                train,
+                strategy,
+                build_stages(stage_cfgs),
+                key=key,
+                chunk=cfg.train.chunk,
+                verbose=verbose,
+                checkpoint_dir=ckpt,
+                checkpoint_every=cfg.train.checkpoint_every,
+                resume=resume,
+                callback=callback,
+                should_stop=stop,
+            )
         results.append(res)
         model = res.model
         problem = fit_problem(cfg, res.history, res.rejected, res.final_loss, stage_cfgs)
@@ -206,8 +276,16 @@ def _train_phases(cfg: ExperimentConfig, out: Path, model, train, phases, *, key
 # ------------------------------------------------------------------------------------------------
 # an ensemble
 # ------------------------------------------------------------------------------------------------
-def fit_members(cfg: ExperimentConfig, out: Path, train, *, key, data=None, verbose: bool = True,
-                log: Log = None) -> FitOutcome:
+def fit_members(
+    cfg: ExperimentConfig,
+    out: Path,
+    train,
+    *,
+    key,
+    data=None,
+    verbose: bool = True,
+    log: Log = None,
+) -> FitOutcome:
     """Train ``parallel.ensemble`` members as one vmapped program (split over
     ``parallel.devices`` devices), or load the saved ensemble.
 
@@ -231,33 +309,61 @@ def fit_members(cfg: ExperimentConfig, out: Path, train, *, key, data=None, verb
     mesh = build_mesh(cfg)
     where = f" on {cfg.parallel.devices} devices" if mesh is not None else ""
     all_stages = [st for _, _, p_stages in phases for st in p_stages]
-    emit(log, f"fit: ensemble of {n}{where}" + (" (noise redrawn per member)" if
-                                                 cfg.parallel.redraw_noise else "") + ": "
-         + _plan(all_stages))
-    results = _train_members(cfg, models, member_train(cfg, data, train, n), phases,
-                             keys=member_keys(k_fit, n), mesh=mesh, verbose=verbose)
+    emit(
+        log,
+        f"fit: ensemble of {n}{where}"
+        + (" (noise redrawn per member)" if cfg.parallel.redraw_noise else "")
+        + ": "
+        + _plan(all_stages),
+    )
+    results = _train_members(
+        cfg,
+        models,
+        member_train(cfg, data, train, n),
+        phases,
+        keys=member_keys(k_fit, n),
+        mesh=mesh,
+        verbose=verbose,
+    )
     members, losses = _members_on(cfg, results, phases, train, strategy)
-    problems = [fit_problem(cfg, m.history, m.rejected, float(loss), all_stages)
-                for m, loss in zip(members, losses, strict=True)]
+    problems = [
+        fit_problem(cfg, m.history, m.rejected, float(loss), all_stages)
+        for m, loss in zip(members, losses, strict=True)
+    ]
     usable = [i for i in range(n) if problems[i] is None]
     einfo = _ensemble_info(cfg, results, losses, problems)
     best = min(usable, key=lambda i: losses[i]) if usable else 0
     b = members[best]
-    info = {"final_loss": float(losses[best]), "wall_seconds": einfo["wall_seconds"],
-            "stages": [s.kind for s in all_stages], "stopped": b.stopped,
-            "rejected": b.rejected, "steps": int(len(b.history["step"])), "ensemble_member": best,
-            "phases": [name for name, _, _ in phases]}
+    info = {
+        "final_loss": float(losses[best]),
+        "wall_seconds": einfo["wall_seconds"],
+        "stages": [s.kind for s in all_stages],
+        "stopped": b.stopped,
+        "rejected": b.rejected,
+        "steps": int(len(b.history["step"])),
+        "ensemble_member": best,
+        "phases": [name for name, _, _ in phases],
+    }
     if not usable:
         problem = f"all {n} ensemble members failed; member 0: {problems[0]}"
-        _record_failure(cfg, out, info, b.history, problem,
-                        ensemble={k: einfo[k] for k in ("members", "final_losses", "failed")})
+        _record_failure(
+            cfg,
+            out,
+            info,
+            b.history,
+            problem,
+            ensemble={k: einfo[k] for k in ("members", "final_losses", "failed")},
+        )
         raise FitFailed(problem)
     einfo["best_member"] = best
     ens = EnsembleOutcome(results[-1].models, results[-1].extra, losses, best, einfo)
     _save_members(out, ens, b, info)
     ok = np.isfinite(losses)
-    emit(log, f"fit: ensemble final losses {np.min(losses[ok]):.6g} (member {best}) … "
-              f"{np.max(losses[ok]):.6g}, {n - len(usable)} failed ({einfo['wall_seconds']:.1f} s)")
+    emit(
+        log,
+        f"fit: ensemble final losses {np.min(losses[ok]):.6g} (member {best}) … "
+        f"{np.max(losses[ok]):.6g}, {n - len(usable)} failed ({einfo['wall_seconds']:.1f} s)",
+    )
     return FitOutcome(b.model, b.extra, b.history, info, ensemble=ens)
 
 
@@ -266,8 +372,18 @@ def _train_members(cfg: ExperimentConfig, models, mtrain, phases, *, keys, mesh,
     going on from the last's: the phases' ensemble results."""
     results, current = [], models
     for _, strategy, stage_cfgs in phases:
-        results.append(fit_ensemble(current, mtrain, strategy, build_stages(stage_cfgs), key=keys,
-                                    chunk=cfg.train.chunk, verbose=verbose, mesh=mesh))
+        results.append(
+            fit_ensemble(
+                current,
+                mtrain,
+                strategy,
+                build_stages(stage_cfgs),
+                key=keys,
+                chunk=cfg.train.chunk,
+                verbose=verbose,
+                mesh=mesh,
+            )
+        )
         current = results[-1].models
     return results
 
@@ -276,8 +392,10 @@ def _members_on(cfg: ExperimentConfig, results, phases, train, strategy):
     """``(each member's FitResult over all phases, final losses (members,))``: the losses on the
     run's training data ``train`` (remeasured there when every member had its own noise draw)."""
     sizes = [len(st) for _, _, st in phases]
-    members = [merge_phases([r.member(i) for r in results], sizes)
-               for i in range(results[-1].final_losses.shape[0])]
+    members = [
+        merge_phases([r.member(i) for r in results], sizes)
+        for i in range(results[-1].final_losses.shape[0])
+    ]
     losses = np.asarray(results[-1].final_losses, float)
     if cfg.parallel.redraw_noise:
         losses = np.asarray([loss_value(m.model, train, strategy, m.extra) for m in members])
@@ -286,12 +404,17 @@ def _members_on(cfg: ExperimentConfig, results, phases, train, strategy):
 
 def _ensemble_info(cfg: ExperimentConfig, results, losses, problems) -> dict:
     """ensemble.json (``best_member`` still None)."""
-    info = {"members": len(problems), "final_losses": losses.tolist(),
-            "best_member": None, "failed": {str(i): p for i, p in enumerate(problems) if p},
-            "devices": cfg.parallel.devices or 1, "redraw_noise": cfg.parallel.redraw_noise,
-            "rejected": np.concatenate([r.rejected for r in results], axis=1).tolist(),
-            "stopped": np.concatenate([r.stopped for r in results], axis=1).tolist(),
-            "wall_seconds": sum(r.wall_seconds for r in results)}
+    info = {
+        "members": len(problems),
+        "final_losses": losses.tolist(),
+        "best_member": None,
+        "failed": {str(i): p for i, p in enumerate(problems) if p},
+        "devices": cfg.parallel.devices or 1,
+        "redraw_noise": cfg.parallel.redraw_noise,
+        "rejected": np.concatenate([r.rejected for r in results], axis=1).tolist(),
+        "stopped": np.concatenate([r.stopped for r in results], axis=1).tolist(),
+        "wall_seconds": sum(r.wall_seconds for r in results),
+    }
     if cfg.parallel.redraw_noise:
         info["training_losses"] = results[-1].final_losses.tolist()
     return info
@@ -311,16 +434,24 @@ def _load_members(out: Path, models, strategy, train, n: int) -> FitOutcome:
     """The finished ensemble of ``out`` in the structure of ``models`` (stacked, as built)."""
     path = out / FILES["ensemble_info"]
     einfo = json.loads(path.read_text())
-    losses = np.asarray([float("nan") if x is None else float(x) for x in einfo["final_losses"]],
-                        float)
+    losses = np.asarray(
+        [float("nan") if x is None else float(x) for x in einfo["final_losses"]], float
+    )
     if losses.shape != (n,):
-        raise RunDirError(f"{path}: {losses.shape[0]} members saved, but parallel.ensemble "
-                          f"is {n}; the config has changed since the run was written")
+        raise RunDirError(
+            f"{path}: {losses.shape[0]} members saved, but parallel.ensemble "
+            f"is {n}; the config has changed since the run was written"
+        )
     extras = [strategy.init(member(models, i), train) for i in range(n)]
     like = (models, None if all(e is None for e in extras) else stack(extras))
-    ens = EnsembleOutcome(*load_eqx(out / FILES["ensemble"], like), losses,
-                          int(einfo["best_member"]), einfo)
-    history = (read_history(out / FILES["history"]) if (out / FILES["history"]).is_file()
-               else {})
-    return FitOutcome(member(ens.models, ens.best), member(ens.extra, ens.best), history,
-                      json.loads((out / FILES["fit"]).read_text()), ensemble=ens)
+    ens = EnsembleOutcome(
+        *load_eqx(out / FILES["ensemble"], like), losses, int(einfo["best_member"]), einfo
+    )
+    history = read_history(out / FILES["history"]) if (out / FILES["history"]).is_file() else {}
+    return FitOutcome(
+        member(ens.models, ens.best),
+        member(ens.extra, ens.best),
+        history,
+        json.loads((out / FILES["fit"]).read_text()),
+        ensemble=ens,
+    )

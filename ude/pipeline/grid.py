@@ -22,15 +22,21 @@ def evaluation_grid(cfg: ExperimentConfig, data, train) -> np.ndarray:
     """The discovery grid (every ``discovery.dt``) over the training window, the extrapolation
     grid (every ``evaluate.dt`` up to ``evaluate.t_end``) and the data times, as one grid
     (:func:`ude.evaluate.evaluation_grid`)."""
-    return ev.evaluation_grid(data.ts, float(np.asarray(train.ts)[-1]), cfg.evaluate.t_end,
-                              fit_dt=cfg.discovery.dt, ext_dt=cfg.evaluate.dt)
+    return ev.evaluation_grid(
+        data.ts,
+        float(np.asarray(train.ts)[-1]),
+        cfg.evaluate.t_end,
+        fit_dt=cfg.discovery.dt,
+        ext_dt=cfg.evaluate.dt,
+    )
 
 
 def extrapolation_times(cfg: ExperimentConfig, data, train, ts_all) -> tuple[float, np.ndarray]:
     """``(t_end, on_grid)``: the end of the extrapolation and which times of ``ts_all`` (the
     :func:`evaluation_grid`) lie on its grid (every ``evaluate.dt``, and ``t_end``)."""
-    return ev.extrapolation_mask(ts_all, data.ts, float(np.asarray(train.ts)[-1]),
-                                 cfg.evaluate.t_end, ext_dt=cfg.evaluate.dt)
+    return ev.extrapolation_mask(
+        ts_all, data.ts, float(np.asarray(train.ts)[-1]), cfg.evaluate.t_end, ext_dt=cfg.evaluate.dt
+    )
 
 
 def evaluation_starts(cfg: ExperimentConfig, train, extra) -> tuple[np.ndarray, int]:

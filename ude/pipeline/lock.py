@@ -99,8 +99,11 @@ def acquire(directory, command: str = "") -> RunLock:
         who += f" on {info['host']}"
     since = f" since {info['since']}" if info.get("since") else ""
     what = f" ({info['command']})" if info.get("command") else ""
-    raise RunLocked(f"{directory} is in use by {who}{what}{since} (lock {path}); wait for it "
-                    "to finish or stop it, then retry", pid)
+    raise RunLocked(
+        f"{directory} is in use by {who}{what}{since} (lock {path}); wait for it "
+        "to finish or stop it, then retry",
+        pid,
+    )
 
 
 def _claim(directory: Path, fd: int, command: str) -> RunLock:

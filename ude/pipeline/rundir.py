@@ -28,14 +28,31 @@ from ..config import ExperimentConfig, dump_config, load_config
 from ..errors import RunDirError
 from . import lock
 
-__all__ = ["FILES", "default_run_dir", "check_new_dir", "prepare_run_dir", "locked_run_dir",
-           "load_run"]
+__all__ = [
+    "FILES",
+    "default_run_dir",
+    "check_new_dir",
+    "prepare_run_dir",
+    "locked_run_dir",
+    "load_run",
+]
 
-FILES = {"config": "config.yaml", "data": "data", "model": "model.eqx", "fit": "fit.json",
-         "history": "history.csv", "discovery": "discovery.json", "discovered": "discovered.eqx",
-         "refit_history": "refit_history.csv", "results": "results.npz", "metrics": "metrics.json",
-         "checkpoints": "checkpoints", "figures": "figures", "ensemble": "ensemble.eqx",
-         "ensemble_info": "ensemble.json"}
+FILES = {
+    "config": "config.yaml",
+    "data": "data",
+    "model": "model.eqx",
+    "fit": "fit.json",
+    "history": "history.csv",
+    "discovery": "discovery.json",
+    "discovered": "discovered.eqx",
+    "refit_history": "refit_history.csv",
+    "results": "results.npz",
+    "metrics": "metrics.json",
+    "checkpoints": "checkpoints",
+    "figures": "figures",
+    "ensemble": "ensemble.eqx",
+    "ensemble_info": "ensemble.json",
+}
 """The names of a run directory's files, by role."""
 
 
@@ -56,8 +73,10 @@ def check_new_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} exists and is not a directory")
     if out.exists() and any(p.name != lock.LOCK_NAME for p in out.iterdir()):
-        raise RunDirError(f"{out} already exists and is not empty; choose another --out, or "
-                          f"continue it with `ude resume {out}`")
+        raise RunDirError(
+            f"{out} already exists and is not empty; choose another --out, or "
+            f"continue it with `ude resume {out}`"
+        )
 
 
 def prepare_run_dir(cfg: ExperimentConfig, out_dir, *, resume: bool = False) -> Path:

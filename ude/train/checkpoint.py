@@ -19,8 +19,17 @@ import numpy as np
 from .._io import atomic_write_bytes, atomic_write_text, load_eqx, save_eqx
 from .._types import is_key_array
 
-__all__ = ["INDEX", "save_checkpoint", "load_index", "load_carry", "keys_as_data",
-           "keys_from_data", "fingerprint", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "INDEX",
+    "save_checkpoint",
+    "load_index",
+    "load_carry",
+    "keys_as_data",
+    "keys_from_data",
+    "fingerprint",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
 
 INDEX = "checkpoint.json"
 
@@ -56,8 +65,11 @@ def load_index(directory) -> dict | None:
 def load_carry(directory, index: dict, like):
     """Deserialise the carry named by ``index`` into the structure of ``like``; a wrong structure
     or a truncated file raises :class:`~ude.errors.RunDirError` (a ``ValueError``)."""
-    return load_eqx(Path(directory) / index["file"], like,
-                    hint="the checkpoint is truncated or belongs to another set-up")
+    return load_eqx(
+        Path(directory) / index["file"],
+        like,
+        hint="the checkpoint is truncated or belongs to another set-up",
+    )
 
 
 def keys_as_data(tree):
@@ -69,14 +81,17 @@ def keys_from_data(tree, like):
     """The inverse of :func:`keys_as_data`: raw data back to keys where ``like`` has keys."""
     return jax.tree_util.tree_map(
         lambda new, old: jr.wrap_key_data(new, impl=jr.key_impl(old)) if is_key_array(old) else new,
-        tree, like)
+        tree,
+        like,
+    )
 
 
 def _describe(obj) -> str:
     """A stable text of a module's fields and values (``repr`` hides defaults by identity)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        inner = ", ".join(f"{f.name}={_describe(getattr(obj, f.name))}"
-                          for f in dataclasses.fields(obj))
+        inner = ", ".join(
+            f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+        )
         return f"{type(obj).__name__}({inner})"
     if isinstance(obj, (list, tuple)):
         return "[" + ", ".join(_describe(o) for o in obj) + "]"

@@ -13,13 +13,15 @@ program, so the result equals the single-device one.
 Example (the UDE paper's noise sweep, 100 seeds at one noise level)::
 
     keys = jr.split(jr.key(0), 100)
-    models = eqx.filter_vmap(lambda k: UDE(known, MLP(2, 2, width=5, depth=3, activation="rbf",
-                                                      key=k)))(keys)
+    models = eqx.filter_vmap(
+        lambda k: UDE(known, MLP(2, 2, width=5, depth=3, activation="rbf", key=k))
+    )(keys)
     data = resample_noise(clean, RelativeMeanNoise(0.05), jr.split(jr.key(1), 100))
-    res = fit_ensemble(models, data, SingleShooting(l2=1e-4), [Adam(0.1, steps=200), LBFGS(1000)],
-                       key=jr.key(2))
-    res.final_losses            # (100,)
-    res.member(3).model         # one fitted UDE
+    res = fit_ensemble(
+        models, data, SingleShooting(l2=1e-4), [Adam(0.1, steps=200), LBFGS(1000)], key=jr.key(2)
+    )
+    res.final_losses  # (100,)
+    res.member(3).model  # one fitted UDE
 """
 
 from __future__ import annotations
@@ -63,8 +65,18 @@ from .stages import AbstractStage
 from .step import ChunkRecord, FitState, chunk_steps, strong_types
 from .strategies import AbstractStrategy
 
-__all__ = ["EnsembleFitResult", "fit_ensemble", "stack", "unstack", "member", "n_members",
-           "broadcast", "stack_models", "stack_datasets", "resample_noise"]
+__all__ = [
+    "EnsembleFitResult",
+    "fit_ensemble",
+    "stack",
+    "unstack",
+    "member",
+    "n_members",
+    "broadcast",
+    "stack_models",
+    "stack_datasets",
+    "resample_noise",
+]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -112,9 +124,15 @@ class EnsembleFitResult:
         for k in ("loss", "accepted", "lr_scale"):
             hist[k] = self.history[k][i][act]
         hist["step"] = np.arange(int(act.sum()))
-        return FitResult(model=member(self.models, i), extra=member(self.extra, i), history=hist,
-                         final_loss=float(self.final_losses[i]), rejected=self.rejected[i].tolist(),
-                         stopped=self.stopped[i].tolist(), wall_seconds=self.wall_seconds)
+        return FitResult(
+            model=member(self.models, i),
+            extra=member(self.extra, i),
+            history=hist,
+            final_loss=float(self.final_losses[i]),
+            rejected=self.rejected[i].tolist(),
+            stopped=self.stopped[i].tolist(),
+            wall_seconds=self.wall_seconds,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,19 +163,25 @@ def _ensemble_full_loss(params, static, extra, data, strategy, axes):
     def one(p, st, e, dd, strat):
         return strat.full_loss(eqx.combine(p, st), e, dd)
 
-    return eqx.filter_vmap(one, in_axes=(m, m, m, _ax(d), _ax(s)))(params, static, extra, data,
-                                                                    strategy)
+    return eqx.filter_vmap(one, in_axes=(m, m, m, _ax(d), _ax(s)))(
+        params, static, extra, data, strategy
+    )
 
 
 @eqx.filter_jit
 def _ensemble_opt_init(params, extra, stage, stacked_stage: bool):
-    return eqx.filter_vmap(lambda p, e, g: g.optimizer().init((p, e)),
-                           in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)))(
-        params, extra, stage)
+    return eqx.filter_vmap(
+        lambda p, e, g: g.optimizer().init((p, e)),
+        in_axes=(eqx.if_array(0), eqx.if_array(0), _ax(stacked_stage)),
+    )(params, extra, stage)
 
 
-_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 
 
 def _init_extra(strategy, params, static, data, axes, n):
@@ -172,8 +196,15 @@ def _init_extra(strategy, params, static, data, axes, n):
     try:
         return eqx.filter_vmap(one, in_axes=(m, m, _ax(d), _ax(s)))(params, static, data, strategy)
     except _TRACER_ERRORS:
-        outs = [one(member(params, i), member(static, i), member(data, i) if d else data,
-                    member(strategy, i) if s else strategy) for i in range(n)]
+        outs = [
+            one(
+                member(params, i),
+                member(static, i),
+                member(data, i) if d else data,
+                member(strategy, i) if s else strategy,
+            )
+            for i in range(n)
+        ]
         return None if all(o is None for o in outs) else stack(outs)
 
 
@@ -193,8 +224,10 @@ def _member_keys(key, n: int):
             return jr.split(k, n)
         if k.shape == (n, 2) and k.dtype == jnp.uint32:
             return k
-    raise ValueError(f"fit_ensemble: key must be one random key or {n} keys (one per member), "
-                     f"got shape {np.shape(key)}")
+    raise ValueError(
+        f"fit_ensemble: key must be one random key or {n} keys (one per member), "
+        f"got shape {np.shape(key)}"
+    )
 
 
 def _per_member(obj, n: int, cls, what: str):
@@ -206,11 +239,12 @@ def _per_member(obj, n: int, cls, what: str):
             raise ValueError(f"fit_ensemble: {what} has {len(obj)} entries for {n} members")
         if len({type(o) for o in obj}) != 1:
             kinds = sorted({type(o).__name__ for o in obj})
-            raise ValueError(f"fit_ensemble: {what} mixes {kinds}; "
-                             "members must share one kind")
+            raise ValueError(f"fit_ensemble: {what} mixes {kinds}; members must share one kind")
         return stack(obj), True
-    raise ValueError(f"fit_ensemble: {what} must be a {cls.__name__} or a list of {n} of them, "
-                     f"got {type(obj).__name__}")
+    raise ValueError(
+        f"fit_ensemble: {what} must be a {cls.__name__} or a list of {n} of them, "
+        f"got {type(obj).__name__}"
+    )
 
 
 @dataclasses.dataclass
@@ -227,18 +261,24 @@ def _stage_specs(stages, n: int) -> list[_StageSpec]:
         if isinstance(s, AbstractStage):
             specs.append(_StageSpec(s, dataclasses.replace(s, steps=0), False, None))
             continue
-        if not (isinstance(s, (list, tuple)) and s
-                and all(isinstance(x, AbstractStage) for x in s)):
-            raise ValueError(f"fit_ensemble: stages[{i}] must be a stage or a list of {n} stages, "
-                             f"got {type(s).__name__}")
+        if not (
+            isinstance(s, (list, tuple)) and s and all(isinstance(x, AbstractStage) for x in s)
+        ):
+            raise ValueError(
+                f"fit_ensemble: stages[{i}] must be a stage or a list of {n} stages, "
+                f"got {type(s).__name__}"
+            )
         if len(s) != n:
             raise ValueError(f"fit_ensemble: stages[{i}] has {len(s)} entries for {n} members")
         if len({(type(x), x.steps, x.horizon) for x in s}) != 1:
-            raise ValueError(f"fit_ensemble: stages[{i}]: members must share kind, steps and "
-                             "horizon (they run in lockstep); only hyper-parameter values may "
-                             "differ")
-        specs.append(_StageSpec(s[0], stack([dataclasses.replace(x, steps=0) for x in s]), True,
-                                list(s)))
+            raise ValueError(
+                f"fit_ensemble: stages[{i}]: members must share kind, steps and "
+                "horizon (they run in lockstep); only hyper-parameter values may "
+                "differ"
+            )
+        specs.append(
+            _StageSpec(s[0], stack([dataclasses.replace(x, steps=0) for x in s]), True, list(s))
+        )
     return specs
 
 
@@ -261,8 +301,13 @@ def _place_data(data, mesh, stacked: bool):
 def _gather(tree):
     """Arrays spread over processes come back whole (a no-op on one process)."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(to_host(x)) if isinstance(x, jax.Array) and not x.is_fully_addressable
-        and not is_key_array(x) else x, tree)
+        lambda x: (
+            jnp.asarray(to_host(x))
+            if isinstance(x, jax.Array) and not x.is_fully_addressable and not is_key_array(x)
+            else x
+        ),
+        tree,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,23 +371,37 @@ class EnsembleProgram(AbstractFitProgram):
         sp = self.specs[s_idx]
         opt_state = _ensemble_opt_init(params, extra, sp.jit, sp.stacked)
         n, dtype = self.n_pad, self.dtype
-        state = FitState(params=params, extra=extra, opt_state=opt_state,
-                         key=jax.vmap(jr.fold_in, in_axes=(0, None))(self.keys, s_idx),
-                         lr_scale=jnp.ones((n,), dtype), finished=jnp.zeros((n,), bool),
-                         prev_loss=jnp.full((n,), jnp.inf, dtype))
+        state = FitState(
+            params=params,
+            extra=extra,
+            opt_state=opt_state,
+            key=jax.vmap(jr.fold_in, in_axes=(0, None))(self.keys, s_idx),
+            lr_scale=jnp.ones((n,), dtype),
+            finished=jnp.zeros((n,), bool),
+            prev_loss=jnp.full((n,), jnp.inf, dtype),
+        )
         return self._place(strong_types(state))
 
     def run_chunk(self, state, data, s_idx, remaining, chunk):
         sp = self.specs[s_idx]
-        state, rec = _ensemble_chunk(state, self.static, data, self.strategy, sp.jit,
-                                     jnp.asarray(sp.ref.steps), jnp.asarray(remaining), chunk,
-                                     (self.axes[0], self.axes[1], sp.stacked))
+        state, rec = _ensemble_chunk(
+            state,
+            self.static,
+            data,
+            self.strategy,
+            sp.jit,
+            jnp.asarray(sp.ref.steps),
+            jnp.asarray(remaining),
+            chunk,
+            (self.axes[0], self.axes[1], sp.stacked),
+        )
         n = self.members
-        return state, ChunkRecord(*(to_host(x)[:n] for x in
-                                    (rec.loss, rec.accepted, rec.active, rec.lr_scale)))
+        return state, ChunkRecord(
+            *(to_host(x)[:n] for x in (rec.loss, rec.accepted, rec.active, rec.lr_scale))
+        )
 
     def finished(self, state):
-        return to_host(state.finished)[:self.members]
+        return to_host(state.finished)[: self.members]
 
     def _mask(self, mask):
         mask = _member_mask(mask, self.n_pad)
@@ -366,7 +425,7 @@ class EnsembleProgram(AbstractFitProgram):
         if extra is None:
             extra = _init_extra(self.strategy, params, self.static, data, axes, self.n_pad)
         loss = _ensemble_full_loss(params, self.static, extra, data, self.strategy, axes)
-        return to_host(loss)[:self.members]
+        return to_host(loss)[: self.members]
 
     def validation_loss(self, params):
         return self._loss(params, None, self.validation, self.axes[2])
@@ -381,18 +440,33 @@ class EnsembleProgram(AbstractFitProgram):
         return self._place(keys_from_data(pad_members(saved, self.n_pad), like))
 
     def postfix(self, last_loss, rejected):
-        return {"median_loss": f"{np.nanmedian(last_loss):.4g}",
-                "rejecting": int((rejected > 0).sum())}
+        return {
+            "median_loss": f"{np.nanmedian(last_loss):.4g}",
+            "rejecting": int((rejected > 0).sum()),
+        }
 
 
 # ------------------------------------------------------------------------------------------------
 # fit_ensemble
 # ------------------------------------------------------------------------------------------------
-def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbose: bool = True,
-                 mesh=None, checkpoint_dir=None, checkpoint_every: int | None = None,
-                 resume: bool = False, validation=None, patience: int | None = None,
-                 callback: Callable | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> EnsembleFitResult:
+def fit_ensemble(
+    models,
+    data,
+    strategy,
+    stages,
+    *,
+    key,
+    chunk: int = 100,
+    verbose: bool = True,
+    mesh=None,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    validation=None,
+    patience: int | None = None,
+    callback: Callable | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EnsembleFitResult:
     """Train every member of a stacked model ensemble, as one vmapped (and optionally sharded)
     program per stage kind.
 
@@ -430,8 +504,9 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
         raise ValueError(f"fit_ensemble: data has {data.ys.shape[0]} members, models have {n}")
     v_stacked = validation is not None and validation.ys.ndim == 4
     if v_stacked and validation.ys.shape[0] != n:
-        raise ValueError(f"fit_ensemble: validation has {validation.ys.shape[0]} members, "
-                         f"models have {n}")
+        raise ValueError(
+            f"fit_ensemble: validation has {validation.ys.shape[0]} members, models have {n}"
+        )
     print_of = fingerprint(models, strategy, stages, members=n)
     strategy, strat_stacked = _per_member(strategy, n, AbstractStrategy, "strategy")
     specs = _stage_specs(stages, n)
@@ -444,29 +519,59 @@ def fit_ensemble(models, data, strategy, stages, *, key, chunk: int = 100, verbo
         data = pad_members(data, n_pad) if data_stacked else data
         validation = pad_members(validation, n_pad) if v_stacked else validation
         strategy = pad_members(strategy, n_pad) if strat_stacked else strategy
-        specs = [dataclasses.replace(sp, jit=pad_members(sp.jit, n_pad)) if sp.stacked else sp
-                 for sp in specs]
+        specs = [
+            dataclasses.replace(sp, jit=pad_members(sp.jit, n_pad)) if sp.stacked else sp
+            for sp in specs
+        ]
 
     params, static = partition(models)
     if mesh is not None:
         static = shard_members(static, mesh)
         strategy = shard_members(strategy, mesh) if strat_stacked else replicate(strategy, mesh)
-        specs = [dataclasses.replace(sp, jit=shard_members(sp.jit, mesh) if sp.stacked
-                                     else replicate(sp.jit, mesh)) for sp in specs]
+        specs = [
+            dataclasses.replace(
+                sp, jit=shard_members(sp.jit, mesh) if sp.stacked else replicate(sp.jit, mesh)
+            )
+            for sp in specs
+        ]
     if validation is not None:
         validation = _place_data(validation, mesh, v_stacked)
     leaves = jax.tree_util.tree_leaves(params)
     dtype = leaves[0].dtype if leaves else jnp.result_type(float)
-    program = EnsembleProgram(static=static, data=data, strategy=strategy, specs=specs, keys=keys,
-                              validation=validation, mesh=mesh,
-                              axes=(data_stacked, strat_stacked, v_stacked), members=n,
-                              n_pad=n_pad, dtype=dtype)
-    out = run_stages(program, params, chunk=chunk, verbose=verbose, fingerprint=print_of,
-                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                     resume=resume, patience=None if validation is None else patience,
-                     callback=callback, should_stop=should_stop)
+    program = EnsembleProgram(
+        static=static,
+        data=data,
+        strategy=strategy,
+        specs=specs,
+        keys=keys,
+        validation=validation,
+        mesh=mesh,
+        axes=(data_stacked, strat_stacked, v_stacked),
+        members=n,
+        n_pad=n_pad,
+        dtype=dtype,
+    )
+    out = run_stages(
+        program,
+        params,
+        chunk=chunk,
+        verbose=verbose,
+        fingerprint=print_of,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        patience=None if validation is None else patience,
+        callback=callback,
+        should_stop=should_stop,
+    )
     trained = program._unpad((eqx.combine(out.params, static), out.extra))
     trained, extra = _gather(trained)
-    return EnsembleFitResult(models=trained, extra=extra, history=out.history,
-                             final_losses=out.final_losses, rejected=out.rejected,
-                             stopped=out.stopped, wall_seconds=time.perf_counter() - t_start)
+    return EnsembleFitResult(
+        models=trained,
+        extra=extra,
+        history=out.history,
+        final_losses=out.final_losses,
+        rejected=out.rejected,
+        stopped=out.stopped,
+        wall_seconds=time.perf_counter() - t_start,
+    )

@@ -107,11 +107,19 @@ class SingleProgram(AbstractFitProgram):
     def run_chunk(self, state, data, s_idx, remaining, chunk):
         stage = self.stages[s_idx]
         # the stage's length is traced: stages differing only in length share one program
-        state, rec = run_chunk(state, self.static, data, self.strategy,
-                               dataclasses.replace(stage, steps=0), jnp.asarray(stage.steps),
-                               jnp.asarray(remaining), chunk)
-        return state, ChunkRecord(*(np.asarray(x)[None] for x in
-                                    (rec.loss, rec.accepted, rec.active, rec.lr_scale)))
+        state, rec = run_chunk(
+            state,
+            self.static,
+            data,
+            self.strategy,
+            dataclasses.replace(stage, steps=0),
+            jnp.asarray(stage.steps),
+            jnp.asarray(remaining),
+            chunk,
+        )
+        return state, ChunkRecord(
+            *(np.asarray(x)[None] for x in (rec.loss, rec.accepted, rec.active, rec.lr_scale))
+        )
 
     def finished(self, state):
         return np.asarray(state.finished)[None]
@@ -141,11 +149,23 @@ class SingleProgram(AbstractFitProgram):
         return {"loss": f"{last_loss[0]:.4g}", "rejected": int(rejected[0])}
 
 
-def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage], *, key,
-        chunk: int = 100, verbose: bool = True, checkpoint_dir=None,
-        checkpoint_every: int | None = None, resume: bool = False, validation=None,
-        patience: int | None = None, callback: Callable | None = None,
-        should_stop: Callable[[], bool] | None = None) -> FitResult:
+def fit(
+    model,
+    data,
+    strategy: AbstractStrategy,
+    stages: Sequence[AbstractStage],
+    *,
+    key,
+    chunk: int = 100,
+    verbose: bool = True,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    validation=None,
+    patience: int | None = None,
+    callback: Callable | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
     """Train ``model`` on ``data``: each stage runs its optimiser for ``stage.steps`` steps.
 
     Args:
@@ -173,13 +193,33 @@ def fit(model, data, strategy: AbstractStrategy, stages: Sequence[AbstractStage]
     t_start = time.perf_counter()
     check_loop_arguments("fit", stages, chunk, checkpoint_dir, checkpoint_every)
     params, static = partition(model)
-    program = SingleProgram(static=static, data=data, strategy=strategy, stages=list(stages),
-                            key=key, validation=validation)
-    out = run_stages(program, params, chunk=chunk, verbose=verbose,
-                     fingerprint=fingerprint(model, strategy, stages),
-                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                     resume=resume, patience=None if validation is None else patience,
-                     callback=callback, should_stop=should_stop)
-    return FitResult(model=eqx.combine(out.params, static), extra=out.extra, history=out.history,
-                     final_loss=float(out.final_losses[0]), rejected=out.rejected[0].tolist(),
-                     stopped=out.stopped[0].tolist(), wall_seconds=time.perf_counter() - t_start)
+    program = SingleProgram(
+        static=static,
+        data=data,
+        strategy=strategy,
+        stages=list(stages),
+        key=key,
+        validation=validation,
+    )
+    out = run_stages(
+        program,
+        params,
+        chunk=chunk,
+        verbose=verbose,
+        fingerprint=fingerprint(model, strategy, stages),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        patience=None if validation is None else patience,
+        callback=callback,
+        should_stop=should_stop,
+    )
+    return FitResult(
+        model=eqx.combine(out.params, static),
+        extra=out.extra,
+        history=out.history,
+        final_loss=float(out.final_losses[0]),
+        rejected=out.rejected[0].tolist(),
+        stopped=out.stopped[0].tolist(),
+        wall_seconds=time.perf_counter() - t_start,
+    )

@@ -57,8 +57,9 @@ class AbstractFitProgram(eqx.Module):
         """The carry at the start of stage ``s_idx``."""
 
     @abc.abstractmethod
-    def run_chunk(self, state: FitState, data, s_idx: int, remaining: int,
-                  chunk: int) -> tuple[FitState, ChunkRecord]:
+    def run_chunk(
+        self, state: FitState, data, s_idx: int, remaining: int, chunk: int
+    ) -> tuple[FitState, ChunkRecord]:
         """``chunk`` steps; the record as numpy arrays ``(members, chunk)``."""
 
     @abc.abstractmethod
@@ -142,6 +143,7 @@ class _History:
 
     def arrays(self, members: int) -> dict:
         if self.single:  # as Python lists made them before (float64, int64; empty: float64)
+
             def flat(parts):
                 return np.asarray(np.concatenate(parts).tolist() if parts else [])
 
@@ -154,12 +156,16 @@ class _History:
         def cat(parts, dt):
             return np.concatenate(parts, axis=-1) if parts else np.zeros((members, 0), dt)
 
-        hist = {"step": np.concatenate(self.step) if self.step else np.zeros(0, int),
-                "stage": np.concatenate(self.stage) if self.stage else np.zeros(0, int)}
+        hist = {
+            "step": np.concatenate(self.step) if self.step else np.zeros(0, int),
+            "stage": np.concatenate(self.stage) if self.stage else np.zeros(0, int),
+        }
         for c in COLUMNS:
             hist[c] = cat(self.cols[c], bool if c in ("accepted", "active") else float)
-        hist["accepted"], hist["active"] = (hist["accepted"].astype(bool),
-                                            hist["active"].astype(bool))
+        hist["accepted"], hist["active"] = (
+            hist["accepted"].astype(bool),
+            hist["active"].astype(bool),
+        )
         return hist
 
 
@@ -196,8 +202,11 @@ class _EarlyStopping:
         return state
 
     def to_json(self) -> dict:
-        return {"best": self.best.tolist(), "stale": self.stale.tolist(),
-                "stopped": self.stopped.tolist()}
+        return {
+            "best": self.best.tolist(),
+            "stale": self.stale.tolist(),
+            "stopped": self.stopped.tolist(),
+        }
 
     def load(self, saved: dict):
         self.best = np.asarray(saved["best"], float)
@@ -213,23 +222,37 @@ class _Checkpoints:
     fingerprint: str
     program: AbstractFitProgram
 
-    def write(self, carry, stage: int, step: int, global_step: int, history: _History,
-              rejected, stopped, early: _EarlyStopping | None = None):
+    def write(
+        self,
+        carry,
+        stage: int,
+        step: int,
+        global_step: int,
+        history: _History,
+        rejected,
+        stopped,
+        early: _EarlyStopping | None = None,
+    ):
         saved = self.program.saved(carry)
         if jax.process_index() != 0:
             return
         single = self.program.single
-        meta = {"stage": stage, "step_in_stage": step, "global_step": global_step,
-                "rejected": (rejected[0] if single else rejected).tolist(),
-                "stopped": (stopped[0] if single else stopped).tolist(),
-                "fingerprint": self.fingerprint}
+        meta = {
+            "stage": stage,
+            "step_in_stage": step,
+            "global_step": global_step,
+            "rejected": (rejected[0] if single else rejected).tolist(),
+            "stopped": (stopped[0] if single else stopped).tolist(),
+            "fingerprint": self.fingerprint,
+        }
         if early is not None:
             meta["early_stopping"] = early.to_json()
         save_checkpoint(self.directory, saved, meta, history.to_json())
 
     def read(self, index: dict, like):
-        return self.program.restored(load_carry(self.directory, index, self.program.saved(like)),
-                                     like)
+        return self.program.restored(
+            load_carry(self.directory, index, self.program.saved(like)), like
+        )
 
 
 @dataclasses.dataclass
@@ -251,19 +274,29 @@ class LoopResult:
 # ------------------------------------------------------------------------------------------------
 def check_loop_arguments(name: str, stages: Sequence, chunk, checkpoint_dir, checkpoint_every):
     if not stages:
-        raise ValueError(f"{name}: stages is empty; give at least one stage, "
-                         "e.g. [Adam(lr=0.1, steps=200)]")
+        raise ValueError(
+            f"{name}: stages is empty; give at least one stage, e.g. [Adam(lr=0.1, steps=200)]"
+        )
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"{name}: chunk must be a positive integer, got {chunk!r}")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError(f"{name}: checkpoint_every needs checkpoint_dir")
 
 
-def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool,
-               fingerprint: str, checkpoint_dir=None, checkpoint_every: int | None = None,
-               resume: bool = False, patience: int | None = None,
-               callback: Callable | None = None,
-               should_stop: Callable[[], bool] | None = None) -> LoopResult:
+def run_stages(
+    program: AbstractFitProgram,
+    params,
+    *,
+    chunk: int,
+    verbose: bool,
+    fingerprint: str,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    patience: int | None = None,
+    callback: Callable | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> LoopResult:
     """Train ``params`` through ``program.stages``; see :func:`ude.train.fit` for the arguments.
 
     ``patience`` switches early stopping on (the program knows the validation data); the
@@ -274,21 +307,24 @@ def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool
     history = _History(program)
     rejected = np.zeros((n, len(stages)), int)
     stopped = np.full((n, len(stages)), "steps", dtype=object)
-    ckpt = (None if checkpoint_dir is None else
-            _Checkpoints(Path(checkpoint_dir), fingerprint, program))
+    ckpt = (
+        None if checkpoint_dir is None else _Checkpoints(Path(checkpoint_dir), fingerprint, program)
+    )
     index = load_index(checkpoint_dir) if (resume and checkpoint_dir is not None) else None
     if index is not None and index.get("fingerprint") != fingerprint:
-        raise ValueError(f"{Path(checkpoint_dir)}: the checkpoint belongs to a different model, "
-                         "strategy or stage list; refusing to resume from it")
+        raise ValueError(
+            f"{Path(checkpoint_dir)}: the checkpoint belongs to a different model, "
+            "strategy or stage list; refusing to resume from it"
+        )
     early = None if patience is None else _EarlyStopping(patience, n)
     global_step, extra, prev_horizon = 0, None, object()
 
     def progress_from(index, s_idx):
         r, s = np.asarray(index["rejected"], int), np.asarray(index["stopped"], dtype=object)
         r, s = (r[None], s[None]) if program.single else (r, s)
-        rejected[:, :r.shape[1]] = r.reshape(n, -1)
-        stopped[:, :s.shape[1]] = s.reshape(n, -1)
-        stopped[:, s.shape[1]:] = "steps"
+        rejected[:, : r.shape[1]] = r.reshape(n, -1)
+        stopped[:, : s.shape[1]] = s.reshape(n, -1)
+        stopped[:, s.shape[1] :] = "steps"
         history.load(index["history"], n)
 
     for s_idx, stage in enumerate(stages):
@@ -313,11 +349,25 @@ def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool
             progress_from(index, s_idx)
             index = None
         elif ckpt is not None:
-            ckpt.write(_with_best(state, early), s_idx, 0, global_step, history,
-                       rejected[:, :s_idx], stopped[:, :s_idx], early)
-        bar = tqdm(total=stage.steps, initial=step, disable=not verbose, leave=False,
-                   desc=f"stage {s_idx + 1}/{len(stages)} {stage.name}{program.label}",
-                   file=sys.stderr, dynamic_ncols=True)
+            ckpt.write(
+                _with_best(state, early),
+                s_idx,
+                0,
+                global_step,
+                history,
+                rejected[:, :s_idx],
+                stopped[:, :s_idx],
+                early,
+            )
+        bar = tqdm(
+            total=stage.steps,
+            initial=step,
+            disable=not verbose,
+            leave=False,
+            desc=f"stage {s_idx + 1}/{len(stages)} {stage.name}{program.label}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
         last_ckpt = global_step
         while step < stage.steps:
             running = None if early is None else ~program.finished(state)
@@ -332,8 +382,12 @@ def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool
                 bar.set_postfix(**program.postfix(rec.loss[:, k - 1], rejected[:, s_idx]))
             if callback is not None and k:
                 last = rec.loss[:, k - 1]
-                callback(s_idx, global_step, program.model(state.params),
-                         float(last[0]) if program.single else last)
+                callback(
+                    s_idx,
+                    global_step,
+                    program.model(state.params),
+                    float(last[0]) if program.single else last,
+                )
             if early is not None:
                 state = early.update(program, state, running)
             if program.finished(state).all() or k < chunk:
@@ -341,14 +395,35 @@ def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool
             if should_stop is not None and step < stage.steps and should_stop():
                 bar.close()
                 if ckpt is not None:
-                    ckpt.write(_with_best(state, early), s_idx, step, global_step, history,
-                               rejected[:, :s_idx + 1], stopped[:, :s_idx], early)
-                raise KeyboardInterrupt(f"stopped at step {global_step}"
-                                        + ("; checkpoint written" if ckpt is not None else ""))
-            if (checkpoint_every and global_step - last_ckpt >= checkpoint_every
-                    and step < stage.steps):
-                ckpt.write(_with_best(state, early), s_idx, step, global_step, history,
-                           rejected[:, :s_idx + 1], stopped[:, :s_idx], early)
+                    ckpt.write(
+                        _with_best(state, early),
+                        s_idx,
+                        step,
+                        global_step,
+                        history,
+                        rejected[:, : s_idx + 1],
+                        stopped[:, :s_idx],
+                        early,
+                    )
+                raise KeyboardInterrupt(
+                    f"stopped at step {global_step}"
+                    + ("; checkpoint written" if ckpt is not None else "")
+                )
+            if (
+                checkpoint_every
+                and global_step - last_ckpt >= checkpoint_every
+                and step < stage.steps
+            ):
+                ckpt.write(
+                    _with_best(state, early),
+                    s_idx,
+                    step,
+                    global_step,
+                    history,
+                    rejected[:, : s_idx + 1],
+                    stopped[:, :s_idx],
+                    early,
+                )
                 last_ckpt = global_step
         bar.close()
         stopped[program.finished(state), s_idx] = "converged"
@@ -365,8 +440,14 @@ def run_stages(program: AbstractFitProgram, params, *, chunk: int, verbose: bool
     if stages[-1].horizon is not None:  # the extra parameters belong to a shorter window
         extra = program.init_extra(params, program.stage_data(None))
     final = program.final_loss(params, extra)
-    return LoopResult(params=params, extra=extra, history=history.arrays(n), rejected=rejected,
-                      stopped=stopped.astype(str), final_losses=final)
+    return LoopResult(
+        params=params,
+        extra=extra,
+        history=history.arrays(n),
+        rejected=rejected,
+        stopped=stopped.astype(str),
+        final_losses=final,
+    )
 
 
 def _with_best(state, early: _EarlyStopping | None):

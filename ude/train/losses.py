@@ -11,8 +11,13 @@ from ..model import network_weights
 REDUCTIONS = ("sse", "mse")
 
 
-def squared_error(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None,
-                  weights: ArrayLike | None = None, reduction: str = "sse") -> Scalar:
+def squared_error(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: str = "sse",
+) -> Scalar:
     """Sum (``"sse"``) or mean (``"mse"``) of squared errors over observed entries.
 
     ``mask`` (same shape, bool) drops unobserved values; ``weights`` (one per state, last axis)
@@ -50,8 +55,11 @@ def _flat(arrays) -> Array:
 
 def tree_all_finite(tree) -> Array:
     """True when every inexact array in ``tree`` is finite (one fused reduction)."""
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "dtype")
-              and jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves = [
+        x
+        for x in jax.tree_util.tree_leaves(tree)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
     if not leaves:
         return jnp.array(True)
     return jnp.all(jnp.isfinite(_flat(leaves)))

@@ -12,8 +12,16 @@ import numpy as np
 
 from .._types import is_key_array
 
-__all__ = ["stack", "unstack", "member", "n_members", "broadcast", "stack_models", "stack_datasets",
-           "resample_noise"]
+__all__ = [
+    "stack",
+    "unstack",
+    "member",
+    "n_members",
+    "broadcast",
+    "stack_models",
+    "stack_datasets",
+    "resample_noise",
+]
 
 
 def _is_array(x) -> bool:
@@ -49,16 +57,23 @@ def stack(trees: Sequence):
     for i, (arrays, static) in enumerate(parts[1:], start=1):
         leaves, ref = jax.tree_util.tree_leaves(arrays), jax.tree_util.tree_leaves(ref_arrays)
         # the structures are compared first, so the zips below see equal lengths
-        ok = (jax.tree_util.tree_structure(arrays) == a_def
-              and jax.tree_util.tree_structure(static) == s_def
-              and all(_same(a, b) for a, b in zip(jax.tree_util.tree_leaves(static), ref_leaves,
-                                                  strict=True)))
+        ok = (
+            jax.tree_util.tree_structure(arrays) == a_def
+            and jax.tree_util.tree_structure(static) == s_def
+            and all(
+                _same(a, b)
+                for a, b in zip(jax.tree_util.tree_leaves(static), ref_leaves, strict=True)
+            )
+        )
         ok = ok and all(np.shape(a) == np.shape(b) for a, b in zip(leaves, ref, strict=True))
         if not ok:
-            raise ValueError(f"stack: member {i} differs from member 0 in structure, static fields "
-                             "or array shapes; only array values may differ")
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
-                                     *[a for a, _ in parts])
+            raise ValueError(
+                f"stack: member {i} differs from member 0 in structure, static fields "
+                "or array shapes; only array values may differ"
+            )
+    stacked = jax.tree_util.tree_map(
+        lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[a for a, _ in parts]
+    )
     return eqx.combine(stacked, ref_static)
 
 
@@ -79,7 +94,8 @@ def unstack(tree) -> list:
 def broadcast(tree, n: int):
     """``n`` identical members: every array leaf repeated along a new leading axis."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x), (n,) + np.shape(x)) if _is_array(x) else x, tree)
+        lambda x: jnp.broadcast_to(jnp.asarray(x), (n,) + np.shape(x)) if _is_array(x) else x, tree
+    )
 
 
 def resample_noise(data, noise, keys):

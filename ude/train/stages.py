@@ -85,15 +85,18 @@ class Adam(AbstractStage):
         lr, final = self.lr, self.final_fraction
 
         def cosine(frac):
-            return lr * (final + (1 - final) * 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0.0, 1.0))))
+            return lr * (
+                final + (1 - final) * 0.5 * (1 + jnp.cos(jnp.pi * jnp.clip(frac, 0.0, 1.0)))
+            )
 
         if self.schedule == "cosine":
             return lambda count: cosine(count / n)
         if self.schedule == "exponential":
             return lambda count: lr * final ** jnp.clip(count / n, 0.0, 1.0)
         warm = jnp.maximum(jnp.floor(n / 10), 1.0)
-        return lambda count: jnp.where(count < warm, lr * count / warm,
-                                       cosine((count - warm) / jnp.maximum(n - warm, 1.0)))
+        return lambda count: jnp.where(
+            count < warm, lr * count / warm, cosine((count - warm) / jnp.maximum(n - warm, 1.0))
+        )
 
     def optimizer(self, total_steps=None):
         adam = optax.adam(self.learning_rate(total_steps), b1=self.b1, b2=self.b2)
@@ -125,8 +128,9 @@ class LBFGS(AbstractStage):
     def optimizer(self, total_steps=None):
         return optax.lbfgs(
             memory_size=self.memory,
-            linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=self.linesearch_steps,
-                                                      verbose=False),
+            linesearch=optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=self.linesearch_steps, verbose=False
+            ),
         )
 
 

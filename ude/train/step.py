@@ -59,24 +59,40 @@ def strong_types(tree):
     whose types change between chunks would compile the program twice (optax's L-BFGS state
     starts with weakly typed scalars: every L-BFGS stage did)."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, x.dtype) if isinstance(x, jax.Array) and not is_key_array(x)
-        and getattr(x, "weak_type", False) else x, tree)
+        lambda x: (
+            jnp.asarray(x, x.dtype)
+            if isinstance(x, jax.Array) and not is_key_array(x) and getattr(x, "weak_type", False)
+            else x
+        ),
+        tree,
+    )
 
 
 def initial_state(params, extra, stage: AbstractStage, key) -> FitState:
     """The carry at the start of ``stage``: a fresh optimiser state, lr factor 1, not finished."""
     leaves = jax.tree_util.tree_leaves(params)
     dtype = leaves[0].dtype if leaves else jnp.result_type(float)
-    return strong_types(FitState(
-        params=params, extra=extra, opt_state=stage.optimizer().init((params, extra)), key=key,
-        lr_scale=jnp.ones((), dtype), finished=jnp.array(False),
-        prev_loss=jnp.array(jnp.inf, dtype)))
+    return strong_types(
+        FitState(
+            params=params,
+            extra=extra,
+            opt_state=stage.optimizer().init((params, extra)),
+            key=key,
+            lr_scale=jnp.ones((), dtype),
+            finished=jnp.array(False),
+            prev_loss=jnp.array(jnp.inf, dtype),
+        )
+    )
 
 
 def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(
-        lambda a, b: jnp.where(pred, a, b) if isinstance(a, jax.Array) or isinstance(b, jax.Array)
-        else a, new, old)
+        lambda a, b: (
+            jnp.where(pred, a, b) if isinstance(a, jax.Array) or isinstance(b, jax.Array) else a
+        ),
+        new,
+        old,
+    )
 
 
 def _value_and_grad(objective, forward: bool):
@@ -96,8 +112,9 @@ def _value_and_grad(objective, forward: bool):
     return vg
 
 
-def chunk_steps(state: FitState, static, data, strategy, stage: AbstractStage, total, remaining,
-                chunk: int) -> tuple[FitState, ChunkRecord]:
+def chunk_steps(
+    state: FitState, static, data, strategy, stage: AbstractStage, total, remaining, chunk: int
+) -> tuple[FitState, ChunkRecord]:
     """``chunk`` optimiser steps in one ``lax.scan``; steps ``>= remaining`` are no-ops.
 
     Args:
@@ -132,8 +149,14 @@ def chunk_steps(state: FitState, static, data, strategy, stage: AbstractStage, t
         (loss, ok), grads = _value_and_grad(objective, forward)(trainable)
         good = active & jnp.isfinite(loss) & ok & tree_all_finite(grads)
         if is_lbfgs:
-            updates, new_state = opt.update(grads, opt_state, trainable, value=loss, grad=grads,
-                                            value_fn=lambda p: objective(p)[0])
+            updates, new_state = opt.update(
+                grads,
+                opt_state,
+                trainable,
+                value=loss,
+                grad=grads,
+                value_fn=lambda p: objective(p)[0],
+            )
             new = optax.apply_updates(trainable, updates)
             # its curvature pairs and line search can make a non-finite step from finite gradients
             good = good & tree_all_finite(new)
@@ -150,8 +173,11 @@ def chunk_steps(state: FitState, static, data, strategy, stage: AbstractStage, t
                 return optax.apply_updates(trainable, updates), state
 
             (new_params, new_extra), new_state = jax.lax.cond(
-                good, update, lambda operands: (operands[0], operands[1]),
-                (trainable, opt_state, grads, lr_scale))
+                good,
+                update,
+                lambda operands: (operands[0], operands[1]),
+                (trainable, opt_state, grads, lr_scale),
+            )
         lr_scale = jnp.where(active & ~good, lr_scale * stage.backoff, lr_scale)
         if is_lbfgs:  # the previous accepted loss serves L-BFGS's convergence test only
             gnorm = optax.tree_utils.tree_norm(grads)
@@ -159,19 +185,28 @@ def chunk_steps(state: FitState, static, data, strategy, stage: AbstractStage, t
             converged = (gnorm < stage.gtol) | (jnp.isfinite(prev_loss) & (rel < stage.ftol))
             done = done | (active & good & converged)
             prev_loss = jnp.where(good, loss, prev_loss)
-        out = FitState(params=new_params, extra=new_extra, opt_state=new_state, key=key,
-                       lr_scale=lr_scale, finished=done, prev_loss=prev_loss)
+        out = FitState(
+            params=new_params,
+            extra=new_extra,
+            opt_state=new_state,
+            key=key,
+            lr_scale=lr_scale,
+            finished=done,
+            prev_loss=prev_loss,
+        )
         # float64 hyper-parameters (jax_enable_x64) must not promote a float32 model's carry
         out = jax.tree_util.tree_map(
-            lambda n, o: n.astype(o.dtype) if eqx.is_inexact_array(o) else n, out, state)
+            lambda n, o: n.astype(o.dtype) if eqx.is_inexact_array(o) else n, out, state
+        )
         # the step's record as one row (one buffer write per step instead of four)
         dt = out.lr_scale.dtype
         record = jnp.stack([loss.astype(dt), good.astype(dt), active.astype(dt), out.lr_scale])
         return out, record
 
     state, rows = jax.lax.scan(body, state, jnp.arange(chunk))
-    return state, ChunkRecord(loss=rows[:, 0], accepted=rows[:, 1] > 0, active=rows[:, 2] > 0,
-                              lr_scale=rows[:, 3])
+    return state, ChunkRecord(
+        loss=rows[:, 0], accepted=rows[:, 1] > 0, active=rows[:, 2] > 0, lr_scale=rows[:, 3]
+    )
 
 
 run_chunk = eqx.filter_jit(chunk_steps)

@@ -8,7 +8,7 @@ them once and calls a ``jax.jit`` program with flat lists of arrays::
 
     stepper = Stepper(model, data, SingleShooting(), Adam(lr=1e-3, steps=500), key=jr.key(0))
     for i in range(500):
-        losses = stepper.step()          # one optimiser step (``steps_per_call`` of them)
+        losses = stepper.step()  # one optimiser step (``steps_per_call`` of them)
         if i % 100 == 0:
             print(i, float(losses[-1]))
     model = stepper.model
@@ -41,11 +41,20 @@ class Stepper:
         steps_done: steps taken so far (at most ``stage.steps``; further calls change nothing).
     """
 
-    def __init__(self, model, data, strategy: AbstractStrategy, stage: AbstractStage, *, key,
-                 steps_per_call: int = 1):
+    def __init__(
+        self,
+        model,
+        data,
+        strategy: AbstractStrategy,
+        stage: AbstractStage,
+        *,
+        key,
+        steps_per_call: int = 1,
+    ):
         if not isinstance(steps_per_call, int) or steps_per_call < 1:
-            raise ValueError("Stepper: steps_per_call must be a positive integer, "
-                             f"got {steps_per_call!r}")
+            raise ValueError(
+                f"Stepper: steps_per_call must be a positive integer, got {steps_per_call!r}"
+            )
         params, static = partition(model)
         carry = initial_state(params, strategy.init(model, data, None), stage, key)
         self.state, carry_def = jax.tree_util.tree_flatten(carry)
@@ -60,9 +69,11 @@ class Stepper:
         def run(state, inputs, remaining):
             carry = jax.tree_util.tree_unflatten(carry_def, state)
             data, strategy, stage, total = eqx.combine(
-                jax.tree_util.tree_unflatten(inputs_def, inputs), fixed)
-            carry, record = chunk_steps(carry, static, data, strategy, stage, total, remaining,
-                                        steps_per_call)
+                jax.tree_util.tree_unflatten(inputs_def, inputs), fixed
+            )
+            carry, record = chunk_steps(
+                carry, static, data, strategy, stage, total, remaining, steps_per_call
+            )
             return jax.tree_util.tree_leaves(carry), record.loss
 
         self._run = jax.jit(run)

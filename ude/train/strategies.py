@@ -53,8 +53,7 @@ class AbstractStrategy(eqx.Module):
         return None
 
     @abc.abstractmethod
-    def loss(self, model, extra, data, key=None):
-        ...
+    def loss(self, model, extra, data, key=None): ...
 
     def full_loss(self, model, extra, data):
         return self.loss(model, extra, data, None)[0]
@@ -174,7 +173,9 @@ class SingleShooting(AbstractStrategy):
 def segment_bounds(n_times: int, segments: int) -> np.ndarray:
     """Start indices of ``segments`` near-equal segments over ``n_times`` points (plus the end)."""
     if segments < 1 or segments > n_times - 1:
-        raise ValueError(f"segments must be in [1, {n_times - 1}] for {n_times} time points, got {segments}")
+        raise ValueError(
+            f"segments must be in [1, {n_times - 1}] for {n_times} time points, got {segments}"
+        )
     return np.round(np.linspace(0, n_times - 1, segments + 1)).astype(int)
 
 
@@ -203,12 +204,16 @@ class MultipleShooting(AbstractStrategy):
     def __check_init__(self):
         _check_common("MultipleShooting", self.reduction, self.l2)
         if not isinstance(self.segments, int) or self.segments < 1:
-            raise ValueError(f"MultipleShooting: segments must be a positive integer, got {self.segments!r}")
+            raise ValueError(
+                f"MultipleShooting: segments must be a positive integer, got {self.segments!r}"
+            )
 
     def _layout(self, n_times):
         bounds = segment_bounds(n_times, self.segments)
         length = int(np.max(np.diff(bounds))) + 1
-        idx = np.stack([np.minimum(b + np.arange(length), e) for b, e in zip(bounds[:-1], bounds[1:])])
+        idx = np.stack(
+            [np.minimum(b + np.arange(length), e) for b, e in zip(bounds[:-1], bounds[1:])]
+        )
         valid = np.stack([b + np.arange(length) <= e for b, e in zip(bounds[:-1], bounds[1:])])
         return bounds, idx, valid
 
@@ -275,9 +280,13 @@ class WindowMinibatch(AbstractStrategy):
     def __check_init__(self):
         _check_common("WindowMinibatch", self.reduction, self.l2)
         if not isinstance(self.window, int) or self.window < 2:
-            raise ValueError(f"WindowMinibatch: window must be an integer >= 2, got {self.window!r}")
+            raise ValueError(
+                f"WindowMinibatch: window must be an integer >= 2, got {self.window!r}"
+            )
         if not isinstance(self.batch, int) or self.batch < 1:
-            raise ValueError(f"WindowMinibatch: batch must be a positive integer, got {self.batch!r}")
+            raise ValueError(
+                f"WindowMinibatch: batch must be a positive integer, got {self.batch!r}"
+            )
 
     def loss(self, model, extra, data, key=None):
         n_traj, n_times, _ = data.ys.shape
@@ -352,8 +361,9 @@ class Collocation(AbstractStrategy):
             raise ValueError(f"Collocation: degree must be an integer >= 1, got {self.degree!r}")
 
     def loss(self, model, extra, data, key=None):
-        states, rates, valid = smooth_derivatives(data.ts, data.ys, data.mask, self.bandwidth,
-                                                  self.degree)
+        states, rates, valid = smooth_derivatives(
+            data.ts, data.ys, data.mask, self.bandwidth, self.degree
+        )
         valid = valid & jnp.all(valid, axis=-1, keepdims=True)
         f = jax.vmap(jax.vmap(model, in_axes=(0, 0, None)), in_axes=(None, 0, None))
         pred = f(data.ts, jnp.where(valid, states, 0.0), None)
