@@ -185,6 +185,33 @@ def test_resume_reuses_the_saved_ensemble(run, tmp_path):
     assert m2["ensemble"]["trajectory_spread"] == m["ensemble"]["trajectory_spread"]
 
 
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_one(config_path, tmp_path):
+    """Stopped after its second chunk (a checkpoint is written), then `ude resume`d, an ensemble
+    ends with the same members, bit for bit, as one trained without a break."""
+    from ude import run_experiment
+
+    over = [
+        "parallel.ensemble=3",
+        "train.stages=[{kind: adam, lr: 0.01, steps: 6}]",
+        "train.chunk=2",
+    ]
+    cfg = load_config(config_path, over)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_experiment(cfg, whole, verbose=False)
+    polls = iter([False, True])
+    with pytest.raises(KeyboardInterrupt, match="checkpoint written"):
+        run_experiment(cfg, cut, verbose=False, stop=lambda: next(polls))
+    assert not (cut / FILES["ensemble"]).exists()
+    assert (cut / FILES["checkpoints"] / "checkpoint.json").is_file()
+    logs = []
+    run_experiment(cfg, cut, verbose=False, resume=True, log=logs.append)
+    assert any("resuming the ensemble from the last checkpoint" in m for m in logs), logs
+    assert (cut / FILES["ensemble"]).read_bytes() == (whole / FILES["ensemble"]).read_bytes()
+    a, b = (json.loads((d / FILES["ensemble_info"]).read_text()) for d in (whole, cut))
+    assert a["final_losses"] == b["final_losses"]
+    assert (cut / FILES["history"]).read_text() == (whole / FILES["history"]).read_text()
+
+
 def test_coefficient_spread_regresses_every_member(run):
     """Discovery's regression per member, on the same trajectories the discover stage uses: every
     term the run's model keeps is kept by at least that member."""

@@ -181,14 +181,20 @@ def fit_model(
 
     With ``parallel.ensemble > 1`` the ensemble is trained instead (:func:`fit_members`;
     ``data``, the whole dataset, is needed for ``parallel.redraw_noise``). ``callback`` and
-    ``stop`` go to :func:`ude.train.fit`."""
+    ``stop`` go to :func:`ude.train.fit` (to :func:`ude.train.ensemble.fit_ensemble` for an
+    ensemble: its callback gets the stacked models and the members' losses)."""
     if cfg.parallel.ensemble > 1:
-        if callback is not None:
-            raise ValueError(
-                "fit_model: a fit callback is not supported with "
-                "parallel.ensemble > 1 (the members train as one program)"
-            )
-        return fit_members(cfg, out, train, key=key, data=data, verbose=verbose, log=log)
+        return fit_members(
+            cfg,
+            out,
+            train,
+            key=key,
+            data=data,
+            verbose=verbose,
+            log=log,
+            callback=callback,
+            stop=stop,
+        )
     k_model, k_fit = jr.split(key)
     model = build_model(cfg, k_model)
     phases = build_phases(cfg)
@@ -234,6 +240,11 @@ def fit_model(
     return FitOutcome(res.model, res.extra, res.history, info)
 
 
+def _checkpoint_dir(out: Path, phase: str) -> Path:
+    """A phase's checkpoints: ``checkpoints/`` for ``train``, ``checkpoints-<phase>/`` else."""
+    return out / (FILES["checkpoints"] if phase == "train" else f"{FILES['checkpoints']}-{phase}")
+
+
 def _train_phases(
     cfg: ExperimentConfig, out: Path, model, train, phases, *, key, verbose, log, callback, stop
 ):
@@ -243,7 +254,7 @@ def _train_phases(
     armed = stop.armed if hasattr(stop, "armed") else contextlib.nullcontext
     results, problem = [], None
     for name, strategy, stage_cfgs in phases:
-        ckpt = out / (FILES["checkpoints"] if name == "train" else f"{FILES['checkpoints']}-{name}")
+        ckpt = _checkpoint_dir(out, name)
         resume = (ckpt / "checkpoint.json").is_file()
         emit(
             log,
@@ -285,6 +296,8 @@ def fit_members(
     data=None,
     verbose: bool = True,
     log: Log = None,
+    callback=None,
+    stop=None,
 ) -> FitOutcome:
     """Train ``parallel.ensemble`` members as one vmapped program (split over
     ``parallel.devices`` devices), or load the saved ensemble.
@@ -297,7 +310,9 @@ def fit_members(
     :func:`fit_problem`) with the lowest one becomes the run's model (model.eqx, fit.json,
     history.csv, as for a single fit), so discovery and evaluation run on it unchanged.
     ensemble.eqx holds every member, ensemble.json (written last, it marks a finished ensemble)
-    their losses. There are no checkpoints: without ensemble.json the ensemble is trained again.
+    their losses. Each phase checkpoints the whole ensemble as a single fit does (``checkpoints/``,
+    ``checkpoints-<phase>/``), so an interrupted ensemble continues where it stopped and ends
+    exactly where an uninterrupted one does.
     """
     n = cfg.parallel.ensemble
     k_model, k_fit = jr.split(key)
@@ -324,6 +339,10 @@ def fit_members(
         keys=member_keys(k_fit, n),
         mesh=mesh,
         verbose=verbose,
+        out=out,
+        log=log,
+        callback=callback,
+        stop=stop,
     )
     members, losses = _members_on(cfg, results, phases, train, strategy)
     problems = [
@@ -367,23 +386,47 @@ def fit_members(
     return FitOutcome(b.model, b.extra, b.history, info, ensemble=ens)
 
 
-def _train_members(cfg: ExperimentConfig, models, mtrain, phases, *, keys, mesh, verbose) -> list:
+def _train_members(
+    cfg: ExperimentConfig,
+    models,
+    mtrain,
+    phases,
+    *,
+    keys,
+    mesh,
+    verbose,
+    out: Path,
+    log: Log,
+    callback,
+    stop,
+) -> list:
     """:func:`~ude.train.ensemble.fit_ensemble` of every phase in turn, each phase's members
-    going on from the last's: the phases' ensemble results."""
+    going on from the last's, each phase with its checkpoints: the phases' ensemble results."""
+    armed = stop.armed if hasattr(stop, "armed") else contextlib.nullcontext
     results, current = [], models
-    for _, strategy, stage_cfgs in phases:
-        results.append(
-            fit_ensemble(
-                current,
-                mtrain,
-                strategy,
-                build_stages(stage_cfgs),
-                key=keys,
-                chunk=cfg.train.chunk,
-                verbose=verbose,
-                mesh=mesh,
+    for name, strategy, stage_cfgs in phases:
+        ckpt = _checkpoint_dir(out, name)
+        resume = (ckpt / "checkpoint.json").is_file()
+        if resume:
+            emit(log, f"fit ({name}): resuming the ensemble from the last checkpoint")
+        with armed():
+            results.append(
+                fit_ensemble(
+                    current,
+                    mtrain,
+                    strategy,
+                    build_stages(stage_cfgs),
+                    key=keys,
+                    chunk=cfg.train.chunk,
+                    verbose=verbose,
+                    mesh=mesh,
+                    checkpoint_dir=ckpt,
+                    checkpoint_every=cfg.train.checkpoint_every,
+                    resume=resume,
+                    callback=callback,
+                    should_stop=stop,
+                )
             )
-        )
         current = results[-1].models
     return results
 
