@@ -2,9 +2,10 @@
 
 ``first_call_s`` is the first ``FUSED``-step chunk call in a fresh process (tracing, lowering, XLA
 compilation and one run; ``second_call_s`` is the run alone); ``lower_s``/``compile_s`` split an
-ahead-of-time build of the same program in another fresh process. The recompile checks count the entries of ``fit``'s jit cache (``_run_chunk``) while the
-learning rate, the tolerances, the noise level of the data, and the stage length change, and across
-a two-stage ``fit``: one entry throughout means no recompilation.
+ahead-of-time build of the same program in another fresh process. The recompile checks count the
+entries of ``fit``'s jit cache (``_run_chunk``) while the learning rate, the tolerances, the noise
+level of the data, and the stage length change, and across a two-stage ``fit``: one entry
+throughout means no recompilation.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def run(mode: str) -> dict:
     ):
         opt = torch.optim.Adam(vf.parameters(), lr=LR)
 
-        def step():
+        def step(opt=opt, solver=solver):
             opt.zero_grad()
             pred = solver(vf, ys[0], ts, rtol=RTOL, atol=ATOL, method="dopri5")
             loss = ((pred - ys) ** 2).sum()

@@ -110,13 +110,14 @@ def ratio(res: dict, a: str, b: str) -> dict:
     return {
         "wall": res[a]["wall_ms"] / res[b]["wall_ms"],
         "cpu": res[a]["cpu_ms"] / res[b]["cpu_ms"],
-        "paired_wall": statistics.median(x / y for x, y in zip(wa, wb)),
-        "paired_cpu": statistics.median(x / y for x, y in zip(ca, cb)),
+        "paired_wall": statistics.median(x / y for x, y in zip(wa, wb, strict=True)),
+        "paired_cpu": statistics.median(x / y for x, y in zip(ca, cb, strict=True)),
     }
 
 
 class TraceCounter:
-    """Counts how often a Python function is traced (each new trace of a jitted function is a compile)."""
+    """Counts how often a Python function is traced (each new trace of a jitted function is a
+    compile)."""
 
     def __init__(self):
         self.n = 0
@@ -181,6 +182,9 @@ def table(rows: list[dict], cols: list[str]) -> str:
     widths = [
         max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)
     ]
-    line = lambda xs: "| " + " | ".join(x.ljust(w) for x, w in zip(xs, widths)) + " |"  # noqa: E731
+
+    def line(xs):
+        return "| " + " | ".join(x.ljust(w) for x, w in zip(xs, widths, strict=True)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cols), sep] + [line(x) for x in cells])

@@ -1,14 +1,15 @@
 """The paper's fitting scenarios from a short Python script, timed end to end (compile included).
 
-    python benchmarks/fit_scenarios.py            # all three, writes benchmarks/results/fit_scenarios.json
+    python benchmarks/fit_scenarios.py            # all three, writes
+                                                  # benchmarks/results/fit_scenarios.json
     python benchmarks/fit_scenarios.py scenario1  # just one
 
 A scenario is one or more phases (strategy + optimiser stages), each starting from the model the
-previous one produced. For each scenario: ``final_loss``, the last phase's sum-of-squares loss of the
-fitted UDE over the whole window; each phase's own training objective (for multiple shooting: the
-segment fits + continuity + penalty); the noise floor (the SSE of the noise itself, i.e. the truth against the noisy data on
-the observed values); the loss the true system scores under the same strategy; and the wall time
-including compilation.
+previous one produced. For each scenario: ``final_loss``, the last phase's sum-of-squares loss of
+the fitted UDE over the whole window; each phase's own training objective (for multiple shooting:
+the segment fits + continuity + penalty); the noise floor (the SSE of the noise itself, i.e. the
+truth against the noisy data on the observed values); the loss the true system scores under the
+same strategy; and the wall time including compilation.
 """
 
 from __future__ import annotations

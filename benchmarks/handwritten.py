@@ -23,7 +23,7 @@ from common import ATOL, LR, RTOL
 def copy_network(model):
     """An ``eqx.nn.MLP`` with the ude model's weights, and the known part's (α, γ)."""
     net = model.correction
-    sizes = [l.weight.shape for l in net.layers]
+    sizes = [layer.weight.shape for layer in net.layers]
     dtype = net.layers[0].weight.dtype
     mlp = eqx.nn.MLP(
         sizes[0][1],
@@ -34,7 +34,7 @@ def copy_network(model):
         key=jax.random.key(0),
         dtype=dtype,
     )
-    get = lambda m: [x for l in m.layers for x in (l.weight, l.bias)]  # noqa: E731
+    get = lambda m: [x for layer in m.layers for x in (layer.weight, layer.bias)]  # noqa: E731
     mlp = eqx.tree_at(get, mlp, get(net))
     alpha = jnp.asarray(model.known.p("alpha"), dtype)
     gamma = jnp.asarray(model.known.p("gamma"), dtype)
@@ -165,7 +165,8 @@ def _tsit5_tableau(dtype):
 
 def floor_loss(mlp, consts, ts, y0, ys, n_steps: int):
     """SSE of a fixed-step Tsit5 (``n_steps`` equal steps over ``[ts[0], ts[-1]]``) against ``ys``;
-    the states at ``ts`` are linear interpolants of the grid states (cheap; accuracy is not the point)."""
+    the states at ``ts`` are linear interpolants of the grid states (cheap; accuracy is not the
+    point)."""
     a, b, _ = _tsit5_tableau(y0.dtype)
     ts = np.asarray(ts, np.float64)  # concrete: the grid is fixed
     t0, t1 = float(ts[0]), float(ts[-1])

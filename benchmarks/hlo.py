@@ -35,28 +35,28 @@ def launch_counts(text: str) -> dict:
     fused = {
         c
         for lines in comps.values()
-        for l in lines
-        if _OPCODE.search(l) and _OPCODE.search(l).group(1) == "fusion"
-        for c in _CALLS.findall(l)
+        for instr in lines
+        if _OPCODE.search(instr) and _OPCODE.search(instr).group(1) == "fusion"
+        for c in _CALLS.findall(instr)
     }
     by_op, per_comp = collections.Counter(), {}
     for name, lines in comps.items():
         if name in fused:
             continue
         n = 0
-        for l in lines:
-            m = _OPCODE.search(l)
+        for instr in lines:
+            m = _OPCODE.search(instr)
             if m and m.group(1) not in _FREE:
                 by_op[m.group(1)] += 1
                 n += 1
         per_comp[name] = n
     bodies = {}
     for lines in comps.values():
-        for l in lines:
-            m = _OPCODE.search(l)
+        for instr in lines:
+            m = _OPCODE.search(instr)
             if m and m.group(1) == "while":
-                body = re.search(r"body=%?([\w.\-]+)", l).group(1)
-                cond = re.search(r"condition=%?([\w.\-]+)", l).group(1)
+                body = re.search(r"body=%?([\w.\-]+)", instr).group(1)
+                cond = re.search(r"condition=%?([\w.\-]+)", instr).group(1)
                 bodies[body] = _inclusive(body, comps, fused) + _inclusive(cond, comps, fused)
     return {
         "launches": sum(by_op.values()),
@@ -74,20 +74,20 @@ def _inclusive(name, comps, fused, seen=None):
         return 0
     seen.add(name)
     n = 0
-    for l in comps[name]:
-        m = _OPCODE.search(l)
+    for instr in comps[name]:
+        m = _OPCODE.search(instr)
         if not m or m.group(1) in _FREE:
             continue
         n += 1
         op = m.group(1)
         if op == "conditional":
             branches = (
-                re.findall(r"%([\w.\-]+)", l.split("branch_computations=")[-1].split("}")[0])
-                if "branch_computations" in l
-                else re.findall(r"_computation=%?([\w.\-]+)", l)
+                re.findall(r"%([\w.\-]+)", instr.split("branch_computations=")[-1].split("}")[0])
+                if "branch_computations" in instr
+                else re.findall(r"_computation=%?([\w.\-]+)", instr)
             )
             n += max((_inclusive(b, comps, fused, set(seen)) for b in branches), default=0)
         elif op in ("while", "call"):
-            for c in re.findall(r"(?:body|condition|to_apply)=%?([\w.\-]+)", l):
+            for c in re.findall(r"(?:body|condition|to_apply)=%?([\w.\-]+)", instr):
                 n += _inclusive(c, comps, fused, set(seen))
     return n

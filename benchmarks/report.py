@@ -56,7 +56,8 @@ def targets() -> str:
         ):
             v = r[key]["paired_cpu"]
             rows.append(
-                f"| `ude` / hand-written diffrax + equinox + optax, {label} | {v:.2f} | ≤ 1.05 {_yes(v <= 1.05)} |"
+                f"| `ude` / hand-written diffrax + equinox + optax, {label} | {v:.2f} | "
+                f"≤ 1.05 {_yes(v <= 1.05)} |"
             )
         for key, label in (
             ("ude/same-config fused", "fused"),
@@ -64,21 +65,25 @@ def targets() -> str:
         ):
             v = r[key]["paired_cpu"]
             rows.append(
-                f"| `ude` / the same by hand *with ude's solver configuration*, {label} | {v:.2f} | ≤ 1.05 {_yes(v <= 1.05)} |"
+                f"| `ude` / the same by hand *with ude's solver configuration*, {label} | "
+                f"{v:.2f} | ≤ 1.05 {_yes(v <= 1.05)} |"
             )
         v, d = r["ude fused/floor"]["paired_cpu"], r["diffrax fused/floor"]["paired_cpu"]
         rows.append(
-            f"| `ude` fused step / fixed-step Tsit5 floor (hand-written diffrax: {d:.2f}) | {v:.2f} | ≤ 2.0 {_yes(v <= 2.0)} |"
+            f"| `ude` fused step / fixed-step Tsit5 floor (hand-written diffrax: {d:.2f}) | "
+            f"{v:.2f} | ≤ 2.0 {_yes(v <= 2.0)} |"
         )
     if comp:
         v = comp["first_call_s"]
         rows.append(
             f"| first call of a 100-step training chunk (trace {comp['lower_s']:.2f} s + XLA "
-            f"{comp['compile_s']:.2f} s + run), fresh process | {v:.2f} s | ≤ 3 s {_yes(v <= 3.0)} |"
+            f"{comp['compile_s']:.2f} s + run), fresh process | {v:.2f} s | "
+            f"≤ 3 s {_yes(v <= 3.0)} |"
         )
         n = sum(comp["recompiles"].values())
         rows.append(
-            f"| recompiles when lr, tolerance, noise level, weights or stage length change | {n} | 0 {_yes(n == 0)} |"
+            "| recompiles when lr, tolerance, noise level, weights or stage length change | "
+            f"{n} | 0 {_yes(n == 0)} |"
         )
     if e2e:
         c, w = e2e["wall_s"], e2e["warm_wall_s"]
@@ -129,8 +134,10 @@ def suites() -> str:
             p = d["problem"]
             extra = (
                 f"\n\nAdaptive steps of the solve at the initial weights: {p['adaptive_steps']} "
-                f"(rejected {p['rejected_steps']}); diffrax's own Tsit5: {p.get('diffrax_tsit5_steps', '?')} "
-                f"(rejected {p.get('diffrax_tsit5_rejected', '?')}) — the same method, float32 rounding "
+                f"(rejected {p['rejected_steps']}); diffrax's own Tsit5: "
+                f"{p.get('diffrax_tsit5_steps', '?')} "
+                f"(rejected {p.get('diffrax_tsit5_rejected', '?')}) — the same method, "
+                "float32 rounding "
                 "differs. Ratios are medians of paired per-repeat CPU-time ratios."
             )
         if name == "torch":

@@ -109,7 +109,8 @@ def main(argv=None) -> int:
             print(f"  target {k}: {'met' if v else 'NOT met'}")
         print(
             f"  ({res.get('suite_seconds', 0):.0f} s, peak RSS {res.get('max_rss_mb', 0):.0f} MB; "
-            f"{res['machine']['cpu']}, {res['machine']['cores']} cores, load {res['machine']['load_average']})"
+            f"{res['machine']['cpu']}, {res['machine']['cores']} cores, "
+            f"load {res['machine']['load_average']})"
         )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; results in {common.RESULTS}")
     return status

@@ -21,7 +21,8 @@ from ude.train.fit import _run_chunk, initial_carry
 
 def ude_step(model, data, options, fused: int, steps: int = 10**6, lr: float = LR):
     """``(carry, one, many)`` like :func:`handwritten.make`: one step per jitted call, or ``fused``.
-    ``one`` is a :class:`Stepper` driven through the same ``program(carry) -> (carry, ...)`` calls."""
+    ``one`` is a :class:`Stepper` driven through the same ``program(carry) -> (carry, ...)``
+    calls."""
     strategy = SingleShooting(options=options)
     stage = Adam(lr=lr, steps=steps)
     params, static = partition(model)

@@ -35,7 +35,8 @@ def summarise(metrics: dict, hist: dict) -> dict:
 
 
 def main(**overrides) -> dict:
-    """Run the study; returns (and writes ``hudson_bay.json`` with) its numbers next to the paper's."""
+    """Run the study; returns (and writes ``hudson_bay.json`` with) its numbers next to the
+    paper's."""
     return common.config_study(
         NAME,
         DEFAULTS,

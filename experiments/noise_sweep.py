@@ -165,7 +165,7 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     )
     t_sel = time.perf_counter() - t_sel
     ok, ok_paper, found = [False] * runs, [False] * runs, [None] * runs
-    for b, d, c in zip(good, base, chosen):
+    for b, d, c in zip(good, base, chosen, strict=True):
         ok_paper[b] = success(d.mask, library.names)
         ok[b] = success(c.discovery.mask, library.names)
         found[b] = c.discovery.as_dict()
@@ -177,7 +177,8 @@ def run_level(level: float, p: dict, clean, make, log) -> dict:
     yx = [f["y"].get("x*y") if f and f.get("y") else None for f in found]
     log(
         f"noise {level:g}: {sum(ok)}/{runs} recovered (the paper's selection rule on the same "
-        f"networks: {sum(ok_paper)}), fit {t_fit:.1f} s, selection {t_sel:.1f} s, total {t_all:.1f} s"
+        f"networks: {sum(ok_paper)}), fit {t_fit:.1f} s, selection {t_sel:.1f} s, "
+        f"total {t_all:.1f} s"
     )
     return {
         "level": level,
@@ -262,7 +263,7 @@ def draw(levels, summary, out: Path) -> list[str]:
     paper = [np.nan if s is None else s for s in summary["paper_successes"]]
     ax.bar(x - 0.2, paper, 0.4, color="0.6", label="paper (of 100)")
     ax.bar(x + 0.2, ours, 0.4, color="tab:blue", label=f"ours ({runs} runs)")
-    for xi, v in zip(x, ours):
+    for xi, v in zip(x, ours, strict=True):
         ax.annotate(f"{v:.0f}", (xi + 0.2, v), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [f"{100 * lv['level']:g} %" for lv in levels])
     ax.set_ylabel("runs recovering exactly x·y (%)")

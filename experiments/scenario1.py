@@ -57,7 +57,8 @@ def summarise(metrics: dict, hist: dict) -> dict:
 
 
 def main(**overrides) -> dict:
-    """Run the scenario; returns (and writes ``<name>.json`` with) its numbers next to the paper's."""
+    """Run the scenario; returns (and writes ``<name>.json`` with) its numbers next to the
+    paper's."""
     return common.config_study(
         NAME, DEFAULTS, overrides, summarise, "Scenario 1: Lotka–Volterra, 5 % noise, t ∈ [0, 3]"
     )

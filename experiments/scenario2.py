@@ -28,7 +28,8 @@ def summarise_partial(metrics: dict, hist: dict) -> dict:
 
 
 def main(**overrides) -> dict:
-    """Run the scenario; returns (and writes ``scenario2.json`` with) its numbers next to the paper's."""
+    """Run the scenario; returns (and writes ``scenario2.json`` with) its numbers next to the
+    paper's."""
     return common.config_study(
         NAME,
         DEFAULTS,

@@ -125,7 +125,8 @@ def reference_field(system: str, params: dict, terms=None) -> Callable:
 def scipy_reference(
     f: Callable, y0, ts, *, method: str = "DOP853", rtol: float = REF_RTOL, atol: float = REF_ATOL
 ) -> np.ndarray:
-    """``solve_ivp`` of ``y' = f(t, y)`` from ``y0`` at ``ts[0]``, saved at ``ts``: (times, state)."""
+    """``solve_ivp`` of ``y' = f(t, y)`` from ``y0`` at ``ts[0]``, saved at ``ts``:
+    (times, state)."""
     ts = np.asarray(ts, dtype=np.float64)
     sol = solve_ivp(
         f,
@@ -150,7 +151,7 @@ def random_direction(key, tree):
     cuts = np.cumsum(sizes)[:-1]
     v = [
         jnp.asarray(c.reshape(np.shape(x)), jnp.result_type(x))
-        for c, x in zip(np.split(flat, cuts), leaves)
+        for c, x in zip(np.split(flat, cuts), leaves, strict=False)
     ]
     return jax.tree_util.tree_unflatten(treedef, v)
 
@@ -162,7 +163,8 @@ def tree_axpy(a, x, y):
 
 def tree_dot(x, y):
     return sum(
-        jnp.vdot(u, w) for u, w in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y))
+        jnp.vdot(u, w)
+        for u, w in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y), strict=False)
     )
 
 

@@ -223,8 +223,8 @@ def test_usage_errors_exit_2(capsys, tmp_path):
 def test_configs_lists_every_config_with_its_description(capsys):
     assert cli.main(["configs", "--dir", str(ROOT / "configs")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [l.split()[0] for l in lines] == [p.stem for p in CONFIGS]
-    assert all("(no description)" not in l for l in lines)
+    assert [line.split()[0] for line in lines] == [p.stem for p in CONFIGS]
+    assert all("(no description)" not in line for line in lines)
 
 
 def test_simulate_writes_the_data_only(tmp_path, capsys):

@@ -16,7 +16,9 @@ path = enable(min_compile_seconds=0.0)
 import jax, jax.numpy as jnp
 from jax._src import monitoring
 hits = []
-monitoring.register_event_listener(lambda name, **kw: hits.append(name) if "cache_hits" in name else None)
+monitoring.register_event_listener(
+    lambda name, **kw: hits.append(name) if "cache_hits" in name else None
+)
 f = jax.jit(lambda x: jnp.sin(x) @ jnp.cos(x).T + 1.0)
 f(jnp.ones((8, 8))).block_until_ready()
 print(json.dumps({"dir": None if path is None else str(path), "hits": len(hits)}))

@@ -84,7 +84,8 @@ BROKEN = [
         ["model.network=null", "model.trainable=[]"],
         [
             "model: nothing to train: network is null and trainable is empty",
-            "discovery.enabled: discovery regresses the network's output, but model.network is null",
+            "discovery.enabled: discovery regresses the network's output, "
+            "but model.network is null",
         ],
     ),
     (["model.system=sir"], ["model.system: 'sir' differs from truth.system 'lotka_volterra'"]),
@@ -123,7 +124,8 @@ BROKEN = [
     (
         ["train.strategy.kind=multiple_shooting", "train.strategy.segments=40"],
         [
-            "train.strategy.segments: 40 segments need at least 41 samples; the training window has 31"
+            "train.strategy.segments: 40 segments need at least 41 samples; "
+            "the training window has 31"
         ],
     ),
     (

@@ -285,7 +285,8 @@ def test_regressor_errors():
 
 @pytest.fixture(scope="module")
 def paper_sweep(lv):
-    """The paper's regression: 23-term library, SR3 (L0), λ = 10^(−7…5), on U(x, y) with 1 % noise."""
+    """The paper's regression: 23-term library, SR3 (L0), λ = 10^(−7…5), on U(x, y) with 1 %
+    noise."""
     _, Y, _, U = lv
     noisy = U + 0.01 * U.std(axis=0) * np.random.default_rng(3).standard_normal(U.shape)
     return regress(paper_library(("x", "y")), Y, noisy), Y, noisy
@@ -361,8 +362,9 @@ def test_equations_print_and_round_trip_through_sympy():
     # Unicode minus (as in reports) and states that are SymPy names (S, I)
     sir = PolynomialLibrary(("S", "I", "R"), degree=2)
     got = parse_equations(["S' = −0.5 S*I", "I' = 0.5 S*I − 0.1 I"], sir.state_names)
-    S, I = sympy.Symbol("S"), sympy.Symbol("I")
-    assert sympy.simplify(got["S"] + 0.5 * S * I) == 0 and got["I"].free_symbols == {S, I}
+    s_sym, i_sym = sympy.Symbol("S"), sympy.Symbol("I")
+    assert sympy.simplify(got["S"] + 0.5 * s_sym * i_sym) == 0
+    assert got["I"].free_symbols == {s_sym, i_sym}
     with pytest.raises(ValueError, match="unknown state"):
         parse_equations("z' = x", ("x", "y"))
 

@@ -52,7 +52,7 @@ def _arrays(tree):
 
 
 def _max_diff(a, b):
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(_arrays(a), _arrays(b)))
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(_arrays(a), _arrays(b), strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_stack_unstack_round_trip():
     st = stack(ms)
     assert n_members(st) == 4
     assert st.correction.layers[0].weight.shape == (4,) + ms[0].correction.layers[0].weight.shape
-    for a, b in zip(unstack(st), ms):
+    for a, b in zip(unstack(st), ms, strict=True):
         assert _max_diff(a, b) == 0.0
     assert _max_diff(stack(ms), eqx.filter_vmap(_make)(jr.split(jr.key(3), 4))) == 0.0
     b = broadcast(ms[0], 2)

@@ -67,7 +67,10 @@ def test_find_peaks_of_sine_are_exact():
 @pytest.fixture(scope="module")
 def lv_reference():
     """Peak height of x from the conserved quantity, and the period from scipy event detection."""
-    V = lambda x, y: D * x - G * np.log(x) + B * y - A * np.log(y)
+
+    def V(x, y):
+        return D * x - G * np.log(x) + B * y - A * np.log(y)
+
     v0 = V(*U0)
     ystar = A / B  # x peaks where x' = 0, i.e. y = α/β
     xmax = brentq(lambda x: V(x, ystar) - v0, G / D, 50.0)
@@ -138,7 +141,8 @@ def test_grids():
         unique_times([0.0, 0.5, 1.0], [0.5 + 1e-12, 0.25]), [0.0, 0.25, 0.5, 1.0]
     )
     data_ts = np.array([0.0, 0.3, 0.7, 1.0])
-    # the fit grid (every 0.25 to t_train = 0.7), the extrapolation grid (every 0.5 to 2) and the data
+    # the fit grid (every 0.25 to t_train = 0.7), the extrapolation grid (every 0.5 to 2) and
+    # the data
     grid = evaluation_grid(data_ts, 0.7, 2.0, fit_dt=0.25, ext_dt=0.5)
     np.testing.assert_allclose(grid, [0.0, 0.25, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0])
     t_end, on = extrapolation_mask(grid, data_ts, 0.7, 2.0, ext_dt=0.5)

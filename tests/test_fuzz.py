@@ -447,7 +447,7 @@ def _mutate_table(kind: str, draw) -> str:
             rows[k + 1][0] = rows[k][0]
         else:
             ts = [r[0] for r in rows][::-1]
-            for r, t in zip(rows, ts):
+            for r, t in zip(rows, ts, strict=True):
                 r[0] = t
     elif kind == "header_only":
         rows = []

@@ -104,7 +104,7 @@ def test_ude_construction_errors():
 
 
 def _learned_rate(t, y, physics, nets):
-    s, i, r = y[0], y[1], y[2]
+    s, i = y[0], y[1]
     beta = jax.nn.softplus(nets["beta"](t, y)[0])
     g = physics.p("gamma")
     return jnp.stack([-beta * s * i, beta * s * i - g * i, g * i])
@@ -140,7 +140,7 @@ def test_trainable_filter_and_partition():
     assert spec.known.alpha.raw is True and spec.known.gamma.raw is False
     assert spec.known.beta.raw is False and spec.known.delta.raw is False
     assert spec.correction.input_scale is False
-    assert all(s is True for l in spec.correction.layers for s in (l.weight, l.bias))
+    assert all(s is True for layer in spec.correction.layers for s in (layer.weight, layer.bias))
 
     params, static = partition(model)
     assert params.known.gamma.raw is None and params.correction.input_scale is None

@@ -18,7 +18,7 @@ def numpy_forward(net, y, acts):
     h = np.asarray(y, dtype=np.float64)
     if net.input_scale is not None:
         h = h / np.asarray(net.input_scale)
-    for layer, act in zip(net.layers[:-1], acts):
+    for layer, act in zip(net.layers[:-1], acts, strict=True):
         h = act(np.asarray(layer.weight) @ h + np.asarray(layer.bias))
     last = net.layers[-1]
     return np.asarray(last.weight) @ h + np.asarray(last.bias)
@@ -29,7 +29,7 @@ def test_paper_network_has_87_parameters():
     assert isinstance(net, AbstractCorrection)
     assert net.n_params == 87
     assert sum(x.size for x in jax.tree_util.tree_leaves(net) if hasattr(x, "size")) == 87
-    assert [l.weight.shape for l in net.layers] == [(5, 2), (5, 5), (5, 5), (2, 5)]
+    assert [layer.weight.shape for layer in net.layers] == [(5, 2), (5, 5), (5, 5), (2, 5)]
     assert net.in_size == 2 and net.out_size == 2 and net.activations == ("rbf",) * 3
 
 
@@ -69,8 +69,13 @@ def test_forward_matches_numpy():
 
 def test_per_layer_activations():
     y = np.array([0.3, -1.1])
-    np_rbf = lambda z: np.exp(-(z**2))
-    np_relu = lambda z: np.maximum(z, 0.0)
+
+    def np_rbf(z):
+        return np.exp(-(z**2))
+
+    def np_relu(z):
+        return np.maximum(z, 0.0)
+
     net = MLP(2, 2, width=5, depth=3, activation=("rbf", "relu", "tanh"), init="default", key=KEY)
     assert net.activations == ("rbf", "relu", "tanh")
     want = numpy_forward(net, y, [np_rbf, np_relu, np.tanh])
@@ -128,7 +133,7 @@ def test_input_scale_divides_inputs():
 
 def test_dtype():
     net = MLP(2, 2, **SMALL, key=KEY, dtype=jnp.float32)
-    assert all(l.weight.dtype == jnp.float32 for l in net.layers)
+    assert all(layer.weight.dtype == jnp.float32 for layer in net.layers)
     assert net(0.0, jnp.ones(2, jnp.float32)).dtype == jnp.float32
     assert MLP(2, 2, **SMALL, key=KEY).layers[0].weight.dtype == jnp.float64
 

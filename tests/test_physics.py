@@ -208,7 +208,8 @@ def test_positive_parameter_gradient_flows_to_raw():
     g = jax.grad(prey_rate)(lv)
     # x' = alpha x - beta x y, alpha = exp(raw): d x'/d raw = alpha * x
     np.testing.assert_allclose(g.alpha.raw, 1.3 * 0.7, rtol=1e-14)
-    # the fixed parameters still get a (mathematical) gradient here; freezing is trainable_filter's job
+    # the fixed parameters still get a (mathematical) gradient here; freezing is
+    # trainable_filter's job
     np.testing.assert_allclose(g.beta.raw, -0.7 * 2.0, rtol=1e-14)
     # a gradient step on raw can never make the value negative
     stepped = eqx.tree_at(lambda m: m.alpha.raw, lv, lv.alpha.raw - 100.0)

@@ -120,7 +120,8 @@ SCRIPT = textwrap.dedent("""
     c1 = fit(m0, data, strat, [Adam(lr=0.05, steps=10)], key=jr.key(4), chunk=10, verbose=False)
     sharded = shard_trajectories(data, make_mesh(members=1, traj=4))
     c4 = fit(m0, sharded, strat, [Adam(lr=0.05, steps=10)], key=jr.key(4), chunk=10, verbose=False)
-    out["C"] = {"params": diff(c1.model, c4.model), "history": rel(c1.history["loss"], c4.history["loss"]),
+    out["C"] = {"params": diff(c1.model, c4.model),
+                "history": rel(c1.history["loss"], c4.history["loss"]),
                 "final": rel(c1.final_loss, c4.final_loss),
                 "data_sharding": str(sharded.ys.sharding.spec)}
     print("RESULT " + json.dumps(out))

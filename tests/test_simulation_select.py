@@ -32,7 +32,7 @@ def test_best_subsets_exhaustive_matches_brute_force(lv):
     u = -0.9 * Y[:, 0] * Y[:, 1] + 0.05 * rng.normal(size=len(Y))
     got = best_subsets(Theta, u, max_terms=2)
     assert len(best_subsets(Theta, u, max_terms=3, top=(3, 1))) == 5  # top pads with its last value
-    for (cols, rss), k in zip(got, (1, 2)):
+    for (cols, rss), k in zip(got, (1, 2), strict=True):
         brute = min(
             (np.sum((Theta[:, c] @ np.linalg.lstsq(Theta[:, c], u, rcond=None)[0] - u) ** 2), c)
             for c in itertools.combinations(range(Theta.shape[1]), k)

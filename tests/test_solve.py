@@ -22,9 +22,10 @@ OPTS = SolverOptions("tsit5", rtol=TOL, atol=TOL, max_steps=64)
 TS = jnp.linspace(0.0, 0.5, 5)
 Y0 = jnp.array([0.44, 4.6])
 Y0S = jnp.array([[0.44, 4.6], [1.0, 1.0], [2.0, 0.5]])
+KEY0 = jr.key(0)
 
 
-def tiny_ude(key=jr.key(0)):
+def tiny_ude(key=KEY0):
     """Lotka–Volterra's known part (alpha trainable, positive) + an MLP of width 4, depth 1."""
     known = LotkaVolterra(Parameter(1.3, trainable=True, positive=True), 0.9, 1.8, 0.8)
     return UDE(known.keep("growth", "death"), MLP(2, 2, width=4, depth=1, key=key))

@@ -200,7 +200,7 @@ def test_failed_solves_are_rejected_and_parameters_untouched(data):
     assert not res.history["accepted"].any()
     assert res.rejected == [6]
     np.testing.assert_allclose(res.history["lr_scale"], 0.5 ** np.arange(1, 7))
-    for a, b in zip(_params(model), _params(res.model)):
+    for a, b in zip(_params(model), _params(res.model), strict=True):
         assert np.array_equal(a, b)
 
 
@@ -271,7 +271,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, data):
         resume=True,
         **kw,
     )
-    for a, b in zip(_params(full.model), _params(resumed.model)):
+    for a, b in zip(_params(full.model), _params(resumed.model), strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
     assert resumed.final_loss == full.final_loss
@@ -352,7 +352,9 @@ def test_forward_mode_adjoint_trains_like_reverse_mode(data):
             chunk=10,
             verbose=False,
         )
-    for a, b in zip(_params(results["recursive"].model), _params(results["forward"].model)):
+    for a, b in zip(
+        _params(results["recursive"].model), _params(results["forward"].model), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -418,7 +420,7 @@ def test_stepper_takes_the_same_steps_as_fit(data, stage):
     assert stepper.steps_done == 7
     n = len(ref.history["loss"])  # L-BFGS may converge before its 7 steps
     np.testing.assert_allclose(losses[:n], ref.history["loss"], rtol=1e-12)
-    for a, b in zip(_params(stepper.model), _params(ref.model)):
+    for a, b in zip(_params(stepper.model), _params(ref.model), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 

@@ -1,7 +1,7 @@
 """ude — universal differential equations in JAX.
 
-Known physics + neural corrections (:mod:`ude.physics`, :mod:`ude.nn`, :mod:`ude.model`), solved with
-diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back into equations
+Known physics + neural corrections (:mod:`ude.physics`, :mod:`ude.nn`, :mod:`ude.model`), solved
+with diffrax (:mod:`ude.solve`), fitted with optax (:mod:`ude.train`), turned back into equations
 (:mod:`ude.discovery`) and evaluated by extrapolation (:mod:`ude.evaluate`); :mod:`ude.pipeline`
 runs a whole experiment from a config (:func:`run_experiment`).
 """

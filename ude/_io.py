@@ -115,7 +115,7 @@ def write_history(path, history: Mapping) -> None:
     w = csv.writer(buf, lineterminator="\n")
     keys = [k for k in HISTORY_COLUMNS if k in history]
     w.writerow(keys)
-    for row in zip(*(np.asarray(history[k]).tolist() for k in keys)):
+    for row in zip(*(np.asarray(history[k]).tolist() for k in keys), strict=False):
         w.writerow(
             [int(v) if isinstance(v, bool) else repr(v) if isinstance(v, float) else v for v in row]
         )
@@ -129,9 +129,9 @@ def read_history(path) -> dict[str, np.ndarray]:
     if not rows:
         return {}
     head, body = rows[0], rows[1:]
-    cols = list(zip(*body)) if body else [[] for _ in head]
+    cols = list(zip(*body, strict=False)) if body else [[] for _ in head]
     out = {}
-    for k, col in zip(head, cols):
+    for k, col in zip(head, cols, strict=False):
         if k in ("step", "stage"):
             out[k] = np.asarray([int(v) for v in col], int)
         elif k == "accepted":

@@ -17,8 +17,8 @@ exit 1 with a hint to ``ude resume DIR``; a second signal stops at once. A run d
 console script), ``--devices N`` also asks jax for N host (CPU) devices (``jax_num_cpu_devices``),
 so a CPU-only machine splits the ensemble over its cores; accelerators are unaffected.
 Commands that train or refit keep JAX's compiled programs on disk (``ude.compile_cache``:
-``~/.cache/ude/jax``, or ``$UDE_COMPILATION_CACHE``; ``UDE_COMPILATION_CACHE=0`` switches it off), so
-a repeated run skips XLA compilation.
+``~/.cache/ude/jax``, or ``$UDE_COMPILATION_CACHE``; ``UDE_COMPILATION_CACHE=0`` switches it
+off), so a repeated run skips XLA compilation.
 This is the only module that prints or reads ``sys.argv``, and the only place that turns errors
 into exit codes (:func:`ude.errors.exit_code`); it switches JAX to float64 before any work when
 the config asks for it (and whenever data are simulated: the ground truth is float64).
@@ -351,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ude",
         description="Universal differential equations: fit known physics plus a "
         "neural network to data, then recover the missing equations.",
-        epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint is "
-        "written; continue with `ude resume DIR`), 2 usage, config or data error.",
+        epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint "
+        "is written; continue with `ude resume DIR`), 2 usage, config or data error.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

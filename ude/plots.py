@@ -2,7 +2,8 @@
 
 Plots only draw — the arrays come computed (``results.npz`` of a run, see
 :func:`ude.pipeline.evaluate_run`); nothing here solves or differentiates. Figures are built on
-``matplotlib.figure.Figure`` with the Agg renderer, never pyplot, so no global backend state changes.
+``matplotlib.figure.Figure`` with the Agg renderer, never pyplot, so no global backend state
+changes.
 
 Arrays are ``(traj, times, state)`` unless noted; every trajectory is drawn.
 """
@@ -173,7 +174,8 @@ def plot_extrapolation(
     data_mask=None,
     title: str | None = None,
 ) -> Figure:
-    """Truth and models beyond the training window, the data, and a marker at the end of training."""
+    """Truth and models beyond the training window, the data, and a marker at the end of
+    training."""
     n = len(state_names)
     fig, axes = _figure(n, 1, size=(8.0, 2.6))
     labels = {"ude": "UDE", "discovered": "recovered model"}

@@ -89,7 +89,7 @@ class Discovery:
 
     @property
     def chosen_lams(self) -> dict[str, float]:
-        return {s: float(self.lams[i]) for s, i in zip(self.states, self.chosen)}
+        return {s: float(self.lams[i]) for s, i in zip(self.states, self.chosen, strict=False)}
 
     def selection_info(self) -> dict:
         """JSON-friendly summary of the sweep and the choice."""
@@ -179,7 +179,8 @@ def discover(
         library: candidate terms (default: the paper's, monomials ≤ 5 + sin).
         regressor: a sparse regressor (default: ``SR3(nu=100, regularizer="l0")``, the paper's
             method; a large relaxation ν starts it from a light ridge (1/ν), which on the short,
-            ill-conditioned trajectories of the paper separates the true term far better than ν = 1).
+            ill-conditioned trajectories of the paper separates the true term far better than
+            ν = 1).
         lams: the λ sweep (default :data:`PAPER_LAMS`); a single λ is allowed.
         criterion: ``"paper"``, ``"aicc"`` or ``"knee"`` (see :mod:`ude.discovery.selection`).
         states: the states whose missing term is regressed (default: the network's outputs).
@@ -286,7 +287,7 @@ def regress(
 
     xi = np.zeros((library.n_terms, len(state_names)))
     mask = np.zeros_like(xi, bool)
-    for j, (c, i) in enumerate(zip(cols, chosen)):
+    for j, (c, i) in enumerate(zip(cols, chosen, strict=True)):
         w = Xis[i, :, j]
         keep = w != 0
         if unbias and keep.any():

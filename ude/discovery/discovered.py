@@ -108,7 +108,7 @@ class DiscoveredModel(AbstractUDE):
         f = self.known.formula()
         return [
             f"{s}' = {f.get(s, '0')} + [{line.split('=', 1)[1].strip()}]"
-            for s, line in zip(self.state_names, lines)
+            for s, line in zip(self.state_names, lines, strict=True)
         ]
 
     def to_sympy(self):

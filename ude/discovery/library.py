@@ -77,7 +77,7 @@ def _check_state_names(cls, state_names) -> tuple[str, ...]:
 def monomial_name(exponents: Sequence[int], state_names: Sequence[str]) -> str:
     """``(2, 1) , ("x", "y") -> "x^2*y"``; all zeros give ``"1"``."""
     parts = []
-    for e, s in zip(exponents, state_names):
+    for e, s in zip(exponents, state_names, strict=False):
         if e == 1:
             parts.append(s)
         elif e > 1:
@@ -132,7 +132,8 @@ class PolynomialLibrary(AbstractLibrary):
 
 
 class TrigLibrary(AbstractLibrary):
-    """``f(k·s)`` for each function f in ``functions`` (``"sin"``, ``"cos"``), frequency k and state s.
+    """``f(k·s)`` for each function f in ``functions`` (``"sin"``, ``"cos"``), frequency k and
+    state s.
 
     Named ``sin(x)`` (k = 1) or ``sin(2*x)``.
     """
@@ -246,7 +247,8 @@ class CombinedLibrary(AbstractLibrary):
 
 
 def paper_library(state_names: Sequence[str] = ("x", "y"), degree: int = 5) -> CombinedLibrary:
-    """The UDE paper's library: monomials up to ``degree`` (5) plus ``sin`` of each state (23 terms)."""
+    """The UDE paper's library: monomials up to ``degree`` (5) plus ``sin`` of each state
+    (23 terms)."""
     return PolynomialLibrary(state_names, degree=degree) + TrigLibrary(
         state_names, functions=("sin",)
     )

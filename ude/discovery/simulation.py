@@ -1,4 +1,5 @@
-"""Model selection by simulation: refit candidate supports through the ODE and score them on the data.
+"""Model selection by simulation: refit candidate supports through the ODE and score them on the
+data.
 
 The UDE paper picks the sparsity of each equation from the regression of the network's output
 alone (its criterion trades kept terms against the residual of ``U ≈ Θ(y)·Ξ``). Along one short
@@ -20,8 +21,9 @@ Here:
 3. all candidates (and their initial states) refitted at once through the solver by
    Levenberg–Marquardt (``optimistix``, Jacobians by forward-mode JVPs through ``diffrax``), one
    vmapped and jitted program, starting from their least-squares coefficients;
-4. scored by ``BIC = n log(SSE/n) + k log n`` (or ``AICc = n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``),
-   with ``n`` the observed values, ``k`` the kept terms and SSE weighted per state by
+4. scored by ``BIC = n log(SSE/n) + k log n`` (or
+   ``AICc = n log(SSE/n) + 2k + 2k(k+1)/(n − k − 1)``), with ``n`` the observed values, ``k``
+   the kept terms and SSE weighted per state by
    ``1 / mean(|y_j|)²`` (noise proportional to each state's scale, as in the paper's noise model;
    ``weights`` overrides). BIC is the default: it is consistent (it picks the true support as data
    grow), where AIC's lighter penalty keeps flexible spurious terms that fit the noise of short
@@ -214,7 +216,7 @@ def _candidate_models(
     for combo in joint:
         xi = np.zeros(shape)
         mask = np.zeros(shape, bool)
-        for j, (s, cols) in enumerate(zip(discovery.states, combo)):
+        for j, (s, cols) in enumerate(zip(discovery.states, combo, strict=True)):
             c = discovery.state_names.index(s)
             cols = list(cols)
             xi[cols, c] = np.linalg.lstsq(Theta[:, cols], discovery.targets[:, j], rcond=None)[0]
@@ -359,7 +361,7 @@ def select_many(
         raise ValueError(f"select_many: data has {data.ys.shape[0]} members, {n} discoveries given")
     datas = [member(data, i) if stacked else data for i in range(n)]
     models, masks, owner, weight_list = [], [], [], []
-    for i, (d, di) in enumerate(zip(discoveries, datas)):
+    for i, (d, di) in enumerate(zip(discoveries, datas, strict=True)):
         ms, ks = _candidate_models(d, known, max_terms, top, max_candidates)
         models += ms
         masks += ks
@@ -393,7 +395,7 @@ def select_many(
     sse_all = np.asarray(sse_all, float)
 
     out = []
-    for i, (d, di) in enumerate(zip(discoveries, datas)):
+    for i, (d, di) in enumerate(zip(discoveries, datas, strict=True)):
         idx = np.flatnonzero(owner == i)
         n_obs = int(np.asarray(di.mask).sum())
         k = np.asarray([masks[b].sum() for b in idx])

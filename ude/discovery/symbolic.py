@@ -54,9 +54,10 @@ def _fmt(c: float, precision: int) -> str:
 def format_rhs(
     coefs: Float[ArrayLike, " terms"] | Sequence[float], names: Sequence[str], precision: int = 4
 ) -> str:
-    """``1.3 x - 0.899 x*y`` from coefficients and term names (zeros are skipped; ``"0"`` if none)."""
+    """``1.3 x - 0.899 x*y`` from coefficients and term names (zeros are skipped; ``"0"`` if
+    none)."""
     parts = []
-    for c, n in zip(coefs, names):
+    for c, n in zip(coefs, names, strict=False):
         c = float(c)
         if c == 0:
             continue
@@ -91,7 +92,7 @@ def to_sympy(
     out = {}
     for j, s in enumerate(state_names):
         expr = sympy.Integer(0)
-        for c, t in zip(xi[:, j], terms):
+        for c, t in zip(xi[:, j], terms, strict=False):
             if c != 0:
                 expr = expr + sympy.Float(float(c)) * t
         out[s] = expr

@@ -51,8 +51,8 @@ class Adam(AbstractStage):
         schedule: ``"constant"``, ``"cosine"`` (decay to ``lr·final_fraction``), ``"exponential"``
             (to ``lr·final_fraction`` at the end), ``"warmup_cosine"`` (10 % warm-up).
         clip: global-norm gradient clipping threshold (None: off).
-        backoff: factor applied to the learning rate after each rejected (non-finite or failed-solve)
-            step.
+        backoff: factor applied to the learning rate after each rejected (non-finite or
+            failed-solve) step.
         horizon: train on data up to this time only (growing-horizon training); None: all of it.
     """
 
@@ -136,5 +136,6 @@ class LBFGS(AbstractStage):
 
 def growing_horizon(stage: AbstractStage, horizons) -> list[AbstractStage]:
     """Copies of ``stage`` trained on growing windows ``[t0, h]`` for each ``h`` in ``horizons``
-    (None for the full window), e.g. ``growing_horizon(Adam(lr=0.05, steps=100), [1.0, 2.0, None])``."""
+    (None for the full window), e.g.
+    ``growing_horizon(Adam(lr=0.05, steps=100), [1.0, 2.0, None])``."""
     return [dataclasses.replace(stage, horizon=h) for h in horizons]

@@ -212,9 +212,14 @@ class MultipleShooting(AbstractStrategy):
         bounds = segment_bounds(n_times, self.segments)
         length = int(np.max(np.diff(bounds))) + 1
         idx = np.stack(
-            [np.minimum(b + np.arange(length), e) for b, e in zip(bounds[:-1], bounds[1:])]
+            [
+                np.minimum(b + np.arange(length), e)
+                for b, e in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
         )
-        valid = np.stack([b + np.arange(length) <= e for b, e in zip(bounds[:-1], bounds[1:])])
+        valid = np.stack(
+            [b + np.arange(length) <= e for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
+        )
         return bounds, idx, valid
 
     def init(self, model, data, key=None):
@@ -256,7 +261,8 @@ class MultipleShooting(AbstractStrategy):
         return fit + self.continuity * gap + self._penalty(model), jnp.all(sols.ok)
 
     def full_loss(self, model, extra, data):
-        """Single-shooting loss of the model from the first learned start (comparable across strategies)."""
+        """Single-shooting loss of the model from the first learned start (comparable across
+        strategies)."""
         sol = solve(model, fitted_initial_states(data, extra), data.ts, self.options)
         return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
 
