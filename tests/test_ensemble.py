@@ -12,7 +12,8 @@ import pytest
 
 from ude.data import Dataset, RelativeMeanNoise
 from ude.discovery import STLSQ, PolynomialLibrary
-from ude.evaluate import ensemble_discover, trajectory_spread
+from ude.discovery.ensemble import ensemble_discover
+from ude.evaluate import trajectory_spread
 from ude.model import UDE
 from ude.nn import MLP, AbstractCorrection
 from ude.physics import LotkaVolterra

@@ -10,15 +10,16 @@ from . import (
     config as config,
     data as data,
     discovery as discovery,
+    errors as errors,
     evaluate as evaluate,
     model as model,
     nn as nn,
     physics as physics,
     pipeline as pipeline,
+    registry as registry,
     train as train,
 )
 from .config import (
-    ConfigError as ConfigError,
     ExperimentConfig as ExperimentConfig,
     load_config as load_config,
 )
@@ -44,6 +45,13 @@ from .discovery import (
     paper_library as paper_library,
     refit as refit,
     select_by_simulation as select_by_simulation,
+)
+from .errors import (
+    ConfigError as ConfigError,
+    DataError as DataError,
+    FitFailed as FitFailed,
+    RunDirError as RunDirError,
+    UdeError as UdeError,
 )
 from .model import (
     UDE as UDE,
@@ -71,14 +79,18 @@ from .train import (
     Adam as Adam,
     Collocation as Collocation,
     FitResult as FitResult,
+    FitState as FitState,
+    LearnedInitialStates as LearnedInitialStates,
     MultipleShooting as MultipleShooting,
+    SegmentStarts as SegmentStarts,
     SingleShooting as SingleShooting,
     Stepper as Stepper,
     WindowMinibatch as WindowMinibatch,
     fit as fit,
+    fitted_initial_states as fitted_initial_states,
     growing_horizon as growing_horizon,
     loss_value as loss_value,
 )
-from .train.ensemble import fit_ensemble as fit_ensemble
+from .train.ensemble import EnsembleFitResult as EnsembleFitResult, fit_ensemble as fit_ensemble
 
 __version__ = "0.1.0"

@@ -17,10 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .discovery.ensemble import (
-    ensemble_discover as ensemble_discover,  # noqa: F401 (moved there)
-    member_spread,
-)
+from .discovery.ensemble import member_spread
 from .model import UDE
 from .solve import SolverOptions, solve
 from .train import loss_value
@@ -404,7 +401,7 @@ def trajectory_spread(
     """The spread of an ensemble's trajectories: each member solved from ``y0`` at ``ts``.
 
     Args:
-        models: stacked vector fields (leading member axis), e.g. ``EnsembleResult.models``.
+        models: stacked vector fields (leading member axis), e.g. ``EnsembleFitResult.models``.
         y0: ``(state,)`` or ``(traj, state)`` shared by all members, or ``(members, traj, state)``.
         ts: ``(times,)`` save times.
         quantiles: the quantiles reported at each time.

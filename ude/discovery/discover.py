@@ -128,7 +128,8 @@ def ude_trajectory(model, data, *, dt: float = 0.05, y0=None, options: SolverOpt
         if not np.all(mask0):
             raise ValueError(
                 "discover: y0 is required when a state is unobserved at the first time "
-                "(pass the fitted initial state, e.g. FitResult.extra['y0'])"
+                "(pass the fitted initial state, e.g. "
+                "ude.train.fitted_initial_states(data, FitResult.extra))"
             )
         y0 = np.asarray(data.ys)[:, 0, :]
     y0 = jnp.asarray(y0)

@@ -47,6 +47,7 @@ import optimistix as optx
 from ..model import partition
 from ..physics import AbstractPhysics
 from ..solve import SolverOptions, solve
+from ..train import LearnedInitialStates
 from .discover import Discovery
 from .discovered import DiscoveredModel
 from .selection import aicc
@@ -437,7 +438,7 @@ def select_many(
             SimulationSelection(
                 discovery=chosen,
                 model=model,
-                extra={"y0": y0_fit[b_all]} if learn_y0 else None,
+                extra=LearnedInitialStates(y0=y0_fit[b_all]) if learn_y0 else None,
                 loss=float(sse[best]),
                 weights=weight_list[i],
                 table=table,
