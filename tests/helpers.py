@@ -210,3 +210,22 @@ def tiny_overrides(path: Path, steps: int = 0) -> list[str]:
         if Path(path).stem != "lotka_volterra":  # the refit plumbing is exercised once
             out += ["discovery.refit.enabled=false", "discovery.criterion=paper"]
     return out
+
+
+def noisy_lv_members(n: int, *, seed: int = 5, level: float = 0.02):
+    """``(clean, data)``: Lotka-Volterra (the paper's parameters and u0) on ``t = 0, 0.1, …, 1``
+    solved by Dopri8 at 1e-12, and ``n`` stacked redraws of 2 % relative-mean noise on it (keys
+    ``jr.split(jr.key(seed), n)``): the tiny data the ensemble tests share."""
+    from ude import Dataset, LotkaVolterra, RelativeMeanNoise
+    from ude.solve import SolverOptions, solve
+    from ude.train.ensemble import resample_noise
+
+    ts = jnp.linspace(0.0, 1.0, 11)
+    ys = solve(
+        LotkaVolterra(1.3, 0.9, 1.8, 0.8),
+        jnp.array([[0.44249296, 4.6280594]]),
+        ts,
+        SolverOptions("dopri8", rtol=1e-12, atol=1e-12),
+    ).ys
+    clean = Dataset(ts=ts, ys=ys, state_names=("x", "y"), y_true=ys)
+    return clean, resample_noise(clean, RelativeMeanNoise(level), jr.split(jr.key(seed), n))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import noisy_lv_members
 
 from ude.data import Dataset, RelativeMeanNoise
 from ude.discovery import STLSQ, PolynomialLibrary
@@ -58,15 +59,7 @@ def _max_diff(a, b):
 
 @pytest.fixture(scope="module")
 def setup():
-    ts = jnp.linspace(0.0, 1.0, 11)
-    ys = solve(
-        TRUTH,
-        jnp.array([[0.44249296, 4.6280594]]),
-        ts,
-        SolverOptions("dopri8", rtol=1e-12, atol=1e-12),
-    ).ys
-    clean = Dataset(ts=ts, ys=ys, state_names=("x", "y"), y_true=ys)
-    data = resample_noise(clean, RelativeMeanNoise(0.02), jr.split(jr.key(5), N))
+    clean, data = noisy_lv_members(N)
     init_keys = jr.split(jr.key(0), N)
     models = eqx.filter_vmap(_make)(init_keys)
     # per-member strategies, stages and data: every stacked path in one compiled program

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import noisy_lv_members
 
-from ude.data import Dataset, RelativeMeanNoise
 from ude.model import UDE, partition
 from ude.nn import MLP
 from ude.physics import LotkaVolterra
@@ -32,7 +32,6 @@ from ude.train.ensemble import (
     fit_ensemble,
     member,
     n_members as n_members_of,
-    resample_noise,
 )
 
 TRUTH = LotkaVolterra(1.3, 0.9, 1.8, 0.8)
@@ -67,15 +66,7 @@ def assert_identical(a: EnsembleFitResult, b: EnsembleFitResult):
 
 @pytest.fixture(scope="module")
 def setup():
-    ts = jnp.linspace(0.0, 1.0, 11)
-    ys = solve(
-        TRUTH,
-        jnp.array([[0.44249296, 4.6280594]]),
-        ts,
-        SolverOptions("dopri8", rtol=1e-12, atol=1e-12),
-    ).ys
-    clean = Dataset(ts=ts, ys=ys, state_names=("x", "y"), y_true=ys)
-    data = resample_noise(clean, RelativeMeanNoise(0.02), jr.split(jr.key(5), N))
+    clean, data = noisy_lv_members(N)
     models = eqx.filter_vmap(_make)(jr.split(jr.key(0), N))
     return dict(clean=clean, data=data, models=models, strategy=Collocation(l2=1e-4))
 
