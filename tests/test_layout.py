@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent / "ude"
 ORDER = [
     ("_types", "errors"),
     ("_io", "registry", "compile_cache", "interrupt"),
+    ("equations",),
     ("config",),
     ("physics",),
     ("data",),

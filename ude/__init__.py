@@ -64,12 +64,15 @@ from .physics import (
     SIR as SIR,
     AbstractPhysics as AbstractPhysics,
     DampedPendulum as DampedPendulum,
+    Equations as Equations,
     FitzHughNagumo as FitzHughNagumo,
     Lorenz as Lorenz,
     LotkaVolterra as LotkaVolterra,
     NoPhysics as NoPhysics,
     Parameter as Parameter,
     VanDerPol as VanDerPol,
+    VectorField as VectorField,
+    as_physics as as_physics,
 )
 from .pipeline import run_experiment as run_experiment
 from .solve import Solution as Solution, SolverOptions as SolverOptions, solve as solve

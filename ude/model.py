@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from ._types import Array, PyTree, State
 from .nn import AbstractCorrection
-from .physics import AbstractPhysics, Parameter
+from .physics import AbstractPhysics, Parameter, as_physics
 
 
 class AbstractUDE(eqx.Module):
@@ -45,6 +45,15 @@ def _indices(names: Sequence[str] | None, state_names, what: str) -> tuple[int, 
 class UDE(AbstractUDE):
     """``dy/dt = known(t, y) + P · correction(t, y[inputs])``.
 
+    ``known`` is any vector field: a shipped system (:mod:`ude.physics`), equations as text
+    (:class:`~ude.physics.Equations`), or a plain function ``f(t, y, args) -> dy/dt`` (or
+    ``f(t, y)``) or ``eqx.Module`` of your own, with its state names given as ``states=`` (it is
+    wrapped in :class:`~ude.physics.VectorField`); None means no known part.
+
+    **What trains** (:func:`trainable_filter`): the correction's weights, and the known part's
+    :class:`~ude.physics.Parameter` s marked ``trainable=True``. Every other array of the known
+    part is frozen: a constant ``alpha = jnp.array(0.7)`` in your module stays 0.7.
+
     ``inputs``/``outputs`` name the states the network reads and writes (default: all), so a
     correction can act on a subset of the state. Example — the UDE paper's Lotka–Volterra model,
     a diffrax vector field (``diffrax.ODETerm(model)``, or :func:`ude.solve.solve`):
@@ -57,6 +66,12 @@ class UDE(AbstractUDE):
     >>> model = UDE(known, net)
     >>> model(0.0, jnp.array([0.44, 4.6])).shape
     (2,)
+
+    The same known part as a plain function:
+
+    >>> def known_part(t, y, args):
+    ...     return jnp.stack([1.3 * y[0], -1.8 * y[1]])
+    >>> model = UDE(known_part, net, states=("x", "y"))
     """
 
     known: AbstractPhysics
@@ -70,14 +85,14 @@ class UDE(AbstractUDE):
     @no_type_check
     def __init__(
         self,
-        known: AbstractPhysics,
+        known: AbstractPhysics | Callable | None,
         correction: AbstractCorrection | None = None,
         *,
+        states: Sequence[str] | None = None,
         inputs: Sequence[str] | None = None,
         outputs: Sequence[str] | None = None,
     ):
-        if not isinstance(known, AbstractPhysics):
-            raise ValueError(f"UDE: known must be an AbstractPhysics, got {type(known).__name__}")
+        known = as_physics(known, states, who="UDE")
         self.state_names = tuple(known.state_names)
         self.inputs = _indices(inputs, self.state_names, "inputs")
         self.outputs = _indices(outputs, self.state_names, "outputs")
@@ -113,6 +128,10 @@ class UDE(AbstractUDE):
 class HybridUDE(AbstractUDE):
     """Any hybrid right-hand side ``fn(t, y, physics, networks) -> dy/dt``.
 
+    ``physics`` is known physics as :class:`UDE` takes it (a system, equations, or a function or
+    module with ``states=``); what trains is as there: the networks, and trainable Parameters.
+    :meth:`missing` is what ``fn`` adds to ``physics`` (what discovery regresses).
+
     For models where the network does not simply add, e.g. a learned rate inside a known law::
 
         def fn(t, y, physics, nets):
@@ -134,13 +153,28 @@ class HybridUDE(AbstractUDE):
     # the arguments are validated by hand below (a ValueError naming the field, as the tests check);
     # exempt from the tests' runtime type checker, which would raise its own error first
     @no_type_check
-    def __init__(self, fn: Callable, physics: AbstractPhysics, networks: PyTree):
+    def __init__(
+        self,
+        fn: Callable,
+        physics: AbstractPhysics | Callable | None,
+        networks: PyTree,
+        *,
+        states: Sequence[str] | None = None,
+    ):
         if not callable(fn):
             raise ValueError("HybridUDE: fn must be callable (t, y, physics, networks) -> dy/dt")
         self.fn = fn
-        self.physics = physics
+        self.physics = as_physics(physics, states, who="HybridUDE")
         self.networks = networks
-        self.state_names = tuple(physics.state_names)
+        self.state_names = tuple(self.physics.state_names)
+
+    @property
+    def known(self) -> AbstractPhysics:
+        return self.physics
+
+    def missing(self, t, y: State) -> State:
+        """What the hybrid right-hand side adds to the known physics alone."""
+        return self(t, y) - self.physics(t, y)
 
     def __call__(self, t, y, args=None):
         return self.fn(t, y, self.physics, self.networks)
@@ -149,17 +183,31 @@ class HybridUDE(AbstractUDE):
 def trainable_filter(model: PyTree, *, networks: bool = True) -> PyTree:
     """A bool pytree for ``eqx.partition``: True on the arrays that should learn.
 
-    Network weights learn (unless ``networks=False``); physics :class:`Parameter` s learn only when
-    ``trainable`` is set; every other leaf (input scales, static data) is frozen.
-    ``MLP.input_scale`` is frozen too.
+    Frozen by default: inside known physics (any :class:`~ude.physics.AbstractPhysics`, which a
+    user's function or module is wrapped in) only the :class:`Parameter` s marked ``trainable``
+    learn, every other array is a constant. Outside it, the float arrays of the corrections learn
+    (network weights, a discovered model's coefficients; none when ``networks=False``), except
+    ``MLP.input_scale`` (data, not a parameter); integer and static leaves never do.
     """
 
+    def physics_spec(physics):
+        # Parameters by their flag, every other leaf of the known part frozen
+        return jax.tree_util.tree_map(
+            lambda x: _param_spec(x) if isinstance(x, Parameter) else False,
+            physics,
+            is_leaf=lambda x: isinstance(x, Parameter),
+        )
+
     def leaf_spec(x):
+        if isinstance(x, AbstractPhysics):
+            return physics_spec(x)
         if isinstance(x, Parameter):
             return _param_spec(x)
         return networks and eqx.is_inexact_array(x)
 
-    spec = jax.tree_util.tree_map(leaf_spec, model, is_leaf=lambda x: isinstance(x, Parameter))
+    spec = jax.tree_util.tree_map(
+        leaf_spec, model, is_leaf=lambda x: isinstance(x, (Parameter, AbstractPhysics))
+    )
     # input scales are data, not parameters
     spec = _freeze_input_scales(model, spec)
     return spec

@@ -101,7 +101,7 @@ class Discovery:
             "err": {s: self.err[:, j].tolist() for j, s in enumerate(self.states)},
         }
 
-    def to_model(self, known: AbstractPhysics | None = None) -> DiscoveredModel:
+    def to_model(self, known: AbstractPhysics | Callable | None = None) -> DiscoveredModel:
         """The discovered vector field ``known + Θ(y)·Ξ`` (coefficients trainable)."""
         return DiscoveredModel(known, self.library, self.coefficients, self.mask)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import equinox as eqx
@@ -10,7 +11,7 @@ import numpy as np
 
 from .._types import Array, Bool, Float, State
 from ..model import AbstractUDE
-from ..physics import AbstractPhysics, NoPhysics
+from ..physics import AbstractPhysics, as_physics
 from .library import AbstractLibrary
 from .symbolic import format_equations, to_sympy
 
@@ -24,8 +25,9 @@ class DiscoveredModel(AbstractUDE):
     if marked trainable.
 
     Args:
-        known: the known physics (``NoPhysics(state_names=...)`` when there is none); None means
-            no known part.
+        known: the known physics, as :class:`~ude.model.UDE` takes it (a system, equations, or
+            your own function or module: its states are the library's); None means no known
+            part.
         library: the candidate library Θ.
         coefficients: Ξ, shape (terms, states).
         mask: kept terms, bool (terms, states); default: the nonzero coefficients.
@@ -49,23 +51,24 @@ class DiscoveredModel(AbstractUDE):
     state_names: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(
-        self, known: AbstractPhysics | None, library: AbstractLibrary, coefficients, mask=None
+        self,
+        known: AbstractPhysics | Callable | None,
+        library: AbstractLibrary,
+        coefficients,
+        mask=None,
     ):
         if not isinstance(library, AbstractLibrary):
             raise ValueError(
                 f"DiscoveredModel: library must be an AbstractLibrary, got {type(library).__name__}"
             )
-        if known is None:
-            known = NoPhysics(state_names=tuple(library.state_names))
-        if not isinstance(known, AbstractPhysics):
-            raise ValueError(
-                f"DiscoveredModel: known must be an AbstractPhysics, got {type(known).__name__}"
-            )
-        if tuple(known.state_names) != tuple(library.state_names):
+        if isinstance(known, AbstractPhysics) and tuple(known.state_names) != tuple(
+            library.state_names
+        ):
             raise ValueError(
                 f"DiscoveredModel: known.state_names {tuple(known.state_names)} differ from "
                 f"library.state_names {tuple(library.state_names)}"
             )
+        known = as_physics(known, library.state_names, who="DiscoveredModel")
         shape = (library.n_terms, len(library.state_names))
         coefficients = jnp.asarray(coefficients, dtype=jnp.result_type(float))
         if coefficients.shape != shape:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -229,7 +229,7 @@ def _candidate_models(
 
 def select_by_simulation(
     discovery: Discovery,
-    known: AbstractPhysics | None,
+    known: AbstractPhysics | Callable | None,
     data,
     *,
     max_terms: int = 3,
@@ -326,7 +326,7 @@ def _refit_all(
 
 def select_many(
     discoveries: Sequence[Discovery],
-    known: AbstractPhysics | None,
+    known: AbstractPhysics | Callable | None,
     data,
     *,
     max_terms: int = 3,

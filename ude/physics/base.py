@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
+import copy
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -26,15 +26,21 @@ class AbstractPhysics(eqx.Module):
     with fewer terms: ``LotkaVolterra(...).keep("growth", "death")`` is the UDE paper's known part.
     """
 
-    state_names: eqx.AbstractClassVar[tuple[str, ...]]
-    param_names: eqx.AbstractClassVar[tuple[str, ...]]
-    term_names: eqx.AbstractClassVar[tuple[str, ...]]
-    term_formulas: eqx.AbstractClassVar[dict[str, str]]
+    # class variables for a shipped system, fields (or properties) for one built at run time
+    # (:class:`~ude.physics.Equations`, :class:`~ude.physics.VectorField`)
+    state_names: eqx.AbstractVar[tuple[str, ...]]
+    param_names: eqx.AbstractVar[tuple[str, ...]]
+    term_names: eqx.AbstractVar[tuple[str, ...]]
     include: eqx.AbstractVar[tuple[str, ...] | None]
+
+    @property
+    def term_formulas(self) -> dict[str, str]:
+        """Per term ``"state: expression"`` (a class variable of each shipped system)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no term_formulas")
 
     def __check_init__(self):
         if self.include is not None:
-            _check_terms(type(self), self.include)
+            _check_terms(self, self.include)
 
     @abc.abstractmethod
     def terms(self, t, y: State) -> dict[str, State]:
@@ -60,9 +66,14 @@ class AbstractPhysics(eqx.Module):
     def n_states(self) -> int:
         return len(self.state_names)
 
+    def parameter(self, name: str) -> Parameter:
+        """The :class:`Parameter` called ``name`` (a field of the same name, for a shipped
+        system)."""
+        return getattr(self, name)
+
     def p(self, name: str) -> Array:
         """The (constrained) value of parameter ``name``."""
-        return getattr(self, name).value
+        return self.parameter(name).value
 
     def parameters(self) -> dict[str, float]:
         """Parameter values as plain floats (for reports)."""
@@ -70,12 +81,16 @@ class AbstractPhysics(eqx.Module):
 
     def keep(self, *names: str) -> AbstractPhysics:
         """A copy that sums only the named terms."""
-        _check_terms(type(self), names)
-        return dataclasses.replace(self, include=tuple(names))
+        _check_terms(self, names)
+        # include is a static field (no tree_at) and a run-time system has its own __init__ (no
+        # dataclasses.replace): a shallow copy with the one field set
+        new = copy.copy(self)
+        object.__setattr__(new, "include", tuple(names))
+        return new
 
     def drop(self, *names: str) -> AbstractPhysics:
         """A copy without the named terms."""
-        _check_terms(type(self), names)
+        _check_terms(self, names)
         return self.keep(*[n for n in self.active_terms if n not in names])
 
     def with_params(self, **updates) -> AbstractPhysics:
@@ -89,9 +104,9 @@ class AbstractPhysics(eqx.Module):
             )
         new = self
         for name, v in updates.items():
-            old = getattr(self, name)
+            old = self.parameter(name)
             v = v if isinstance(v, Parameter) else old.with_value(v)
-            new = eqx.tree_at(lambda m, name=name: getattr(m, name), new, v)
+            new = eqx.tree_at(lambda m, name=name: m.parameter(name), new, v)
         return new
 
     def set_trainable(self, *names: str, positive: bool | None = None) -> AbstractPhysics:
@@ -105,7 +120,7 @@ class AbstractPhysics(eqx.Module):
             )
         updates = {}
         for n in names:
-            old = getattr(self, n)
+            old = self.parameter(n)
             pos = old.positive if positive is None else positive
             updates[n] = Parameter(old.value, trainable=True, positive=pos)
         return self.with_params(**updates)
@@ -131,13 +146,14 @@ def _join(exprs):
     return out
 
 
-def _check_terms(cls, names):
-    unknown = [n for n in names if n not in cls.term_names]
+def _check_terms(physics, names):
+    kind = type(physics).__name__
+    unknown = [n for n in names if n not in physics.term_names]
     if unknown:
         raise ValueError(
-            f"{cls.__name__}: unknown term(s) {unknown}; its terms are {list(cls.term_names)}"
+            f"{kind}: unknown term(s) {unknown}; its terms are {list(physics.term_names)}"
         )
     duplicates = sorted({n for n in names if list(names).count(n) > 1})
     if duplicates:
         # a repeated term would be summed twice
-        raise ValueError(f"{cls.__name__}: duplicate term(s) {duplicates} in include")
+        raise ValueError(f"{kind}: duplicate term(s) {duplicates} in include")
