@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 
-from ..registry import SYSTEMS, SystemSpec
+from ..registry import SystemSpec
 from .messages import _suggest
 from .schema import DataConfig, ModelConfig
 from .schema_train import TrainConfig
+from .systems import is_equations, model_spec, truth_states
 from .times import time_grid
 
 Items = list[tuple[str, str]]
@@ -43,11 +44,18 @@ def _cross_check(s: dict, invalid: set) -> Items:
     out = _check_redraw_noise(s.get("parallel"), data) + _check_data_source(truth, data, invalid)
     system, problems = _model_system(model, truth, data, invalid)
     out += problems
-    if system is None or model is None:
+    if model is None or (system is None and not _equations_model(model, truth)):
         return out
-    spec = SYSTEMS[system]
-    known = [t for t in _known_terms(model.known, spec) if t in spec.term_names]
+    spec, problems = model_spec(model, truth)
+    out += problems
+    if spec is None:
+        return out
+    if is_equations(model.known):
+        known = list(spec.term_names)
+    else:
+        known = [t for t in _known_terms(model.known, spec) if t in spec.term_names]
     used = _params_in_terms(spec, known)
+    out += _check_states(model, truth, spec)
     out += _check_known(model, spec)
     out += _check_model_parameters(model, truth, data, spec, used)
     out += _check_trainable(model, truth, spec, known, used)
@@ -100,12 +108,28 @@ def _check_data_source(truth, data: DataConfig | None, invalid: set) -> Items:
     return out
 
 
+def _equations_model(model: ModelConfig, truth) -> bool:
+    """Whether the model's known part is equations: written so, or the truth's terms by name."""
+    if is_equations(model.known):
+        return True
+    return model.system is None and truth is not None and truth.equations is not None
+
+
 def _model_system(
     model: ModelConfig | None, truth, data: DataConfig | None, invalid: set
 ) -> tuple[str | None, Items]:
-    """The model's system (default: the truth's) and the problems in choosing it; None when the
-    checks that need a system cannot run."""
+    """The model's shipped system (default: the truth's) and the problems in choosing it; None
+    when the model is equations, or when the checks that need a system cannot run."""
     system = model.system if model is not None else None
+    if model is not None and is_equations(model.known):
+        if system is not None:
+            return None, [
+                (
+                    "model.system",
+                    "not used when model.known is written as equations; remove it",
+                )
+            ]
+        return None, []
     if model is not None and system is None:
         if truth is not None:
             return truth.system, []
@@ -116,7 +140,12 @@ def _model_system(
                     "required with data.file (there is no truth system to take it from)",
                 )
             ]
-    elif system is not None and truth is not None and truth.system != system:
+    elif (
+        system is not None
+        and truth is not None
+        and truth.system is not None
+        and truth.system != system
+    ):
         return None, [
             (
                 "model.system",
@@ -128,6 +157,30 @@ def _model_system(
 
 
 # ---- model ------------------------------------------------------------------------------------
+def _check_states(model: ModelConfig, truth, spec: SystemSpec) -> Items:
+    """``model.states`` are the system's (a shipped one's, or the truth's, in order)."""
+    out = []
+    ref = truth_states(truth) if truth is not None else None
+    if model.states is not None and model.system is not None:
+        if tuple(model.states) != tuple(spec.state_names):
+            out.append(
+                (
+                    "model.states",
+                    f"{model.states} differ from the states of {model.system} "
+                    f"{list(spec.state_names)}; remove model.states",
+                )
+            )
+    elif ref is not None and tuple(spec.state_names) != tuple(ref):
+        out.append(
+            (
+                "model.states",
+                f"the model's states {list(spec.state_names)} differ from the truth's "
+                f"{list(ref)} (same names, same order)",
+            )
+        )
+    return out
+
+
 def _check_known(model: ModelConfig, spec: SystemSpec) -> Items:
     """A list of known terms names terms of the system, each once."""
     if not isinstance(model.known, list):
@@ -153,7 +206,7 @@ def _check_model_parameters(
 ) -> Items:
     """Parameters are the system's; with real data, those of the known terms must be given."""
     out = []
-    for p in model.parameters:
+    for p in model.parameters if not is_equations(model.known) else ():
         if p not in spec.param_names:
             out.append(
                 (
@@ -182,27 +235,28 @@ def _check_trainable(
 ) -> Items:
     """Trainable parameters appear in a known term and start positive when kept positive."""
     values = dict(truth.parameters) if truth is not None else {}
-    values.update(model.parameters)
+    values.update(model.values())
     out = []
-    for i, p in enumerate(model.trainable):
+    for i, p in enumerate(model.trainable_names()):
+        where = f"model.trainable[{i}]" if i < len(model.trainable) else f"model.parameters.{p}"
         if p not in spec.param_names:
             out.append(
                 (
-                    f"model.trainable[{i}]",
+                    where,
                     f"unknown parameter {p!r} of {spec.name}{_suggest(p, spec.param_names)}",
                 )
             )
         elif p not in used:
             out.append(
                 (
-                    f"model.trainable[{i}]",
+                    where,
                     f"{p!r} appears in no known term ({', '.join(known) or 'none are known'})",
                 )
             )
-        elif model.positive and p in values and not values[p] > 0:
+        elif model.is_positive(p) and p in values and not values[p] > 0:
             out.append(
                 (
-                    f"model.trainable[{i}]",
+                    where,
                     f"{p!r} is constrained positive (model.positive) but starts at {values[p]}",
                 )
             )
@@ -214,7 +268,7 @@ def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> It
     net, states = model.network, spec.state_names
     if net is None:
         out = []
-        if not model.trainable:
+        if not model.trainable_names():
             out.append(("model", "nothing to train: network is null and trainable is empty"))
         if not known:
             out.append(("model.network", "required when no term is known (known: none)"))

@@ -20,6 +20,13 @@ from .checks import _cross_check, _known_terms
 from .messages import _format, _pydantic_message, _show, _unwrap
 from .overrides import apply_overrides
 from .schema import SECTIONS, ExperimentConfig
+from .systems import (
+    equations_from_terms,
+    is_equations,
+    model_states,
+    parse_block,
+    truth_spec,
+)
 from .yaml_io import describe, read_yaml
 
 __all__ = ["validate_config", "load_config"]
@@ -30,19 +37,49 @@ def _section_models() -> dict[str, type[BaseModel]]:
     return {name: _unwrap(ExperimentConfig.model_fields[name].annotation) for name in SECTIONS}
 
 
+def _resolve_model(cfg: ExperimentConfig) -> dict:
+    """The model section resolved: the system or the equations (the truth's terms by name become
+    equations), states, parameter values (numbers), the trainable list and positivity."""
+    model, truth = cfg.model, cfg.truth
+    m = model.model_dump(mode="python")
+    values = dict(truth.parameters) if truth is not None else {}
+    values.update(model.values())
+    trainable = model.trainable_names()
+    m["trainable"] = trainable
+    positive = [p for p in trainable if model.is_positive(p)]
+    all_or_none = positive == trainable or not positive
+    if (
+        isinstance(model.positive, bool)
+        and all_or_none
+        and (positive == trainable) == model.positive
+    ):
+        m["positive"] = model.positive
+    else:
+        m["positive"] = positive
+    if not is_equations(model.known) and model.system is None and truth.system is not None:
+        m["system"] = truth.system
+    if m["system"] is not None:  # a shipped system
+        spec = SYSTEMS[m["system"]]
+        m["known"] = _known_terms(model.known, spec)
+        for p in spec.param_names:  # unused by the known terms: any value will do
+            values.setdefault(p, 0.0)
+        m["parameters"] = {p: float(values[p]) for p in spec.param_names}
+        return m
+    if not is_equations(model.known):  # the truth's equations, some of their terms by name
+        spec = truth_spec(truth)
+        m["known"] = equations_from_terms(spec, _known_terms(model.known, spec))
+    states = model_states(model, truth)
+    m["states"] = list(states)
+    parsed, _ = parse_block(m["known"], states=states, parameters=list(values), where="model.known")
+    used = parsed.used_parameters()
+    m["parameters"] = {p: float(values[p]) for p in values if p in used or p in model.parameters}
+    return m
+
+
 def _resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     """Fill the defaults that depend on other sections."""
     d = cfg.model_dump(mode="python")
-    m = d["model"]
-    if m["system"] is None:
-        m["system"] = cfg.truth.system
-    spec = SYSTEMS[m["system"]]
-    m["known"] = _known_terms(cfg.model.known, spec)
-    params = dict(cfg.truth.parameters) if cfg.truth is not None else {}
-    params.update(cfg.model.parameters)
-    for p in spec.param_names:  # unused by the known terms: any value will do
-        params.setdefault(p, 0.0)
-    m["parameters"] = {p: float(params[p]) for p in spec.param_names}
+    d["model"] = _resolve_model(cfg)
     if cfg.data.file is None:
         if d["data"]["train_end"] is None:
             d["data"]["train_end"] = float(cfg.data.t_span[1])

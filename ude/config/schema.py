@@ -1,7 +1,8 @@
 """The schema of an experiment config: one pydantic model per section, plain data only.
 
 :class:`ExperimentConfig` holds the sections ``truth``, ``data``, ``model``, ``solver``,
-``train``, ``discovery`` (those two in :mod:`.schema_train`), ``evaluate``, ``output`` and
+``train``, ``discovery`` (those two in :mod:`.schema_train`; ``truth`` and ``model`` in
+:mod:`.schema_model`), ``evaluate``, ``output`` and
 ``parallel``. Each section validates itself (types, ranges, options of one kind); checks that
 need several sections are in :mod:`.checks`. Names of systems, activations and solvers are
 checked against :mod:`ude.registry`, so the schema imports nothing of JAX.
@@ -12,12 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from ..registry import ACTIVATION_NAMES, ADJOINT_NAMES, SOLVER_NAMES, SYSTEMS
+from ..registry import ADJOINT_NAMES, SOLVER_NAMES, SystemSpec
 from .fields import Bool, Name, NonNegFloat, NonNegInt, Num, PosFloat, PosInt, _Section
-from .messages import _choice, _Problems, _show, _suggest
+from .messages import _choice, _Problems, _show
+from .schema_model import ModelConfig, NetworkConfig, ParameterConfig, TruthConfig
 from .schema_train import DiscoveryConfig, TrainConfig
+from .systems import model_spec
 
 __all__ = [
     "TruthConfig",
@@ -25,6 +28,7 @@ __all__ = [
     "NoiseConfig",
     "DataConfig",
     "NetworkConfig",
+    "ParameterConfig",
     "ModelConfig",
     "SolverConfig",
     "EvaluateConfig",
@@ -33,72 +37,6 @@ __all__ = [
     "ExperimentConfig",
     "SECTIONS",
 ]
-
-# the systems a truth or model may name: "none" (no known physics) is no system to simulate
-_NAMED_SYSTEMS = tuple(k for k in SYSTEMS if k != "none")
-
-
-def _as_matrix(v):
-    if (
-        isinstance(v, list)
-        and v
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-    ):
-        return [v]
-    return v
-
-
-class TruthConfig(_Section):
-    """The simulated ground truth: ``system`` with ``parameters`` from initial state(s) ``y0``."""
-
-    system: Name
-    parameters: dict[str, Num]
-    y0: list[list[Num]] = Field(min_length=1)
-    tolerance: PosFloat = 1e-12
-
-    _y0 = field_validator("y0", mode="before")(lambda cls, v: _as_matrix(v))
-
-    @field_validator("system")
-    @classmethod
-    def _system(cls, v):
-        msg = _choice(v, _NAMED_SYSTEMS, "system")
-        if msg:
-            raise _Problems([("", msg)])
-        return v
-
-    @model_validator(mode="after")
-    def _check(self):
-        spec = SYSTEMS[self.system]
-        problems = []
-        missing = [p for p in spec.param_names if p not in self.parameters]
-        if missing:
-            problems.append(
-                (
-                    "parameters",
-                    f"missing {', '.join(map(repr, missing))} for "
-                    f"{self.system} (needs {', '.join(spec.param_names)})",
-                )
-            )
-        for p in self.parameters:
-            if p not in spec.param_names:
-                problems.append(
-                    (
-                        f"parameters.{p}",
-                        f"unknown parameter of {self.system}"
-                        f"{_suggest(p, spec.param_names)}; its "
-                        f"parameters are {', '.join(spec.param_names)}",
-                    )
-                )
-        n = len(spec.state_names)
-        for i, row in enumerate(self.y0):
-            if len(row) != n:
-                where = "y0" if len(self.y0) == 1 else f"y0[{i}]"
-                problems.append(
-                    (where, f"must have {n} values ({', '.join(spec.state_names)}), got {len(row)}")
-                )
-        if problems:
-            raise _Problems(problems)
-        return self
 
 
 class FileConfig(_Section):
@@ -221,82 +159,6 @@ class DataConfig(_Section):
         return self
 
 
-class NetworkConfig(_Section):
-    """The neural correction: an MLP ``inputs → width × depth → outputs``."""
-
-    width: PosInt = 5
-    depth: NonNegInt = 3
-    activation: list[Name] = ["rbf"]
-    init: Literal["glorot", "default"] = "glorot"
-    output_scale: Num = 1.0
-    input_scale: list[PosFloat] | None = None
-    inputs: list[Name] | None = None
-    outputs: list[Name] | None = None
-
-    @field_validator("activation", mode="before")
-    @classmethod
-    def _act_list(cls, v):
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("input_scale", mode="before")
-    @classmethod
-    def _scale_list(cls, v):
-        return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-
-    @model_validator(mode="after")
-    def _check(self):
-        problems = []
-        for i, a in enumerate(self.activation):
-            msg = _choice(a, ACTIVATION_NAMES, "activation")
-            if msg:
-                where = f"activation[{i}]" if len(self.activation) > 1 else "activation"
-                problems.append((where, msg))
-        if len(self.activation) == 1:
-            self.activation = self.activation * self.depth
-        elif len(self.activation) != self.depth:
-            problems.append(
-                (
-                    "activation",
-                    f"lists {len(self.activation)} activations for depth "
-                    f"{self.depth}; give one name or one per hidden layer",
-                )
-            )
-        if problems:
-            raise _Problems(problems)
-        return self
-
-
-def _known_before(v):
-    if isinstance(v, str) and v in ("all", "none"):
-        return v
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return v
-    raise _Problems([("", f"must be 'all', 'none' or a list of term names, got {_show(v)}")])
-
-
-class ModelConfig(_Section):
-    """The UDE: known terms of ``system`` (default: the truth's) with ``parameters`` (default: the
-    truth's), of which ``trainable`` ones learn (kept positive when ``positive``), plus a
-    ``network`` (null: physics only)."""
-
-    system: Name | None = None
-    known: Any = "all"
-    parameters: dict[str, Num] = {}
-    trainable: list[Name] = []
-    positive: Bool = True
-    network: NetworkConfig | None = NetworkConfig()
-
-    _known = field_validator("known", mode="before")(lambda cls, v: _known_before(v))
-
-    @field_validator("system")
-    @classmethod
-    def _system(cls, v):
-        msg = None if v is None else _choice(v, _NAMED_SYSTEMS, "system")
-        if msg:
-            raise _Problems([("", msg)])
-        return v
-
-
 class SolverConfig(_Section):
     """The training solver (and the one used to evaluate the fitted models)."""
 
@@ -386,13 +248,22 @@ class ExperimentConfig(_Section):
     parallel: ParallelConfig = ParallelConfig()
 
     @property
-    def system(self) -> str:
-        """The model's (and truth's) system name."""
+    def system(self) -> str | None:
+        """The model's shipped system name (None for a known part written as equations)."""
         return self.model.system
 
     @property
+    def spec(self) -> SystemSpec:
+        """The model's system: the registry's, or its equations parsed (states, parameters,
+        terms)."""
+        spec, problems = model_spec(self.model, self.truth)
+        if spec is None:  # a resolved config has parsed once already
+            raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
+        return spec
+
+    @property
     def state_names(self) -> tuple[str, ...]:
-        return tuple(SYSTEMS[self.model.system].state_names)
+        return tuple(self.spec.state_names)
 
     @property
     def simulated(self) -> bool:

@@ -121,7 +121,9 @@ class Equations(AbstractPhysics):
         return jnp.stack(self._evaluate([per_state[s] for s in self.state_names], t, y))
 
     def formula(self) -> dict[str, str]:
-        out = {}
-        for s, e in self.sympy().items():
-            out[s] = sympy.sstr(e) if e != 0 else "0"
-        return out
+        """Per state the active terms as written, e.g. ``{"x": "alpha*x - beta*x*y"}``."""
+        parts = {s: [] for s in self.state_names}
+        for name, (i, e) in zip(self.term_names, self._exprs, strict=True):
+            if name in self.active_terms:
+                parts[self.state_names[i]].append(sympy.sstr(e))
+        return {s: " + ".join(p).replace("+ -", "- ") or "0" for s, p in parts.items()}

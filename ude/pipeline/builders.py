@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import sympy
 
 from .. import data as data_mod
 from ..config import ExperimentConfig, time_grid, train_end
@@ -21,7 +23,7 @@ from ..discovery import SR3, STLSQ, library_from_spec
 from ..model import UDE
 from ..nn import MLP
 from ..parallel import make_mesh
-from ..physics import SYSTEMS, AbstractPhysics, Parameter
+from ..physics import SYSTEMS, AbstractPhysics, Equations, Parameter, VectorField
 from ..solve import SolverOptions
 from ..train import LBFGS, Adam, Collocation, MultipleShooting, SingleShooting, WindowMinibatch
 from ..train.ensemble import resample_noise, stack, unstack
@@ -63,6 +65,8 @@ def build_truth(cfg: ExperimentConfig) -> AbstractPhysics | None:
     """The true system (all terms), or None for real data."""
     if cfg.truth is None:
         return None
+    if cfg.truth.equations is not None:
+        return Equations(cfg.truth.equations, cfg.truth.parameters)
     return SYSTEMS[cfg.truth.system](**cfg.truth.parameters)
 
 
@@ -126,10 +130,45 @@ def true_missing(cfg: ExperimentConfig, truth: AbstractPhysics | None):
     None when there is no truth or nothing is missing."""
     if truth is None:
         return None
+    if cfg.model.system is None or not isinstance(truth, type(build_physics(cfg))):
+        return _missing_difference(truth, build_physics(cfg))
     missing = [t for t in truth.term_names if t not in cfg.model.known]
     if not missing:
         return None
     return truth.keep(*missing)
+
+
+def _missing_difference(truth: AbstractPhysics, known: AbstractPhysics):
+    """``truth - known`` (at the known part's configured parameter values): SymPy's difference
+    when both are equations (None when it is zero), else the numerical difference."""
+    if isinstance(truth, Equations) and isinstance(known, Equations):
+
+        def values(m):
+            return {sympy.Symbol(p): float(m.p(p)) for p in m.param_names}
+
+        t_eqs, k_eqs = truth.sympy(), known.sympy()
+        diff = {}
+        for s in truth.state_names:
+            d = t_eqs[s].subs(values(truth)) - k_eqs[s].subs(values(known))
+            terms = sympy.Add.make_args(sympy.expand(d))
+            # drop round-off: terms whose coefficient is below 1e-9 of the largest
+            coef = [abs(float(term.as_coeff_Mul()[0])) for term in terms]
+            kept = [term for term, c in zip(terms, coef, strict=True) if c > 1e-9 * max(coef)]
+            diff[s] = sympy.Add(*kept)
+        if all(e == 0 for e in diff.values()):
+            return None
+        return Equations({s: str(e) for s, e in diff.items()}, states=truth.state_names)
+    return VectorField(_Difference(truth, known), truth.state_names)
+
+
+class _Difference(eqx.Module):
+    """``a(t, y) - b(t, y)``."""
+
+    a: AbstractPhysics
+    b: AbstractPhysics
+
+    def __call__(self, t, y, args=None):
+        return self.a(t, y, args) - self.b(t, y, args)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,9 +200,11 @@ def build_physics(cfg: ExperimentConfig) -> AbstractPhysics:
     the known terms."""
     m = cfg.model
     params = {
-        p: Parameter(v, trainable=p in m.trainable, positive=m.positive and p in m.trainable)
+        p: Parameter(v, trainable=p in m.trainable, positive=p in m.trainable and m.is_positive(p))
         for p, v in m.parameters.items()
     }
+    if m.system is None:  # equations as text
+        return Equations(m.known, params, states=m.states)
     return SYSTEMS[m.system](**params).keep(*m.known)
 
 

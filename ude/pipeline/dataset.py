@@ -39,7 +39,7 @@ def prepare_data(
             ) from None
     data = input_data(cfg) if data is None else data
     data_mod.save(data, path)
-    src = cfg.data.file.path if cfg.data.file else f"simulated {cfg.truth.system}"
+    src = cfg.data.file.path if cfg.data.file else f"simulated {cfg.truth.system or 'equations'}"
     emit(
         log,
         f"data: {src}, {data.n_traj} trajectory(ies) × {data.n_times} times × "
