@@ -60,7 +60,7 @@ BROKEN = [
     ),
     (
         ["model.known=some"],
-        ["model.known: must be 'all', 'none' or a list of term names, got 'some'"],
+        ["model.known: must be 'all', 'none', a list of term names or equations {state: expression}, got 'some'"],
     ),
     (
         ["model.trainable=[gama]"],
@@ -228,7 +228,11 @@ def test_real_data_needs_system_and_parameters(tmp_path):
     raw = read_yaml((CONFIGS[0].parent / "hudson_bay.yaml").read_text())
     raw["data"]["file"]["path"] = str(CONFIGS[0].parent.parent / "data" / "hudson_bay.tsv")
     messages = _errors(apply_overrides(raw, ["model.system=null", "truth.system=lotka_volterra"]))
-    assert any(m.startswith("truth.parameters: required key is missing") for m in messages)
+    assert any(m.startswith("truth.y0: required key is missing") for m in messages)
+    messages = _errors(
+        apply_overrides(raw, ["model.system=null", "truth.system=lotka_volterra", "truth.y0=[1,2]"])
+    )
+    assert any(m.startswith("truth.parameters: missing 'alpha'") for m in messages), messages
     messages = _errors(apply_overrides(raw, ["model.system=null"]))
     assert messages == [
         "model.system: required with data.file (there is no truth system to take it from)"
