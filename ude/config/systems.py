@@ -132,7 +132,7 @@ def model_spec(model, truth) -> tuple[SystemSpec | None, Items]:
     return parsed.spec("model"), problems
 
 
-def equations_from_terms(spec: SystemSpec, terms: Sequence[str]) -> dict[str, dict[str, str]]:
+def equations_from_terms(spec: SystemSpec, terms: Sequence[str]) -> dict[str, dict[str, str] | str]:
     """The nested equations ``{state: {term: expression}}`` of ``terms`` of an equations spec
     (``model.known`` as a list of the truth's term names, resolved to equations); a state with
     none gets ``"0"``."""
