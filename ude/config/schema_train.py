@@ -150,29 +150,134 @@ class TrainConfig(_Section):
 
 
 class LibraryConfig(_Section):
-    """One part of the candidate library: ``polynomial`` (degree, include_bias) or ``trig``
-    (functions, frequencies)."""
+    """One part of the candidate library: ``polynomial`` (degree, include_bias), ``trig``
+    (functions, frequencies) or ``expressions`` (``terms`` written as text in the state names,
+    e.g. ``["y/(1 + y)", "exp(-x)"]``; no time ``t``, no constant factor, no sum).
 
-    kind: Literal["polynomial", "trig"]
+    The text terms are checked here for syntax, functions, time, zero, constant factors, sums and
+    repeats; that their symbols are states, and that they repeat no term of another part, needs
+    the states: :meth:`term_problems`."""
+
+    kind: Literal["polynomial", "trig", "expressions"]
     degree: PosInt | None = None
     include_bias: Bool | None = None
     functions: list[Literal["sin", "cos"]] | None = None
     frequencies: list[Num] | None = None
+    terms: list[Name] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _check(self):
         if self.frequencies is not None and any(f == 0 for f in self.frequencies):
             raise _Problems([("frequencies", f"must be non-zero, got {self.frequencies}")])
-        return _kind_fields(
+        if self.kind == "expressions" and self.terms is None:
+            raise _Problems([("terms", "required for expressions, e.g. terms: ['y/(1 + y)']")])
+        _kind_fields(
             self,
             self.kind,
-            {"polynomial": ("degree", "include_bias"), "trig": ("functions", "frequencies")},
+            {
+                "polynomial": ("degree", "include_bias"),
+                "trig": ("functions", "frequencies"),
+                "expressions": ("terms",),
+            },
             {
                 "polynomial": {"degree": 2, "include_bias": True},
                 "trig": {"functions": ["sin", "cos"], "frequencies": [1]},
             },
             {},
         )
+        problems = self.term_problems()
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def term_problems(self, state_names=None, others=()) -> list[tuple[str, str]]:
+        """``(key path relative to this part, message)`` for each bad text term: as the class
+        says, and with ``state_names`` also a symbol that is not a state, and a term equal to one
+        of the parts ``others`` (LibraryConfigs; pass the parts before this one, so that a repeat
+        is reported once). Pure SymPy; the same rules as ``ude.discovery.ExpressionLibrary``."""
+        import re
+
+        import sympy
+
+        from ..equations.parse import FUNCTIONS, TIME, EquationError, parse_expression
+
+        taken = {}
+        for o in others if state_names is not None else ():
+            for e in o._sympy_terms(state_names):
+                taken.setdefault(sympy.expand(e), o.kind)
+        out, seen = [], {}
+        for i, text in enumerate(self.terms or []):
+            path = f"terms[{i}]"
+            if state_names is None:  # any name but a function's is a symbol here
+                found = re.findall(r"(?<![\w.])([A-Za-z_]\w*)(?!\s*\()", text)
+                names = [n for n in found if n not in FUNCTIONS and n != TIME]
+            else:
+                names = list(state_names)
+            where = f"the states are {', '.join(names)} (time t is not allowed)"
+            try:
+                expr = parse_expression(text, names, path=path, allowed_help=where)
+            except EquationError as e:
+                out.append((e.path, e.problem))
+                continue
+            const, rest = expr.as_independent(*expr.free_symbols, as_Add=False)
+            expanded = sympy.expand(expr)
+            key = f"{sympy.sstr(rest)}".replace("**", "^")
+            if sympy.Symbol(TIME) in expr.free_symbols and TIME not in names:
+                out.append(
+                    (path, f"{text!r} uses time t; library terms are functions of the states")
+                )
+            elif expr == 0:
+                out.append((path, f"{text!r} is zero"))
+            elif const != 1:
+                out.append(
+                    (
+                        path,
+                        f"{text!r} has the constant factor {const}; write {key!r} (the "
+                        "regression fits the coefficient and its sign)",
+                    )
+                )
+            elif expanded.is_Add:
+                parts = ", ".join(repr(sympy.sstr(a).replace("**", "^")) for a in expanded.args)
+                out.append((path, f"{text!r} is a sum; list its terms separately: {parts}"))
+            elif expanded in seen:
+                out.append((path, f"{text!r} is the same term as terms[{seen[expanded]}]"))
+            elif expanded in taken:
+                out.append((path, f"{text!r} is already a term of the {taken[expanded]} part"))
+            else:
+                seen[expanded] = i
+        return out
+
+    def _sympy_terms(self, state_names) -> list:
+        """The terms of this part as SymPy expressions (text terms that do not parse left out)."""
+        import itertools
+
+        import sympy
+
+        from ..equations.parse import EquationError, parse_expression
+
+        xs = [sympy.Symbol(s) for s in state_names]
+        if self.kind == "polynomial":
+            lo = 0 if self.include_bias is not False else 1
+            return [
+                sympy.Mul(*combo)
+                for d in range(lo, (self.degree or 2) + 1)
+                for combo in itertools.combinations_with_replacement(xs, d)
+            ]
+        if self.kind == "trig":
+            fs = {"sin": sympy.sin, "cos": sympy.cos}
+            return [
+                fs[f](sympy.sympify(int(k) if float(k).is_integer() else k) * x)
+                for k in self.frequencies or [1]
+                for f in self.functions or ["sin", "cos"]
+                for x in xs
+            ]
+        out = []
+        for text in self.terms or []:
+            try:
+                out.append(parse_expression(text, list(state_names)))
+            except EquationError:
+                continue
+        return out
 
 
 class RegressorConfig(_Section):

@@ -19,8 +19,10 @@ from .library import (
     AbstractLibrary as AbstractLibrary,
     CombinedLibrary as CombinedLibrary,
     CustomLibrary as CustomLibrary,
+    ExpressionLibrary as ExpressionLibrary,
     PolynomialLibrary as PolynomialLibrary,
     TrigLibrary as TrigLibrary,
+    expression_term as expression_term,
     library_from_spec as library_from_spec,
     paper_library as paper_library,
 )

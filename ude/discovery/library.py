@@ -1,4 +1,5 @@
-"""Candidate-term libraries Θ(y) for sparse regression: monomials, sin/cos, user functions.
+"""Candidate-term libraries Θ(y) for sparse regression: monomials, sin/cos, terms written as text
+(``"y/(1 + y)"``), user functions.
 
 A library maps states ``Y: (n, state)`` (or one state ``(state,)``) to the candidate terms
 ``Θ: (n, terms)`` (or ``(terms,)``) and names every column with a SymPy-parseable string built from
@@ -13,13 +14,18 @@ libraries; the paper's library is::
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
 import jax.numpy as jnp
+import sympy
 
 from .._types import Array, ArrayLike, Float
+from ..equations.lower import lower
+from ..equations.parse import TIME, EquationError, parse_expression
+from .symbolic import term_to_sympy
 
 TRIG: dict[str, Callable] = {"sin": jnp.sin, "cos": jnp.cos}
 
@@ -209,6 +215,122 @@ class CustomLibrary(AbstractLibrary):
         return [jax.vmap(fn)(Y) for _, fn in self.functions]
 
 
+def expression_term(text, state_names: Sequence[str], *, path: str = "") -> tuple[str, sympy.Expr]:
+    """One library term written as text (``"y/(1 + y)"``) → ``(name, expr)``.
+
+    The name is the normalised text (``"y/(y + 1)"``, powers as ``x^2``), which
+    :func:`~ude.discovery.symbolic.term_to_sympy` reads back as ``expr``. Raises
+    :class:`~ude.equations.parse.EquationError` (a ``ValueError``, at ``path``) for a parse error,
+    an unknown function or symbol, time ``t``, zero, a constant factor (``2*x``: the regression
+    fits the coefficient) or a sum (``x*(1 + y)``: list ``x`` and ``x*y`` separately)."""
+    states = tuple(state_names)
+    where = f"the library's states are {', '.join(states)} (time t is not allowed)"
+    expr = parse_expression(text, states, path=path, allowed_help=where)
+    if TIME not in states and sympy.Symbol(TIME) in expr.free_symbols:
+        raise EquationError(
+            path,
+            f"library term {text!r} uses time t; library terms are functions of the states "
+            f"({', '.join(states)}) only",
+        )
+    if expr == 0:
+        raise EquationError(path, f"library term {text!r} is zero")
+    const, rest = expr.as_independent(*(sympy.Symbol(s) for s in states), as_Add=False)
+    if const != 1:
+        raise EquationError(
+            path,
+            f"library term {text!r} has the constant factor {sympy.sstr(const)}; write "
+            f"{_term_name(rest)!r} (the regression fits the coefficient and its sign)",
+        )
+    expanded = sympy.expand(expr)
+    if expanded.is_Add:
+        parts = ", ".join(repr(_term_name(a)) for a in sympy.Add.make_args(expanded))
+        raise EquationError(
+            path, f"library term {text!r} is a sum; list its terms separately: {parts}"
+        )
+    name = _term_name(expr)
+    if term_to_sympy(name, states) != expr:  # pragma: no cover - a guard on the naming
+        raise EquationError(path, f"library term {text!r}: its name {name!r} does not read back")
+    return name, expr
+
+
+def _term_name(expr) -> str:
+    return sympy.sstr(expr).replace("**", "^")
+
+
+@functools.lru_cache(maxsize=256)
+def _term_exprs(names: tuple[str, ...], state_names: tuple[str, ...]) -> tuple[sympy.Expr, ...]:
+    return tuple(term_to_sympy(n, state_names) for n in names)
+
+
+class ExpressionLibrary(AbstractLibrary):
+    """Terms written as text in the state names, e.g. ``("y/(1 + y)", "exp(-x)")``.
+
+    Each term is parsed with :func:`ude.equations.parse.parse_expression` (the functions of
+    :data:`~ude.equations.parse.FUNCTIONS`; no time ``t``) and checked by
+    :func:`expression_term`; its name is the normalised text (``"y/(y + 1)"``), so printed
+    equations and :func:`~ude.discovery.symbolic.to_sympy` read it back. Θ is evaluated with
+    :func:`ude.equations.lower.lower` (SymPy's JAX lambdify). Terms equal as expressions
+    (``"x*y"`` and ``"y*x"``) are rejected, here and when joined to another library.
+    """
+
+    state_names: tuple[str, ...] = eqx.field(static=True)
+    terms: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, state_names: Sequence[str], terms: Sequence[str]):
+        self.state_names = _check_state_names(type(self), state_names)
+        if isinstance(terms, str) or not isinstance(terms, Sequence) or not terms:
+            raise ValueError(
+                f"ExpressionLibrary: terms must be a non-empty list of expressions, got {terms!r}"
+            )
+        names, seen = [], {}
+        for i, text in enumerate(terms):
+            try:
+                name, expr = expression_term(text, self.state_names, path=f"terms[{i}]")
+            except EquationError as e:
+                raise EquationError(e.path, f"ExpressionLibrary: {e.problem}") from None
+            key = sympy.expand(expr)
+            if key in seen:
+                raise EquationError(
+                    f"terms[{i}]",
+                    f"ExpressionLibrary: term {text!r} is the same as terms[{seen[key]}] "
+                    f"{terms[seen[key]]!r} ({name})",
+                )
+            seen[key] = i
+            names.append(name)
+        self.terms = tuple(names)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.terms
+
+    @property
+    def exprs(self) -> tuple[sympy.Expr, ...]:
+        """The terms as SymPy expressions in the state symbols."""
+        return _term_exprs(self.terms, self.state_names)
+
+    def _columns(self, Y):
+        return list(lower(self.exprs, self.state_names)(*(Y[:, i] for i in range(Y.shape[1]))))
+
+
+def _check_same_terms(parts: Sequence[AbstractLibrary], states: tuple[str, ...]) -> None:
+    """Reject a text term equal (as an expression) to a term of another part."""
+    if not any(isinstance(p, ExpressionLibrary) for p in parts):
+        return
+    seen: dict = {}
+    for p in parts:
+        for n in p.names:
+            try:
+                key = sympy.expand(term_to_sympy(n, states))
+            except ValueError:  # a CustomLibrary name need not parse
+                continue
+            if key in seen and seen[key][1] is not p:
+                raise ValueError(
+                    f"CombinedLibrary: term {n!r} of {type(p).__name__} is already in the library "
+                    f"as {seen[key][0]!r} of {type(seen[key][1]).__name__}; remove one of them"
+                )
+            seen.setdefault(key, (n, p))
+
+
 class CombinedLibrary(AbstractLibrary):
     """The columns of several libraries side by side (what ``lib_a + lib_b`` builds)."""
 
@@ -231,6 +353,7 @@ class CombinedLibrary(AbstractLibrary):
                 raise ValueError(
                     f"CombinedLibrary: parts disagree on state_names: {states} vs {p.state_names}"
                 )
+        _check_same_terms(flat, states)
         names = [n for p in flat for n in p.names]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -258,7 +381,9 @@ def library_from_spec(
     state_names: Sequence[str], spec: Mapping | Sequence[Mapping]
 ) -> AbstractLibrary:
     """Build a library from plain data (for configs), e.g.
-    ``[{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]}]``."""
+    ``[{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]},
+    {"kind": "expressions", "terms": ["y/(1 + y)"]}]``. A bad text term raises
+    :class:`~ude.equations.parse.EquationError` at ``spec[i].terms[j]``."""
     items = [spec] if isinstance(spec, Mapping) else list(spec)
     if not items:
         raise ValueError("library_from_spec: spec must name at least one library")
@@ -270,8 +395,14 @@ def library_from_spec(
             libs.append(PolynomialLibrary(state_names, **item))
         elif kind == "trig":
             libs.append(TrigLibrary(state_names, **item))
+        elif kind == "expressions":
+            try:
+                libs.append(ExpressionLibrary(state_names, **item))
+            except EquationError as e:
+                raise EquationError(f"spec[{i}].{e.path}", e.problem) from None
         else:
             raise ValueError(
-                f"library_from_spec: spec[{i}].kind must be 'polynomial' or 'trig', got {kind!r}"
+                f"library_from_spec: spec[{i}].kind must be 'polynomial', 'trig' or "
+                f"'expressions', got {kind!r}"
             )
     return libs[0] if len(libs) == 1 else CombinedLibrary(libs)
