@@ -16,6 +16,9 @@ from pathlib import Path
 
 import jax
 import pytest
+import yaml
+
+from ude.config import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,9 @@ KEY_MODULES = (
     "ude.solve",
     "ude.physics.parameter",
     "ude.physics.systems",
+    "ude.physics.equations",
+    "ude.physics.wrapped",
+    "ude.equations.parse",
 )
 
 
@@ -108,3 +114,24 @@ def test_doc_code_block(name, code, tmp_path, monkeypatch):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, name.rsplit(":", 1)[0], "exec"), {"__name__": "__doc_block__"})
+
+
+_YAML_FENCE = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.S | re.M)
+
+
+def _config_blocks():
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if not md.exists():
+            continue
+        text = md.read_text(encoding="utf-8")
+        for match in _YAML_FENCE.finditer(text):
+            raw = yaml.safe_load(match.group(1))
+            if isinstance(raw, dict) and "data" in raw:  # a whole config, not a fragment
+                line = text.count("\n", 0, match.start()) + 1
+                yield pytest.param(raw, id=f"{md.relative_to(ROOT)}:{line}")
+
+
+@pytest.mark.parametrize("raw", list(_config_blocks()))
+def test_doc_config_block_validates(raw):
+    """A whole config shown in the docs is a valid config."""
+    validate_config(raw)

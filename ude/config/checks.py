@@ -448,6 +448,9 @@ def _check_discovery(disc, model: ModelConfig, spec: SystemSpec, used: set[str])
     if disc is None or not disc.enabled:
         return []
     net, out = model.network, []
+    for i, part in enumerate(disc.library):
+        for p, m in part.term_problems(spec.state_names, others=disc.library[:i]):
+            out.append((f"discovery.library[{i}].{p}", m))
     if net is None:
         out.append(
             (
