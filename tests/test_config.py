@@ -60,7 +60,10 @@ BROKEN = [
     ),
     (
         ["model.known=some"],
-        ["model.known: must be 'all', 'none', a list of term names or equations {state: expression}, got 'some'"],
+        [
+            "model.known: must be 'all', 'none', a list of term names or equations "
+            "{state: expression}, got 'some'"
+        ],
     ),
     (
         ["model.trainable=[gama]"],

@@ -13,4 +13,5 @@ from .parse import (
     parse_equations as parse_equations,
     parse_expression as parse_expression,
     parse_terms as parse_terms,
+    text_of as text_of,
 )

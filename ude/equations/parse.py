@@ -16,6 +16,7 @@ function, the ``S`` singleton or the imaginary unit).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import keyword
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,6 @@ from sympy.parsing.sympy_parser import (
     auto_number,
     auto_symbol,
     convert_xor,
-    factorial_notation,
     parse_expr,
     repeated_decimals,
 )
@@ -40,6 +40,7 @@ __all__ = [
     "ParsedEquations",
     "parse_expression",
     "parse_terms",
+    "text_of",
     "parse_equations",
 ]
 
@@ -67,7 +68,7 @@ FUNCTIONS: Mapping[str, object] = {
 """The functions (and the constant ``pi``) an equation may use; powers are ``x^2`` or ``x**2``."""
 
 # no implicit multiplication: "2x" is a parse error rather than a guess
-_TRANSFORMS = (auto_symbol, repeated_decimals, auto_number, factorial_notation, convert_xor)
+_TRANSFORMS = (auto_symbol, repeated_decimals, auto_number, convert_xor)
 # what the transformations' generated code refers to, and nothing more
 _GLOBALS = {
     "Symbol": sympy.Symbol,
@@ -75,7 +76,6 @@ _GLOBALS = {
     "Float": sympy.Float,
     "Rational": sympy.Rational,
     "Function": sympy.Function,
-    "factorial": sympy.factorial,
     # for the unevaluated parse that keeps the terms in the order written
     "Add": sympy.Add,
     "Mul": sympy.Mul,
@@ -104,7 +104,12 @@ class Term:
 
     @property
     def text(self) -> str:
-        return sympy.sstr(self.expr)
+        return text_of(self.expr)
+
+
+def text_of(expr) -> str:
+    """An expression as text, numbers at their shortest (``0.5``, not ``0.500000000000000``)."""
+    return sympy.sstr(expr, full_prec=False)
 
 
 def _check_name(name, what: str, path: str) -> str:
@@ -138,6 +143,9 @@ def parse_terms(
     text = str(text)
     if not text.strip():
         raise EquationError(path, "is empty; write 0 for no term")
+    problem = _syntax_problem(text)
+    if problem:
+        raise EquationError(path, f"cannot parse {text!r}: {problem}")
     local = {n: sympy.Symbol(n) for n in names}
     local[TIME] = sympy.Symbol(TIME)
     namespace = dict(_GLOBALS)
@@ -174,6 +182,34 @@ def parse_terms(
     if any(p.has(*bad) for p in pieces) or expr.has(*bad):
         raise EquationError(path, f"{text!r} is not a finite real expression")
     return [p for p in pieces if p != 0]
+
+
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+
+
+def _syntax_problem(text: str) -> str | None:
+    """What makes ``text`` more than one arithmetic expression (None when it is one): checked on
+    Python's syntax tree before SymPy evaluates anything, so ``"x; q"``, ``"x = 2*x"``, ``"x > 1"``
+    or an attribute access are errors, never silently cut or run."""
+    try:
+        tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
+    except SyntaxError as e:
+        if "was never closed" in str(e) or "unmatched" in str(e):
+            return "unbalanced brackets"
+        return "invalid syntax"
+    for node in ast.walk(tree.body):
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            if not isinstance(node.op, _OPERATORS):
+                return f"the operator {type(node.op).__name__} is not arithmetic (+ - * / ^)"
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.keywords:
+                return "only plain function calls such as exp(x) are allowed"
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                return f"{node.value!r} is not a number"
+        elif not isinstance(node, (ast.Name, ast.Load, *_OPERATORS)):
+            return f"{type(node).__name__.lower()} is not allowed in an equation"
+    return None
 
 
 def _flatten(expr) -> list:
@@ -301,7 +337,7 @@ def parse_equations(
                 terms.append(Term(term_name, s, expr))
         else:
             for part in parse_terms(value, names, path=s, allowed_help=help_text):
-                terms.append(Term(f"{s}: {sympy.sstr(part)}", s, part))
+                terms.append(Term(f"{s}: {text_of(part)}", s, part))
     seen = set()
     for t in terms:
         if t.name in seen:

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import sympy
 
-from ..equations import TIME, ParsedEquations, parse_equations
+from ..equations import TIME, ParsedEquations, parse_equations, text_of
 from ..equations.lower import lower
 from .base import AbstractPhysics
 from .parameter import Parameter
@@ -74,7 +74,7 @@ class Equations(AbstractPhysics):
     @property
     def term_formulas(self) -> dict[str, str]:
         return {
-            name: f"{self.state_names[i]}: {sympy.sstr(e)}"
+            name: f"{self.state_names[i]}: {text_of(e)}"
             for name, (i, e) in zip(self.term_names, self._exprs, strict=True)
         }
 
@@ -125,5 +125,5 @@ class Equations(AbstractPhysics):
         parts = {s: [] for s in self.state_names}
         for name, (i, e) in zip(self.term_names, self._exprs, strict=True):
             if name in self.active_terms:
-                parts[self.state_names[i]].append(sympy.sstr(e))
+                parts[self.state_names[i]].append(text_of(e))
         return {s: " + ".join(p).replace("+ -", "- ") or "0" for s, p in parts.items()}
