@@ -201,6 +201,16 @@ def build(out: Path = OUT, root: Path = common.ROOT) -> str:
 START, END = "<!-- results:start (written by experiments/report.py) -->", "<!-- results:end -->"
 
 
+def _coefficient_error(r: dict) -> str:
+    """The largest relative error of a discovered coefficient, and whether the support is the
+    true one (— without a simulated truth in the library)."""
+    err, exact = r.get("max_coefficient_error"), r.get("exact_support")
+    if err is None and exact is None:
+        return "—"
+    support = "exact terms" if exact else "**wrong terms**"
+    return f"{100 * err:.2g} %, {support}" if err is not None else support
+
+
 def readme_results(out: Path = OUT) -> str:
     """The README's results section: the paper's headline numbers next to ours, and one row per
     shipped config (from ``experiments/all_configs.py``)."""
@@ -233,13 +243,13 @@ def readme_results(out: Path = OUT) -> str:
     if ac:
         lines += [
             "",
-            "| config | final loss | noise floor | discovered (refitted) | extrapolation RMSE "
-            "| wall |",
-            "|---|---:|---:|---|---:|---:|",
+            "| config | final loss | noise floor | discovered (refitted) | coefficient error "
+            "| extrapolation RMSE | wall |",
+            "|---|---:|---:|---|---:|---:|---:|",
         ]
         for name, r in sorted(ac.items()):
             if not r.get("ok"):
-                lines.append(f"| `{name}` | failed: {r.get('error', '')[:80]} | | | | |")
+                lines.append(f"| `{name}` | failed: {r.get('error', '')[:80]} | | | | | |")
                 continue
             eq = "<br>".join(r.get("equations") or []) or "—"
             ext = r.get("extrapolation_rmse")
@@ -251,7 +261,7 @@ def readme_results(out: Path = OUT) -> str:
             )
             lines.append(
                 f"| `{name}` | {_f(r.get('final_loss'))} | {_f(r.get('noise_floor'))} | {eq} | "
-                f"{ext} | "
+                f"{_coefficient_error(r)} | {ext} | "
                 f"{r['wall_seconds']:.0f} s |"
             )
     bench = common.ROOT / "benchmarks" / "results" / "ensemble_scaling.json"
