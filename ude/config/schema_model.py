@@ -18,6 +18,14 @@ __all__ = ["TruthConfig", "NetworkConfig", "ParameterConfig", "ModelConfig"]
 _NAMED_SYSTEMS = tuple(k for k in SYSTEMS if k != "none")
 
 
+def _named_system(v):
+    """A shipped system's name (or None), with "did you mean" for a typo."""
+    msg = None if v is None else _choice(v, _NAMED_SYSTEMS, "system")
+    if msg:
+        raise _Problems([("", msg)])
+    return v
+
+
 def _as_matrix(v):
     if (
         isinstance(v, list)
@@ -64,13 +72,7 @@ class TruthConfig(_Section):
         lambda cls, v: v if v is None else _equations_before(v)
     )
 
-    @field_validator("system")
-    @classmethod
-    def _system(cls, v):
-        msg = None if v is None else _choice(v, _NAMED_SYSTEMS, "system")
-        if msg:
-            raise _Problems([("", msg)])
-        return v
+    _system = field_validator("system")(lambda cls, v: _named_system(v))
 
     @model_validator(mode="after")
     def _check(self):
@@ -227,13 +229,7 @@ class ModelConfig(_Section):
 
     _known = field_validator("known", mode="before")(lambda cls, v: _known_before(v))
 
-    @field_validator("system")
-    @classmethod
-    def _system(cls, v):
-        msg = None if v is None else _choice(v, _NAMED_SYSTEMS, "system")
-        if msg:
-            raise _Problems([("", msg)])
-        return v
+    _system = field_validator("system")(lambda cls, v: _named_system(v))
 
     def values(self) -> dict[str, float]:
         """Each parameter's value (numbers as given, ``value`` of the detailed form)."""
