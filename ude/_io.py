@@ -35,15 +35,30 @@ __all__ = [
 HISTORY_COLUMNS = ("step", "stage", "loss", "accepted", "lr_scale")
 
 
+def _file_mode(path: Path) -> int:
+    """The permissions an ordinary ``open(path, "w")`` gives: an existing file keeps its own, a
+    new one gets 0o666 less the umask (``mkstemp`` alone would make every file 0o600, unreadable
+    by colleagues on a shared machine)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``; the
+    file gets the permissions an ordinary write would (:func:`_file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
