@@ -160,10 +160,19 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys):
     hist = read_history(d / FILES["history"])
     assert hist["step"].tolist() == list(range(6)) and hist["accepted"].all()
     assert (d / "figures" / "loss.png").is_file()
-    # resuming a finished run redoes nothing and reports the same
+    # resuming a finished run says so and changes nothing
+    before = {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file()}
+    capsys.readouterr()
     assert cli.main(["resume", str(d), "--quiet"]) == 0
+    assert "is a finished run" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file()} == before
+    # --redo evaluate redoes it; the run's wall time stays, the redo is listed apart
+    assert cli.main(["resume", str(d), "--redo", "evaluate", "--quiet"]) == 0
     again = json.loads((d / "metrics.json").read_text())
     assert again["final_loss"] == resumed["final_loss"]
+    assert again["wall_seconds"] == resumed["wall_seconds"]
+    assert [s["command"] for s in again["sessions"]] == ["resume", "resume"]
+    assert "later" in capsys.readouterr().out
 
 
 # ---- messages and exit codes ------------------------------------------------------------------
@@ -211,6 +220,13 @@ def test_debug_shows_the_traceback(capsys):
 def test_help(argv, capsys):
     assert cli.main(argv) == 0
     assert "usage: ude" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ude {version('ude')}"
 
 
 def test_usage_errors_exit_2(capsys, tmp_path):

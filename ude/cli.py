@@ -1,7 +1,7 @@
 """The ``ude`` command: run experiments from YAML configs.
 
     ude run CONFIG [--set KEY=VALUE ...] [--out DIR] [--devices N] [--quiet] [--debug]
-    ude resume DIR [--devices N]   continue an interrupted run
+    ude resume DIR [--devices N] [--redo STEP]   continue an interrupted run
     ude simulate CONFIG       the data only
     ude discover DIR          redo discovery, refit, evaluation and figures of a fitted run
     ude figures DIR           redraw the figures of a finished run
@@ -32,6 +32,7 @@ import traceback
 from pathlib import Path
 
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, FitFailed, exit_code
+from .pipeline.summary import summary
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -116,87 +117,6 @@ def _load(args):
     )
 
 
-# ------------------------------------------------------------------------------------------------
-# summary
-# ------------------------------------------------------------------------------------------------
-def _fmt(x, spec=".4g") -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return format(x, spec)
-    return str(x)
-
-
-def summary(metrics: dict) -> str:
-    """The short table printed at the end of a run."""
-    rows = [("run", metrics.get("run_dir", ""))]
-    loss = f"final {_fmt(metrics.get('final_loss'))}"
-    if metrics.get("noise_floor") is not None:
-        loss += f"   noise floor {_fmt(metrics['noise_floor'])}"
-    if metrics.get("refit_loss") is not None:
-        loss += f"   after refit {_fmt(metrics['refit_loss'])}"
-    rows.append(("loss", loss))
-    fit = metrics.get("fit") or {}
-    if fit.get("steps") is not None:
-        rej = fit.get("rejected") or []
-        line = f"{fit['steps']} steps, "
-        line += (
-            f"{sum(rej)} rejected (per stage: {', '.join(map(str, rej))})"
-            if any(rej)
-            else "none rejected"
-        )
-        rows.append(("fit", line))
-    if metrics.get("parameters"):
-        rows.append(
-            ("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items()))
-        )
-    eqs = metrics.get("equations")
-    if eqs:
-        rows.append(("discovered", eqs[0]))
-        rows.extend(("", e) for e in eqs[1:])
-    elif metrics.get("discovered") is None:
-        rows.append(("discovered", "(discovery off)"))
-    if metrics.get("refit_parameters"):
-        rows.append(
-            (
-                "refit",
-                ", ".join(
-                    f"{k} = {_fmt(v)}" for k, v in sorted(metrics["refit_parameters"].items())
-                ),
-            )
-        )
-    ex = metrics.get("extrapolation") or {}
-    if ex:
-        what = {"discovered": "recovered model", "ude": "UDE"}.get(ex.get("model"), ex.get("model"))
-        line = f"to t = {_fmt(ex.get('t_end'))}: RMSE {_fmt(ex.get('rmse'))} ({what}"
-        line += f" vs {ex['reference']})" if ex.get("reference") else ", no reference)"
-        if ex.get("ude_rmse") is not None:
-            line += f"   UDE {_fmt(ex['ude_rmse'])}"
-        if ex.get("held_out_rmse") is not None and ex.get("reference") != "held-out data":
-            line += f"   held-out data {_fmt(ex['held_out_rmse'])}"
-        if not ex.get("ok", True):
-            line += "   (the model blew up)"
-        rows.append(("extrapolation", line))
-    ens = metrics.get("ensemble")
-    if ens:
-        losses = [x for x in ens.get("final_losses") or [] if x is not None]
-        line = f"{ens.get('members')} members, final loss "
-        line += f"{_fmt(min(losses))} … {_fmt(max(losses))}" if losses else "—"
-        line += f" (member {ens.get('best_member')} kept)"
-        spread = ens.get("trajectory_spread") or {}
-        if spread:
-            line += f"; 5–95 % at t = {_fmt(ens.get('spread_t'))}: " + ", ".join(
-                f"{s} {_fmt(v.get('p05'))}–{_fmt(v.get('p95'))}" for s, v in spread.items()
-            )
-        rows.append(("ensemble", line))
-    rows.append(("wall time", f"{_fmt(metrics.get('wall_seconds'), '.1f')} s"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-# ------------------------------------------------------------------------------------------------
-# commands
-# ------------------------------------------------------------------------------------------------
 def graceful_signals():
     from .interrupt import graceful_signals as g
 
@@ -229,6 +149,17 @@ def cmd_resume(args) -> int:
     out = Path(args.dir)
     args._out = out
     cfg = pipeline.load_run(out)
+    redo = getattr(args, "redo", None)
+    if pipeline.run_is_finished(out) and redo is None:
+        print(
+            f"ude resume: {out} is a finished run (metrics.json: status ok); nothing to resume, "
+            "nothing changed. To redo a step: ude resume DIR --redo evaluate|discover|figures"
+        )
+        return EXIT_OK
+    if redo == "figures":
+        return cmd_figures(args)
+    if redo == "discover":
+        return cmd_discover(args)
     if args.devices is not None:  # for this process only: the results do not depend on it
         cfg = _with_devices(
             lambda extra: load_config(out / pipeline.FILES["config"], extra), args.devices
@@ -336,9 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices",
         type=_positive_int,
         metavar="N",
-        help="train the ensemble split over N devices (sets parallel.devices; "
-        "needs parallel.ensemble >= N; on CPUs, start with XLA_FLAGS="
-        "--xla_force_host_platform_device_count=N)",
+        help="train the ensemble split over N devices (sets parallel.devices; needs "
+        "parallel.ensemble >= N; on CPUs, ude asks jax for N host devices itself)",
     )
     overrides.add_argument(
         "--out",
@@ -354,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint "
         "is written; continue with `ude resume DIR`), 2 usage, config or data error.",
     )
+    p.add_argument("--version", action="version", version=f"ude {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser(
@@ -376,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint, then finish the remaining steps.",
     )
     s.add_argument("dir", metavar="DIR", help="a run directory")
+    s.add_argument(
+        "--redo",
+        choices=("evaluate", "discover", "figures"),
+        help="on a finished run, redo this step and those after it (without it, resuming a "
+        "finished run changes nothing)",
+    )
     s.set_defaults(func=cmd_resume)
 
     s = sub.add_parser(
@@ -418,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", metavar="DIR", help="the configs directory (default: ./configs)")
     s.set_defaults(func=cmd_configs)
     return p
+
+
+def _version() -> str:
+    """The installed package's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ude")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        from . import __version__
+
+        return __version__
 
 
 def _force_host_devices(n: int) -> None:

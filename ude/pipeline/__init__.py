@@ -57,6 +57,7 @@ from .drivers import (
     run_discovery as run_discovery,
     run_experiment as run_experiment,
     run_figures as run_figures,
+    run_is_finished as run_is_finished,
     run_simulate as run_simulate,
 )
 from .evaluate import (

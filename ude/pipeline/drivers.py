@@ -6,6 +6,7 @@ which skips work whose output already exists, so an interrupted run resumes wher
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -24,7 +25,32 @@ from .fit import FitOutcome, fit_model
 from .progress import Log
 from .rundir import FILES, check_new_dir, load_run, locked_run_dir
 
-__all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures"]
+__all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures", "run_is_finished"]
+
+
+def run_is_finished(out_dir) -> bool:
+    """Whether ``out_dir`` holds a finished run (its metrics.json says status ``ok``)."""
+    path = Path(out_dir) / FILES["metrics"]
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _sessions(out: Path, command: str, seconds: float) -> tuple[float, list[dict]]:
+    """``(wall_seconds, sessions)``: the first finished session's wall time stays the run's;
+    every later command (``resume``, ``discover``, ...) is listed with its own time."""
+    try:
+        before = json.loads((out / FILES["metrics"]).read_text())
+    except (OSError, ValueError):
+        before = {}
+    this = {"command": command, "wall_seconds": seconds}
+    if not isinstance(before, dict) or before.get("wall_seconds") is None:
+        return seconds, [this]
+    sessions = before.get("sessions") or [
+        {"command": "run", "wall_seconds": before["wall_seconds"]}
+    ]
+    return before["wall_seconds"], [*sessions, this]
 
 
 def _finish(
@@ -37,13 +63,17 @@ def _finish(
     found: DiscoveryOutcome | None,
     t_start: float,
     log: Log,
+    command: str = "run",
 ) -> dict:
-    """Evaluate, draw, and write metrics.json (status ``ok``, the wall time since ``t_start``)."""
+    """Evaluate, draw, and write metrics.json (status ``ok``; ``wall_seconds`` the first finished
+    session's time, ``sessions`` each command's)."""
     metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
     if cfg.output.figures:
         draw_figures(cfg, out, log=log)
     metrics["status"] = "ok"
-    metrics["wall_seconds"] = time.perf_counter() - t_start
+    metrics["wall_seconds"], metrics["sessions"] = _sessions(
+        out, command, time.perf_counter() - t_start
+    )
     metrics["run_dir"] = str(out)
     write_json(out / FILES["metrics"], metrics)
     return json_safe(metrics)
@@ -101,7 +131,8 @@ def run_experiment(
         found = discover_equations(
             cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log
         )
-        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+        command = "resume" if resume else "run"
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log, command)
 
 
 def run_simulate(cfg: ExperimentConfig, out_dir, *, log: Log = None) -> data_mod.Dataset:
@@ -135,7 +166,7 @@ def run_discovery(out_dir, *, verbose: bool = True, log: Log = None) -> dict:
         found = discover_equations(
             cfg, out, fitted, data, train, key=k_refit, verbose=verbose, log=log, force=True
         )
-        return _finish(cfg, out, data, train, held, fitted, found, t_start, log)
+        return _finish(cfg, out, data, train, held, fitted, found, t_start, log, "discover")
 
 
 def run_figures(out_dir, *, log: Log = None) -> list[Path]:
