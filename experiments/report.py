@@ -10,6 +10,7 @@ embedded. Nothing here is typed in by hand: run the experiments, then this.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -338,6 +339,38 @@ def update_readme(readme: Path, out: Path = OUT) -> None:
     readme.write_text(head + START + "\n" + readme_results(out) + "\n" + END + tail)
 
 
+def _readme_section(text: str) -> str:
+    _, rest = text.split(START, 1)
+    return rest.split(END, 1)[0].strip("\n")
+
+
+def check(out=None, target=None, readme=None) -> list[str]:
+    """The published files that differ from what the results JSON files give: ``[]`` when
+    REPRODUCING.md and the README's results section are the code's numbers, else one unified
+    diff per stale file."""
+    out = Path(out) if out is not None else OUT
+    target = Path(target) if target is not None else common.ROOT / "REPRODUCING.md"
+    readme = Path(readme) if readme is not None else common.ROOT / "README.md"
+    pairs = [(target, build(out, target.parent), target.read_text() if target.is_file() else "")]
+    if readme.is_file():
+        text = readme.read_text()
+        if START not in text or END not in text:
+            return [f"{readme}: no results markers ({START} ... {END})"]
+        pairs.append((readme, readme_results(out), _readme_section(text)))
+    problems = []
+    for path, want, have in pairs:
+        if want.strip("\n") != have.strip("\n"):
+            diff = difflib.unified_diff(
+                have.strip("\n").splitlines(),
+                want.strip("\n").splitlines(),
+                f"{path} (published)",
+                f"{path} (from the results JSON)",
+                lineterm="",
+            )
+            problems.append("\n".join(diff))
+    return problems
+
+
 def main(out=None, target=None, readme=None) -> Path:
     """Write REPRODUCING.md (default: at the repository root), refresh the README's results
     section, and return the REPRODUCING.md path."""
@@ -351,4 +384,14 @@ def main(out=None, target=None, readme=None) -> Path:
 
 
 if __name__ == "__main__":
+    if "--check" in sys.argv[1:]:
+        stale = check()
+        for d in stale:
+            print(d)
+        print(
+            "published numbers are stale: run `python experiments/report.py`"
+            if stale
+            else "README.md and REPRODUCING.md match the results JSON files"
+        )
+        sys.exit(1 if stale else 0)
     print(main())
