@@ -91,8 +91,10 @@ def scenario_rows(name: str, d: dict, truth_u=(-0.9, 0.8)) -> list[str]:
         f"{_f(o.get('U2_xy'))}{_pct(o.get('U2_xy'), truth_u[1])} | {CMD[name]} |"
     )
     if "gamma" in p:
-        g = o.get("gamma_after_refit") or o.get("gamma")
-        rows.append(f"| learned γ (truth 1.8) | {p['gamma']} | {_f(g)} | {CMD[name]} |")
+        ours = f"{_f(o.get('gamma'))} (UDE fit)"
+        if o.get("gamma_after_refit") is not None:
+            ours += f", {_f(o['gamma_after_refit'])} (after the refit)"
+        rows.append(f"| learned γ (truth 1.8) | {p['gamma']} | {ours} | {CMD[name]} |")
     if "prey_peak" in p:
         rows.append(
             f"| extrapolated prey peak (truth {_f(o.get('true_prey_peak'), 3)}) | {p['prey_peak']} "
