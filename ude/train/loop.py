@@ -11,7 +11,6 @@ one code path serves both; a member that converges or stops early runs no more s
 
 import abc
 import dataclasses
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import equinox as eqx
 import jax
 import numpy as np
 from equinox import AbstractVar
-from tqdm.auto import tqdm
 
 from .checkpoint import load_carry, load_index, save_checkpoint
+from .progress import StageProgress, progress_mode
 from .stages import AbstractStage
 from .step import ChunkRecord, FitState
 
@@ -288,7 +287,7 @@ def run_stages(
     params,
     *,
     chunk: int,
-    verbose: bool,
+    verbose: bool | str,
     fingerprint: str,
     checkpoint_dir=None,
     checkpoint_every: int | None = None,
@@ -301,6 +300,8 @@ def run_stages(
 
     ``patience`` switches early stopping on (the program knows the validation data); the
     checkpoint index and file then also hold its state, so a resume continues it exactly.
+    ``verbose``: True (progress as ``UDE_PROGRESS`` says, see :mod:`ude.train.progress`), False
+    (none), or one of its modes (``"bar"``, ``"plain"``, ``"none"``, ``"auto"``).
     """
     stages: list[AbstractStage] = program.stages
     n = program.members
@@ -317,6 +318,7 @@ def run_stages(
             "strategy or stage list; refusing to resume from it"
         )
     early = None if patience is None else _EarlyStopping(patience, n)
+    mode = progress_mode(verbose)
     global_step, extra, prev_horizon = 0, None, object()
 
     def progress_from(index, s_idx):
@@ -359,15 +361,8 @@ def run_stages(
                 stopped[:, :s_idx],
                 early,
             )
-        bar = tqdm(
-            total=stage.steps,
-            initial=step,
-            disable=not verbose,
-            leave=False,
-            desc=f"stage {s_idx + 1}/{len(stages)} {stage.name}{program.label}",
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        desc = f"stage {s_idx + 1}/{len(stages)} {stage.name}{program.label}"
+        bar = StageProgress(desc, stage.steps, step, mode=mode)
         last_ckpt = global_step
         while step < stage.steps:
             running = None if early is None else ~program.finished(state)
@@ -377,9 +372,7 @@ def run_stages(
             rejected[:, s_idx] += (rec.active[:, :k] & ~rec.accepted[:, :k]).sum(axis=1)
             step += k
             global_step += k
-            bar.update(k)
-            if k:
-                bar.set_postfix(**program.postfix(rec.loss[:, k - 1], rejected[:, s_idx]))
+            bar.update(k, program.postfix(rec.loss[:, k - 1], rejected[:, s_idx]) if k else None)
             if callback is not None and k:
                 last = rec.loss[:, k - 1]
                 callback(
@@ -393,7 +386,7 @@ def run_stages(
             if program.finished(state).all() or k < chunk:
                 break
             if should_stop is not None and step < stage.steps and should_stop():
-                bar.close()
+                bar.close(f"stopped at step {global_step}")
                 if ckpt is not None:
                     ckpt.write(
                         _with_best(state, early),
@@ -425,10 +418,10 @@ def run_stages(
                     early,
                 )
                 last_ckpt = global_step
-        bar.close()
         stopped[program.finished(state), s_idx] = "converged"
         if early is not None:
             stopped[early.stopped, s_idx] = "early_stop"
+        bar.close(_ended(stopped[:, s_idx], program.single))
         params, extra = state.params, state.extra
 
     if index is not None:  # the checkpoint is of a finished fit
@@ -453,3 +446,12 @@ def run_stages(
 def _with_best(state, early: _EarlyStopping | None):
     """What a checkpoint's file holds: the carry, and with early stopping also its best state."""
     return state if early is None else (state, early.best_state)
+
+
+def _ended(stopped: np.ndarray, single: bool) -> str | None:
+    """The summary line's note on why members ended a stage early: ``converged``, ``2
+    early_stop``; ``None`` when all ran their steps."""
+    if single:
+        return None if stopped[0] == "steps" else str(stopped[0])
+    names, counts = np.unique(stopped[stopped != "steps"].astype(str), return_counts=True)
+    return ", ".join(f"{c} {name}" for name, c in zip(names, counts, strict=True)) or None
