@@ -315,3 +315,21 @@ def test_training_phases_run_through_the_cli(tmp_path):
     assert cli.main(["run", str(path), "--out", str(d), "--quiet", *_args(over)]) == 0
     fit_info = json.loads((d / "fit.json").read_text())
     assert fit_info["phases"] == ["pretrain", "train", "polish"]
+
+
+def test_log_format_plain_writes_one_line_per_update(tmp_path, capsys, monkeypatch):
+    # set here so that monkeypatch restores the variable that --log-format sets
+    monkeypatch.setenv("UDE_PROGRESS", "auto")
+    monkeypatch.setenv("UDE_PROGRESS_EVERY", "0")
+    path = ROOT / "configs" / "lotka_volterra.yaml"
+    argv = ["run", str(path), "--out", str(tmp_path / "r"), "--log-format", "plain"]
+    for o in tiny_overrides(path, steps=4) + ["train.chunk=2", "discovery.enabled=false"]:
+        argv += ["--set", o]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("stage 1/1")]
+    assert lines[0].endswith("compiling...") and "4 steps, loss" in lines[-1]
+    import os
+
+    assert os.environ["UDE_PROGRESS"] == "plain"

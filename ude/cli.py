@@ -253,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress messages or bars")
     common.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    common.add_argument(
+        "--log-format",
+        choices=("auto", "bar", "plain", "none"),
+        help="training progress: a bar on a terminal, one line per update in a log file "
+        "(default auto: a bar when stderr is a terminal, else plain lines; sets UDE_PROGRESS)",
+    )
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument(
         "--set",
@@ -422,6 +428,10 @@ def main(argv=None) -> int:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     if getattr(args, "devices", None):
         _force_host_devices(args.devices)
+    if getattr(args, "log_format", None):
+        import os
+
+        os.environ["UDE_PROGRESS"] = args.log_format  # read by ude.train.progress
     if args.command in ("run", "resume", "discover"):
         from .compile_cache import enable
 

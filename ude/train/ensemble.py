@@ -217,7 +217,7 @@ def fit_ensemble(
     *,
     key,
     chunk: int = 100,
-    verbose: bool = True,
+    verbose: bool | str = True,
     mesh=None,
     checkpoint_dir=None,
     checkpoint_every: int | None = None,

@@ -157,7 +157,7 @@ def fit(
     *,
     key,
     chunk: int = 100,
-    verbose: bool = True,
+    verbose: bool | str = True,
     checkpoint_dir=None,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -175,7 +175,9 @@ def fit(
         stages: e.g. ``[Adam(lr=0.1, steps=200), LBFGS(steps=1000)]``.
         key: a ``jax.random`` key (minibatch draws).
         chunk: optimiser steps fused in one jitted ``lax.scan`` (one host sync per chunk).
-        verbose: a tqdm progress bar per stage.
+        verbose: progress per stage (:mod:`ude.train.progress`): True for the default display (a
+            bar on a terminal, plain lines otherwise; ``UDE_PROGRESS`` overrides), or a mode
+            ``"bar"``, ``"plain"`` or ``"none"``.
         checkpoint_dir, checkpoint_every: write an atomic checkpoint every N steps (rounded up to
             whole chunks) and at the end of each stage. ``resume=True`` continues from it; the
             result is bit-for-bit that of an uninterrupted run.
