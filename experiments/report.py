@@ -52,8 +52,9 @@ def _fig(path: str, root: Path) -> str:
         return ""
     try:
         rel = p.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = p
+    except ValueError:  # written in another checkout: the part from experiments/ on
+        parts = p.parts
+        rel = Path(*parts[parts.index("experiments") :]) if "experiments" in parts else p
     return f"![{p.stem}]({rel.as_posix()})"
 
 

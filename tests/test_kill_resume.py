@@ -44,7 +44,7 @@ OVERRIDES = [
     f"train.checkpoint_every={CHUNK}",
     f"train.stages=[{{kind: adam, lr: 0.01, steps: {STEPS}}}]",
 ]
-TIMING = {"wall_seconds", "run_dir"}
+TIMING = {"wall_seconds", "run_dir", "sessions"}
 SEED = int(os.environ.get("UDE_KILL_SEED", random.SystemRandom().randrange(2**31)))
 
 

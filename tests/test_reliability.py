@@ -42,7 +42,7 @@ TINY = [
     "train.chunk=5",
     "train.checkpoint_every=5",
 ]
-TIMING = {"wall_seconds", "run_dir"}
+TIMING = {"wall_seconds", "run_dir", "sessions"}
 
 
 def stages(lr=0.01, steps=20):

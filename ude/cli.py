@@ -150,7 +150,12 @@ def cmd_resume(args) -> int:
     args._out = out
     cfg = pipeline.load_run(out)
     redo = getattr(args, "redo", None)
-    if pipeline.run_is_finished(out) and redo is None:
+    if redo is None:
+        from .pipeline import lock
+
+        with lock.acquire(out, command="resume"):  # a directory in use is refused, finished or not
+            finished = pipeline.run_is_finished(out)
+    if redo is None and finished:
         print(
             f"ude resume: {out} is a finished run (metrics.json: status ok); nothing to resume, "
             "nothing changed. To redo a step: ude resume DIR --redo evaluate|discover|figures"
