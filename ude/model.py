@@ -55,7 +55,9 @@ class UDE(AbstractUDE):
     part is frozen: a constant ``alpha = jnp.array(0.7)`` in your module stays 0.7.
 
     ``inputs``/``outputs`` name the states the network reads and writes (default: all), so a
-    correction can act on a subset of the state. Example — the UDE paper's Lotka–Volterra model,
+    correction can act on a subset of the state; ``signals`` names inputs ``u(t)`` it reads too
+    (after the states), taken from the :class:`~ude.data.inputs.InputSignal` passed as ``args``.
+    Example — the UDE paper's Lotka–Volterra model,
     a diffrax vector field (``diffrax.ODETerm(model)``, or :func:`ude.solve.solve`):
 
     >>> import jax.numpy as jnp, jax.random as jr
@@ -79,6 +81,7 @@ class UDE(AbstractUDE):
     inputs: tuple[int, ...] = eqx.field(static=True)
     outputs: tuple[int, ...] = eqx.field(static=True)
     state_names: tuple[str, ...] = eqx.field(static=True)
+    signals: tuple[str, ...] = eqx.field(static=True)
 
     # the arguments are validated by hand below (a ValueError naming the field, as the tests check);
     # exempt from the tests' runtime type checker, which would raise its own error first
@@ -91,16 +94,23 @@ class UDE(AbstractUDE):
         states: Sequence[str] | None = None,
         inputs: Sequence[str] | None = None,
         outputs: Sequence[str] | None = None,
+        signals: Sequence[str] = (),
     ):
         known = as_physics(known, states, who="UDE")
         self.state_names = tuple(known.state_names)
         self.inputs = _indices(inputs, self.state_names, "inputs")
         self.outputs = _indices(outputs, self.state_names, "outputs")
+        self.signals = tuple(signals)
+        clash = sorted(set(self.signals) & set(self.state_names))
+        if clash or len(set(self.signals)) != len(self.signals):
+            raise ValueError(f"UDE: signals must be distinct names, not states; got {signals}")
         if correction is not None:
-            if correction.in_size != len(self.inputs):
+            n_in = len(self.inputs) + len(self.signals)
+            if correction.in_size != n_in:
                 raise ValueError(
-                    f"UDE: correction.in_size={correction.in_size} but inputs has "
-                    f"{len(self.inputs)} states {[self.state_names[i] for i in self.inputs]}"
+                    f"UDE: correction.in_size={correction.in_size} but it reads {n_in} values: "
+                    f"the states {[self.state_names[i] for i in self.inputs]}"
+                    + (f" and the signals {list(self.signals)}" if self.signals else "")
                 )
             if correction.out_size != len(self.outputs):
                 raise ValueError(
@@ -110,19 +120,37 @@ class UDE(AbstractUDE):
         self.known = known
         self.correction = correction
 
-    def missing(self, t, y: State) -> State:
+    def missing(self, t, y: State, args=None) -> State:
         """The network's contribution to dy/dt as a full state vector (zeros where it does not
-        act)."""
+        act). A network reading ``signals`` takes their values at ``t`` from ``args`` (an
+        :class:`~ude.data.inputs.InputSignal`)."""
         if self.correction is None:
             return jnp.zeros_like(y)
         everything = tuple(range(len(self.state_names)))
-        u = self.correction(t, y if self.inputs == everything else y[jnp.asarray(self.inputs)])
+        x = y if self.inputs == everything else y[jnp.asarray(self.inputs)]
+        if self.signals:
+            x = jnp.concatenate([x, _signal_values(self.signals, t, args).astype(y.dtype)])
+        u = self.correction(t, x)
         if self.outputs == everything:
             return u.astype(y.dtype)
         return jnp.zeros_like(y).at[jnp.asarray(self.outputs)].set(u)
 
     def __call__(self, t, y, args=None):
-        return self.known(t, y, args) + self.missing(t, y)
+        return self.known(t, y, args) + self.missing(t, y, args)
+
+
+def _signal_values(names: tuple[str, ...], t, signal):
+    have = getattr(signal, "names", None)
+    if signal is None or have is None:
+        raise ValueError(
+            f"UDE: the network reads the signals {list(names)}; pass them as args "
+            "(solve(..., args=InputSignal(ts, us, names)))"
+        )
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ValueError(f"UDE: the input signal has no {missing} (it has {list(have)})")
+    u = signal(t)
+    return u[jnp.asarray([have.index(n) for n in names])]
 
 
 class HybridUDE(AbstractUDE):

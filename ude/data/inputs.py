@@ -38,7 +38,6 @@ class InputSignal(eqx.Module):
     us: Float[Array, "times inputs"]
     names: tuple[str, ...] = eqx.field(static=True)
     kind: str = eqx.field(static=True)
-    coeffs: tuple | None
 
     def __init__(self, ts, us, names: Sequence[str], kind: str = "linear"):
         ts = jnp.asarray(ts, dtype=jnp.result_type(float))
@@ -59,14 +58,13 @@ class InputSignal(eqx.Module):
             )
         if kind not in INTERPOLATIONS:
             raise ValueError(f"InputSignal: kind must be one of {INTERPOLATIONS}, got {kind!r}")
-        if not isinstance(ts, jax.core.Tracer):  # checked when the values are known
+        if not isinstance(ts, jax.core.Tracer) and not isinstance(us, jax.core.Tracer):
             t = np.asarray(ts)
             if not np.all(np.diff(t) > 0):
                 raise ValueError("InputSignal: ts must be strictly increasing")
             if not np.all(np.isfinite(np.asarray(us))):
                 raise ValueError("InputSignal: us must be finite")
         self.ts, self.us, self.names, self.kind = ts, us, names, kind
-        self.coeffs = diffrax.backward_hermite_coefficients(ts, us) if kind == "cubic" else None
 
     @property
     def n_inputs(self) -> int:
@@ -78,6 +76,7 @@ class InputSignal(eqx.Module):
         if self.kind == "constant":
             i = jnp.clip(jnp.searchsorted(self.ts, t, side="right") - 1, 0, self.ts.shape[0] - 1)
             return self.us[i]
-        if self.kind == "cubic":
-            return diffrax.CubicInterpolation(self.ts, self.coeffs).evaluate(t)
+        if self.kind == "cubic":  # coefficients from the samples here: gradients reach them
+            coeffs = diffrax.backward_hermite_coefficients(self.ts, self.us)
+            return diffrax.CubicInterpolation(self.ts, coeffs).evaluate(t)
         return diffrax.LinearInterpolation(self.ts, self.us).evaluate(t)

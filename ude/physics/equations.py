@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import sympy
 
-from ..equations import TIME, ParsedEquations, parse_equations, text_of
+from ..equations import TIME, EquationError, ParsedEquations, parse_equations, text_of
 from ..equations.lower import lower
 from .base import AbstractPhysics
 from .parameter import Parameter
@@ -22,6 +22,9 @@ class Equations(AbstractPhysics):
     discovery's reports work as for the shipped systems. Expressions may use the states, the
     parameters, time ``t``, numbers and ``exp log sqrt sin cos tan sinh cosh tanh asin acos atan
     abs min max pi``; ``x^2`` and ``x**2`` are both powers.
+
+    ``inputs`` names input signals the equations read (``"-k*x + u"``): their values at ``t`` come
+    from the :class:`~ude.data.inputs.InputSignal` passed as diffrax's ``args``.
 
     ``parameters`` maps each name to a number (a fixed constant) or a :class:`Parameter` (e.g.
     ``Parameter(1.8, trainable=True, positive=True)`` to learn it). Every parameter must appear
@@ -44,6 +47,7 @@ class Equations(AbstractPhysics):
     _exprs: tuple[tuple[int, sympy.Expr], ...] = eqx.field(static=True)
     params: dict[str, Parameter]
     include: tuple[str, ...] | None = eqx.field(static=True)
+    input_names: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -51,23 +55,36 @@ class Equations(AbstractPhysics):
         parameters: Mapping[str, float | Parameter] | None = None,
         *,
         states: Sequence[str] | None = None,
+        inputs: Sequence[str] = (),
         include: Sequence[str] | None = None,
     ):
         parameters = dict(parameters or {})
+        inputs = tuple(inputs)
+        clash = sorted(set(inputs) & set(parameters))
+        if clash:
+            raise ValueError(f"Equations: {clash} are named both as inputs and as parameters")
         if isinstance(equations, ParsedEquations):
             parsed = equations
-            missing = [p for p in parsed.parameters if p not in parameters]
+            missing = [p for p in parsed.parameters if p not in parameters and p not in inputs]
             if missing:
                 raise ValueError(f"Equations: no value for the parameter(s) {missing}")
         else:
-            parsed = parse_equations(equations, states=states, parameters=list(parameters))
+            # inputs are symbols like parameters, read from the input signal (diffrax's args)
+            parsed = parse_equations(
+                equations, states=states, parameters=[*parameters, *inputs], check_unused=False
+            )
+            used = parsed.used_parameters()
+            unused = [p for p in parameters if p not in used]
+            if unused:
+                raise EquationError(unused[0], f"parameter {unused[0]!r} is used in no equation")
+        self.input_names = inputs
         self.state_names = parsed.states
-        self.param_names = parsed.parameters
+        self.param_names = tuple(p for p in parsed.parameters if p not in inputs)
         self.term_names = parsed.term_names
         self._exprs = tuple((parsed.states.index(t.state), t.expr) for t in parsed.terms)
         self.params = {
             p: v if isinstance(v, Parameter) else Parameter(v)
-            for p, v in ((p, parameters[p]) for p in parsed.parameters)
+            for p, v in ((p, parameters[p]) for p in self.param_names)
         }
         self.include = None if include is None else tuple(include)
 
@@ -98,17 +115,35 @@ class Equations(AbstractPhysics):
                 out[self.state_names[i]] += e
         return out
 
-    def _evaluate(self, exprs, t, y):
-        args = (TIME, *self.state_names, *self.param_names)
+    def _input_values(self, t, y, signal) -> tuple:
+        """The named inputs at ``t``, read from ``signal`` (an
+        :class:`~ude.data.inputs.InputSignal`, passed as diffrax's ``args``)."""
+        if not self.input_names:
+            return ()
+        names = getattr(signal, "names", None)
+        if signal is None or names is None:
+            raise ValueError(
+                f"Equations: the equations read the inputs {list(self.input_names)}; pass their "
+                "signal as args (solve(..., args=InputSignal(ts, us, names)))"
+            )
+        missing = [n for n in self.input_names if n not in names]
+        if missing:
+            raise ValueError(f"Equations: the input signal has no {missing} (it has {names})")
+        u = signal(t)
+        return tuple(u[names.index(n)].astype(y.dtype) for n in self.input_names)
+
+    def _evaluate(self, exprs, t, y, signal=None):
+        args = (TIME, *self.state_names, *self.param_names, *self.input_names)
         values = (
             jnp.asarray(t, y.dtype),
             *(y[i] for i in range(len(self.state_names))),
             *(self.p(p).astype(y.dtype) for p in self.param_names),
+            *self._input_values(t, y, signal),
         )
         return lower(exprs, args)(*values)
 
-    def terms(self, t, y):
-        outs = self._evaluate([e for _, e in self._exprs], t, y)
+    def terms(self, t, y, args=None):
+        outs = self._evaluate([e for _, e in self._exprs], t, y, args)
         n = len(self.state_names)
         return {
             name: jnp.zeros_like(y).at[i].set(v) if n > 1 else v[None]
@@ -118,7 +153,7 @@ class Equations(AbstractPhysics):
     def __call__(self, t, y, args=None):
         # one expression per state (its active terms summed), not one vector per term
         per_state = self.sympy()
-        return jnp.stack(self._evaluate([per_state[s] for s in self.state_names], t, y))
+        return jnp.stack(self._evaluate([per_state[s] for s in self.state_names], t, y, args))
 
     def formula(self) -> dict[str, str]:
         """Per state the active terms as written, e.g. ``{"x": "alpha*x - beta*x*y"}``."""
