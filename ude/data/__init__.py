@@ -27,6 +27,7 @@ sidecar) and :mod:`.tables` (TSV/CSV, Hudson Bay).
 
 from .dataset import Dataset as Dataset
 from .files import FORMAT as FORMAT, FORMAT_VERSION as FORMAT_VERSION, load as load, save as save
+from .inputs import INTERPOLATIONS as INTERPOLATIONS, InputSignal as InputSignal
 from .masks import observation_mask as observation_mask
 from .noise import (
     NOISES as NOISES,
@@ -46,6 +47,7 @@ from .truth import simulate as simulate
 
 __all__ = [
     "Dataset",
+    "InputSignal",
     "simulate",
     "observation_mask",
     "AbstractNoise",
