@@ -549,6 +549,7 @@ def test_the_package_keeps_the_public_api():
 
     names = [
         "Dataset",
+        "InputSignal",
         "simulate",
         "observation_mask",
         "AbstractNoise",
