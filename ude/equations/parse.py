@@ -20,6 +20,7 @@ import ast
 import dataclasses
 import keyword
 from collections.abc import Mapping, Sequence
+from tokenize import TokenError
 
 import sympy
 from sympy.parsing.sympy_parser import (
@@ -159,7 +160,7 @@ def parse_terms(
             evaluate=False,
         )
         pieces = [piece.doit() for piece in _flatten(raw)] if isinstance(raw, sympy.Basic) else []
-    except TokenError_:
+    except TokenError:
         raise EquationError(path, f"cannot parse {text!r}: unbalanced brackets") from None
     except (SyntaxError, TypeError, ValueError, AttributeError) as e:
         detail = getattr(e, "msg", None) or str(e) or type(e).__name__
@@ -219,12 +220,6 @@ def _flatten(expr) -> list:
     return [expr]
 
 
-try:  # the tokenizer's error (a subclass of Exception) for unbalanced brackets
-    from tokenize import TokenError as TokenError_
-except ImportError:  # pragma: no cover
-    TokenError_ = SyntaxError  # type: ignore[misc,assignment]
-
-
 @dataclasses.dataclass(frozen=True)
 class ParsedEquations:
     """A right-hand side parsed from text: ``states`` in order, ``parameters`` by name, and the
@@ -237,26 +232,6 @@ class ParsedEquations:
     @property
     def term_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.terms)
-
-    @property
-    def uses_time(self) -> bool:
-        return any(sympy.Symbol(TIME) in t.expr.free_symbols for t in self.terms)
-
-    def equation(self, state: str, names: Sequence[str] | None = None) -> sympy.Expr:
-        """The sum of ``state``'s terms (those in ``names`` when given)."""
-        return sympy.Add(
-            *(t.expr for t in self.terms if t.state == state and (names is None or t.name in names))
-        )
-
-    def formula(self, names: Sequence[str] | None = None) -> dict[str, str]:
-        """Per state the equation as text, e.g. ``{"x": "alpha*x", "y": "-gamma*y"}``."""
-        out = {}
-        for s in self.states:
-            parts = [
-                t.text for t in self.terms if t.state == s and (names is None or t.name in names)
-            ]
-            out[s] = " + ".join(parts).replace("+ -", "- ") or "0"
-        return out
 
     def used_parameters(self, names: Sequence[str] | None = None) -> set[str]:
         """The parameters that appear in the terms (those in ``names`` when given)."""
@@ -282,13 +257,12 @@ def parse_equations(
     *,
     states: Sequence[str] | None = None,
     parameters: Sequence[str] = (),
-    require_all_states: bool = True,
     check_unused: bool = True,
 ) -> ParsedEquations:
     """Parse ``{state: expression}`` (or ``{state: {term name: expression}}``) into named terms.
 
     ``states`` fixes the state order (default: the keys' order); every state needs an equation
-    (``"0"`` for none) unless ``require_all_states`` is False. ``parameters`` are the names the
+    (``"0"`` for none). ``parameters`` are the names the
     expressions may use besides the states and ``t``; with ``check_unused`` each must appear
     somewhere. A term is named ``"state: expression"`` unless the nested form names it. Raises
     :class:`EquationError` with the path of the first problem.
@@ -311,12 +285,11 @@ def parse_equations(
             raise EquationError(
                 str(s), f"{s!r} is not a state; the states are {', '.join(state_list)}"
             )
-    if require_all_states:
-        for s in state_list:
-            if s not in equations:
-                raise EquationError(
-                    str(s), f'state {s!r} has no equation (write {s}: "0" if nothing is known)'
-                )
+    for s in state_list:
+        if s not in equations:
+            raise EquationError(
+                str(s), f'state {s!r} has no equation (write {s}: "0" if nothing is known)'
+            )
     names = state_list + params
     help_text = (
         f"the states are {', '.join(state_list)}, the parameters "
@@ -324,8 +297,6 @@ def parse_equations(
     )
     terms: list[Term] = []
     for s in state_list:
-        if s not in equations:
-            continue
         value = equations[s]
         if isinstance(value, Mapping):
             for term_name, text in value.items():
