@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from ._types import Array, PyTree, State
 from .nn import AbstractCorrection
 from .physics import AbstractPhysics, Parameter, as_physics
+from .physics.signals import read_signals
 
 
 class AbstractUDE(eqx.Module):
@@ -129,7 +130,8 @@ class UDE(AbstractUDE):
         everything = tuple(range(len(self.state_names)))
         x = y if self.inputs == everything else y[jnp.asarray(self.inputs)]
         if self.signals:
-            x = jnp.concatenate([x, _signal_values(self.signals, t, args).astype(y.dtype)])
+            u = read_signals(args, self.signals, t, "UDE: the network reads the signals")
+            x = jnp.concatenate([x, u.astype(y.dtype)])
         u = self.correction(t, x)
         if self.outputs == everything:
             return u.astype(y.dtype)
@@ -137,20 +139,6 @@ class UDE(AbstractUDE):
 
     def __call__(self, t, y, args=None):
         return self.known(t, y, args) + self.missing(t, y, args)
-
-
-def _signal_values(names: tuple[str, ...], t, signal):
-    have = getattr(signal, "names", None)
-    if signal is None or have is None:
-        raise ValueError(
-            f"UDE: the network reads the signals {list(names)}; pass them as args "
-            "(solve(..., args=InputSignal(ts, us, names)))"
-        )
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise ValueError(f"UDE: the input signal has no {missing} (it has {list(have)})")
-    u = signal(t)
-    return u[jnp.asarray([have.index(n) for n in names])]
 
 
 class HybridUDE(AbstractUDE):

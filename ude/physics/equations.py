@@ -12,6 +12,7 @@ from ..equations import TIME, EquationError, ParsedEquations, parse_equations, t
 from ..equations.lower import lower
 from .base import AbstractPhysics
 from .parameter import Parameter
+from .signals import read_signals
 
 
 class Equations(AbstractPhysics):
@@ -115,30 +116,15 @@ class Equations(AbstractPhysics):
                 out[self.state_names[i]] += e
         return out
 
-    def _input_values(self, t, y, signal) -> tuple:
-        """The named inputs at ``t``, read from ``signal`` (an
-        :class:`~ude.data.inputs.InputSignal`, passed as diffrax's ``args``)."""
-        if not self.input_names:
-            return ()
-        names = getattr(signal, "names", None)
-        if signal is None or names is None:
-            raise ValueError(
-                f"Equations: the equations read the inputs {list(self.input_names)}; pass their "
-                "signal as args (solve(..., args=InputSignal(ts, us, names)))"
-            )
-        missing = [n for n in self.input_names if n not in names]
-        if missing:
-            raise ValueError(f"Equations: the input signal has no {missing} (it has {names})")
-        u = signal(t)
-        return tuple(u[names.index(n)].astype(y.dtype) for n in self.input_names)
-
     def _evaluate(self, exprs, t, y, signal=None):
         args = (TIME, *self.state_names, *self.param_names, *self.input_names)
+        reader = "Equations: the equations read the inputs"
+        u = read_signals(signal, self.input_names, t, reader) if self.input_names else ()
         values = (
             jnp.asarray(t, y.dtype),
             *(y[i] for i in range(len(self.state_names))),
             *(self.p(p).astype(y.dtype) for p in self.param_names),
-            *self._input_values(t, y, signal),
+            *(v.astype(y.dtype) for v in u),
         )
         return lower(exprs, args)(*values)
 
@@ -154,11 +140,3 @@ class Equations(AbstractPhysics):
         # one expression per state (its active terms summed), not one vector per term
         per_state = self.sympy()
         return jnp.stack(self._evaluate([per_state[s] for s in self.state_names], t, y, args))
-
-    def formula(self) -> dict[str, str]:
-        """Per state the active terms as written, e.g. ``{"x": "alpha*x - beta*x*y"}``."""
-        parts = {s: [] for s in self.state_names}
-        for name, (i, e) in zip(self.term_names, self._exprs, strict=True):
-            if name in self.active_terms:
-                parts[self.state_names[i]].append(text_of(e))
-        return {s: " + ".join(p).replace("+ -", "- ") or "0" for s, p in parts.items()}
