@@ -47,12 +47,8 @@ def _resolve_model(cfg: ExperimentConfig) -> dict:
     trainable = model.trainable_names()
     m["trainable"] = trainable
     positive = [p for p in trainable if model.is_positive(p)]
-    all_or_none = positive == trainable or not positive
-    if (
-        isinstance(model.positive, bool)
-        and all_or_none
-        and (positive == trainable) == model.positive
-    ):
+    # a plain true/false stays so when it says the same as the list
+    if isinstance(model.positive, bool) and positive == (trainable if model.positive else []):
         m["positive"] = model.positive
     else:
         m["positive"] = positive

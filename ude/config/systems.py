@@ -114,7 +114,7 @@ def model_spec(model, truth) -> tuple[SystemSpec | None, Items]:
     """The model's system as a spec and the problems of its equations (the spec is None when they
     do not parse)."""
     if not is_equations(model.known):
-        system = model.system if model.system is not None else None
+        system = model.system
         if system is None and truth is not None and truth.system is not None:
             system = truth.system
         if system is not None:

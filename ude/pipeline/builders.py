@@ -130,8 +130,9 @@ def true_missing(cfg: ExperimentConfig, truth: AbstractPhysics | None):
     None when there is no truth or nothing is missing."""
     if truth is None:
         return None
-    if cfg.model.system is None or not isinstance(truth, type(build_physics(cfg))):
-        return _missing_difference(truth, build_physics(cfg))
+    known = build_physics(cfg)
+    if cfg.model.system is None or not isinstance(truth, type(known)):
+        return _missing_difference(truth, known)
     missing = [t for t in truth.term_names if t not in cfg.model.known]
     if not missing:
         return None
