@@ -199,7 +199,7 @@ class LibraryConfig(_Section):
 
         import sympy
 
-        from ..equations.parse import FUNCTIONS, TIME, EquationError, parse_expression
+        from ..equations.parse import FUNCTIONS, TIME, EquationError, library_term
 
         taken = {}
         for o in others if state_names is not None else ():
@@ -209,37 +209,17 @@ class LibraryConfig(_Section):
         for i, text in enumerate(self.terms or []):
             path = f"terms[{i}]"
             if state_names is None:  # any name but a function's is a symbol here
-                found = re.findall(r"(?<![\w.])([A-Za-z_]\w*)(?!\s*\()", text)
+                found = re.findall(r"(?<![\w.])([A-Za-z_]\w*)\b(?!\s*\()", text)
                 names = [n for n in found if n not in FUNCTIONS and n != TIME]
             else:
                 names = list(state_names)
-            where = f"the states are {', '.join(names)} (time t is not allowed)"
             try:
-                expr = parse_expression(text, names, path=path, allowed_help=where)
+                _, expr = library_term(text, names, path=path)
             except EquationError as e:
                 out.append((e.path, e.problem))
                 continue
-            const, rest = expr.as_independent(*expr.free_symbols, as_Add=False)
             expanded = sympy.expand(expr)
-            key = f"{sympy.sstr(rest)}".replace("**", "^")
-            if sympy.Symbol(TIME) in expr.free_symbols and TIME not in names:
-                out.append(
-                    (path, f"{text!r} uses time t; library terms are functions of the states")
-                )
-            elif expr == 0:
-                out.append((path, f"{text!r} is zero"))
-            elif const != 1:
-                out.append(
-                    (
-                        path,
-                        f"{text!r} has the constant factor {const}; write {key!r} (the "
-                        "regression fits the coefficient and its sign)",
-                    )
-                )
-            elif expanded.is_Add:
-                parts = ", ".join(repr(sympy.sstr(a).replace("**", "^")) for a in expanded.args)
-                out.append((path, f"{text!r} is a sum; list its terms separately: {parts}"))
-            elif expanded in seen:
+            if expanded in seen:
                 out.append((path, f"{text!r} is the same term as terms[{seen[expanded]}]"))
             elif expanded in taken:
                 out.append((path, f"{text!r} is already a term of the {taken[expanded]} part"))

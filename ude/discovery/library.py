@@ -24,7 +24,7 @@ import sympy
 
 from .._types import Array, ArrayLike, Float
 from ..equations.lower import lower
-from ..equations.parse import TIME, EquationError, parse_expression
+from ..equations.parse import EquationError, library_term
 from .symbolic import term_to_sympy
 
 TRIG: dict[str, Callable] = {"sin": jnp.sin, "cos": jnp.cos}
@@ -216,45 +216,14 @@ class CustomLibrary(AbstractLibrary):
 
 
 def expression_term(text, state_names: Sequence[str], *, path: str = "") -> tuple[str, sympy.Expr]:
-    """One library term written as text (``"y/(1 + y)"``) → ``(name, expr)``.
-
-    The name is the normalised text (``"y/(y + 1)"``, powers as ``x^2``), which
-    :func:`~ude.discovery.symbolic.term_to_sympy` reads back as ``expr``. Raises
-    :class:`~ude.equations.parse.EquationError` (a ``ValueError``, at ``path``) for a parse error,
-    an unknown function or symbol, time ``t``, zero, a constant factor (``2*x``: the regression
-    fits the coefficient) or a sum (``x*(1 + y)``: list ``x`` and ``x*y`` separately)."""
+    """One library term written as text (``"y/(1 + y)"``) → ``(name, expr)``: the rules of
+    :func:`ude.equations.parse.library_term`, and a guard that
+    :func:`~ude.discovery.symbolic.term_to_sympy` reads the name back as ``expr``."""
     states = tuple(state_names)
-    where = f"the library's states are {', '.join(states)} (time t is not allowed)"
-    expr = parse_expression(text, states, path=path, allowed_help=where)
-    if TIME not in states and sympy.Symbol(TIME) in expr.free_symbols:
-        raise EquationError(
-            path,
-            f"library term {text!r} uses time t; library terms are functions of the states "
-            f"({', '.join(states)}) only",
-        )
-    if expr == 0:
-        raise EquationError(path, f"library term {text!r} is zero")
-    const, rest = expr.as_independent(*(sympy.Symbol(s) for s in states), as_Add=False)
-    if const != 1:
-        raise EquationError(
-            path,
-            f"library term {text!r} has the constant factor {sympy.sstr(const)}; write "
-            f"{_term_name(rest)!r} (the regression fits the coefficient and its sign)",
-        )
-    expanded = sympy.expand(expr)
-    if expanded.is_Add:
-        parts = ", ".join(repr(_term_name(a)) for a in sympy.Add.make_args(expanded))
-        raise EquationError(
-            path, f"library term {text!r} is a sum; list its terms separately: {parts}"
-        )
-    name = _term_name(expr)
+    name, expr = library_term(text, states, path=path)
     if term_to_sympy(name, states) != expr:  # pragma: no cover - a guard on the naming
         raise EquationError(path, f"library term {text!r}: its name {name!r} does not read back")
     return name, expr
-
-
-def _term_name(expr) -> str:
-    return sympy.sstr(expr).replace("**", "^")
 
 
 @functools.lru_cache(maxsize=256)

@@ -41,6 +41,7 @@ __all__ = [
     "ParsedEquations",
     "parse_expression",
     "parse_terms",
+    "library_term",
     "text_of",
     "parse_equations",
 ]
@@ -183,6 +184,41 @@ def parse_terms(
     if any(p.has(*bad) for p in pieces) or expr.has(*bad):
         raise EquationError(path, f"{text!r} is not a finite real expression")
     return [p for p in pieces if p != 0]
+
+
+def library_term(text, state_names: Sequence[str], *, path: str = "") -> tuple[str, sympy.Expr]:
+    """One candidate term of a discovery library written as text (``"y/(1 + y)"``) →
+    ``(name, expr)``, the name being the normalised text (``"y/(y + 1)"``, powers as ``x^2``).
+
+    Raises :class:`EquationError` (at ``path``) for a parse error, an unknown function or symbol,
+    time ``t``, zero, a constant factor (``2*x``: the regression fits the coefficient) or a sum
+    (``x*(1 + y)``: list ``x`` and ``x*y`` separately). Pure SymPy, so a config is checked by the
+    same rules as :class:`ude.discovery.ExpressionLibrary`."""
+    states = tuple(state_names)
+    where = f"the states are {', '.join(states)} (time t is not allowed)"
+    expr = parse_expression(text, states, path=path, allowed_help=where)
+    if TIME not in states and sympy.Symbol(TIME) in expr.free_symbols:
+        raise EquationError(
+            path, f"{text!r} uses time t; library terms are functions of the states"
+        )
+    if expr == 0:
+        raise EquationError(path, f"{text!r} is zero")
+    const, rest = expr.as_independent(*(sympy.Symbol(s) for s in states), as_Add=False)
+    if const != 1:
+        raise EquationError(
+            path,
+            f"{text!r} has the constant factor {sympy.sstr(const)}; write "
+            f"{_term_name(rest)!r} (the regression fits the coefficient and its sign)",
+        )
+    expanded = sympy.expand(expr)
+    if expanded.is_Add:
+        parts = ", ".join(repr(_term_name(a)) for a in sympy.Add.make_args(expanded))
+        raise EquationError(path, f"{text!r} is a sum; list its terms separately: {parts}")
+    return _term_name(expr), expr
+
+
+def _term_name(expr) -> str:
+    return sympy.sstr(expr).replace("**", "^")
 
 
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
