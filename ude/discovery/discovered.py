@@ -61,13 +61,6 @@ class DiscoveredModel(AbstractUDE):
             raise ValueError(
                 f"DiscoveredModel: library must be an AbstractLibrary, got {type(library).__name__}"
             )
-        if isinstance(known, AbstractPhysics) and tuple(known.state_names) != tuple(
-            library.state_names
-        ):
-            raise ValueError(
-                f"DiscoveredModel: known.state_names {tuple(known.state_names)} differ from "
-                f"library.state_names {tuple(library.state_names)}"
-            )
         known = as_physics(known, library.state_names, who="DiscoveredModel")
         shape = (library.n_terms, len(library.state_names))
         coefficients = jnp.asarray(coefficients, dtype=jnp.result_type(float))

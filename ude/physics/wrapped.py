@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from .base import AbstractPhysics
 from .parameter import Parameter
+from .systems import NoPhysics
 
 __all__ = ["VectorField", "as_physics"]
 
@@ -144,8 +145,6 @@ def as_physics(known, state_names: Sequence[str] | None = None, *, who: str = "U
 
     ``state_names`` is required for a callable without a ``state_names`` attribute; given with an
     ``AbstractPhysics``, it must agree. Raises ``ValueError`` saying what to pass."""
-    from .systems import NoPhysics
-
     names = None if state_names is None else tuple(state_names)
     if isinstance(known, AbstractPhysics):
         if names is not None and tuple(known.state_names) != names:
