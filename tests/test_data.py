@@ -549,7 +549,10 @@ def test_the_package_keeps_the_public_api():
 
     names = [
         "Dataset",
+        "concat",
         "InputSignal",
+        "ExperimentInputs",
+        "stack_inputs",
         "simulate",
         "observation_mask",
         "AbstractNoise",

@@ -242,7 +242,17 @@ def test_solver_options_accepts_names_and_instances():
     assert isinstance(o.solver, diffrax.Heun) and isinstance(o.adjoint, diffrax.DirectAdjoint)
 
 
-@pytest.mark.parametrize("ts", [[0.0, 1.0, 1.0], [0.0, 2.0, 1.0], [[0.0, 1.0]], [], [0.0, np.nan]])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        [0.0, 1.0, 1.0],
+        [0.0, 2.0, 1.0],
+        [[0.0, 1.0, 0.5]],
+        [[0.0, 1.0, 1.0, 2.0]],
+        [],
+        [0.0, np.nan],
+    ],
+)
 def test_check_times_errors(ts):
     with pytest.raises(ValueError, match="ts"):
         check_times(np.asarray(ts))

@@ -205,10 +205,22 @@ def _as_dtype(x, dtype):
 
 
 def check_times(ts) -> None:
-    """Raise ``ValueError`` unless ``ts`` is a 1-D, finite, strictly increasing array."""
+    """Raise ``ValueError`` unless ``ts`` is a 1-D, finite, strictly increasing array, or a 2-D
+    array of such rows, each padded by repeating its last time."""
     if isinstance(ts, jax.core.Tracer):
         return
     t = np.asarray(ts)
+    if t.ndim == 2 and t.shape[1] >= 1:
+        for i, row in enumerate(t):
+            d = np.diff(row)
+            n = int(np.argmin(d > 0)) + 1 if (d <= 0).any() else row.size
+            if not np.all(row[n:] == row[n - 1]):
+                raise ValueError(
+                    f"ts[{i}]: save times must be strictly increasing, then repeat the last one "
+                    "(padding)"
+                )
+            check_times(row[:n])
+        return
     if t.ndim != 1 or t.size < 1:
         raise ValueError(f"ts: save times must be a non-empty 1-D array, got shape {t.shape}")
     if not np.all(np.isfinite(t)):
@@ -300,10 +312,15 @@ def solve(
     args=None,
     throw: bool = False,
     t0=None,
+    batched_args: bool = False,
 ) -> Solution:
     """Solve ``dy/dt = vector_field(t, y, args)`` from ``y0`` and save at ``ts``.
 
     A 2-D ``y0`` (batch, state) is solved for every row with ``jax.vmap`` (one compiled program).
+    Each row may have its own save times — ``ts`` of shape ``(batch, times)``, a shorter row padded
+    by repeating its last time (it is solved to its own end) — and its own ``args``
+    (``batched_args=True``: every array leaf of ``args`` has a leading batch axis, e.g. the stacked
+    :class:`~ude.data.inputs.ExperimentInputs` of a dataset's experiments).
     With ``throw=False`` (the default) a failed solve is reported in ``Solution.result`` rather than
     raised. ``t0`` defaults to ``ts[0]``. Call it inside your own ``jit``, or use ``solve_jit``.
 
@@ -330,6 +347,13 @@ def solve(
         vector_field = _as_dtype(vector_field, options.dtype)
     if y0.ndim not in (1, 2):
         raise ValueError(f"y0: expected shape (state,) or (batch, state), got {y0.shape}")
+    if (ts.ndim == 2 or batched_args) and y0.ndim != 2:
+        raise ValueError(
+            "y0: save times or args per row need a batch of initial states (batch, state), got "
+            f"{y0.shape}"
+        )
+    if ts.ndim == 2 and ts.shape[0] != y0.shape[0]:
+        raise ValueError(f"ts: {ts.shape[0]} rows of save times for {y0.shape[0]} initial states")
     names = getattr(vector_field, "state_names", None)
     if isinstance(names, tuple) and y0.shape[-1] != len(names):
         raise ValueError(
@@ -338,6 +362,19 @@ def solve(
         )
     if y0.ndim == 1:
         return _solve_one(vector_field, y0, ts, options, args, throw, t0)
+    if ts.ndim == 2 or batched_args:
+        t_axis = 0 if ts.ndim == 2 else None
+        a_axis = 0 if batched_args else None
+        if y0.shape[0] == 1:  # as below: one row solves unbatched
+            row = jax.tree_util.tree_map(lambda x: x[0], args) if batched_args else args
+            sol = _solve_one(
+                vector_field, y0[0], ts[0] if t_axis == 0 else ts, options, row, throw, t0
+            )
+            return jax.tree_util.tree_map(lambda x: x[None], sol)
+        return jax.vmap(
+            lambda y, t, a: _solve_one(vector_field, y, t, options, a, throw, t0),
+            in_axes=(0, t_axis, a_axis),
+        )(y0, ts, args)
     if y0.shape[0] == 1:
         # one trajectory: a vmapped while loop carries a batch axis and a select per carried
         # value through every step (~15 % more kernel launches per step on CPU); solve unbatched
@@ -358,11 +395,24 @@ def solve_jit(
     args=None,
     throw: bool = False,
     t0=None,
+    batched_args: bool = False,
 ) -> Solution:
     """:func:`solve` under ``eqx.filter_jit``. The save times are checked here, before tracing,
     because inside ``jit`` they are abstract and :func:`check_times` cannot see their values."""
     check_times(ts)
-    return _solve_jitted(vector_field, y0, ts, options, args=args, throw=throw, t0=t0)
+    return _solve_jitted(
+        vector_field, y0, ts, options, args=args, throw=throw, t0=t0, batched_args=batched_args
+    )
+
+
+def solve_data(vector_field, y0, data, options: SolverOptions | None = None, *, ts=None, jit=False):
+    """Solve every trajectory of a :class:`~ude.data.Dataset` from ``y0`` ``(traj, state)`` at its
+    own save times (or ``ts``: shared ``(times,)`` or per trajectory ``(traj, times)``), each with
+    its own inputs as ``args``."""
+    ts = data.ts if ts is None else ts
+    batched = data.inputs is not None
+    fn = solve_jit if jit else solve
+    return fn(vector_field, y0, ts, options, args=data.inputs, batched_args=batched)
 
 
 def solve_batch(

@@ -25,9 +25,14 @@ One concept a file: :mod:`.dataset` (the pytree, windows, splits), :mod:`.proven
 sidecar) and :mod:`.tables` (TSV/CSV, Hudson Bay).
 """
 
-from .dataset import Dataset as Dataset
+from .dataset import Dataset as Dataset, concat as concat
 from .files import FORMAT as FORMAT, FORMAT_VERSION as FORMAT_VERSION, load as load, save as save
-from .inputs import INTERPOLATIONS as INTERPOLATIONS, InputSignal as InputSignal
+from .inputs import (
+    INTERPOLATIONS as INTERPOLATIONS,
+    ExperimentInputs as ExperimentInputs,
+    InputSignal as InputSignal,
+    stack_inputs as stack_inputs,
+)
 from .masks import observation_mask as observation_mask
 from .noise import (
     NOISES as NOISES,
@@ -47,7 +52,10 @@ from .truth import simulate as simulate
 
 __all__ = [
     "Dataset",
+    "concat",
     "InputSignal",
+    "ExperimentInputs",
+    "stack_inputs",
     "simulate",
     "observation_mask",
     "AbstractNoise",

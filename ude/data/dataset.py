@@ -1,78 +1,36 @@
-"""The :class:`Dataset` pytree: observations of trajectories at shared save times, their mask,
-the noise-free truth when known, and where they came from; windows, splits and masks of it."""
+"""The :class:`Dataset` pytree: observations of trajectories (experiments) at shared or their own
+save times, their mask, their inputs, the noise-free truth when known, and where they came from;
+windows, splits and masks of it.
+
+Experiments of different lengths are stored padded (see :func:`ude.data.experiments.concat`): a row
+of ``ts`` repeats its last time after its own end, and the padded entries are unobserved, so every
+solve, loss and regression over the dataset is one vmapped program over all experiments."""
 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import UInt32
 
 from .._types import Array, ArrayLike, Bool, Float
+from .arguments import as_inputs, as_mask, as_state_names, as_ys, row_lengths
 from .checks import check_times, is_concrete, time_tol
+from .inputs import InputSignal, stack_inputs
 from .masks import describe_observe, observation_mask
 from .provenance import join_provenance, split_provenance
 
-__all__ = ["Dataset"]
-
-
-def _as_ys(ys, ts):
-    if not jnp.issubdtype(ys.dtype, jnp.floating):
-        ys = ys.astype(jnp.result_type(float))
-    if ys.ndim == 2:
-        ys = ys[None]
-    if ys.ndim != 3:
-        raise ValueError(
-            f"Dataset: ys must have shape (traj, times, state) or (times, state), got {ys.shape}"
-        )
-    if ys.shape[1] != ts.shape[0]:
-        raise ValueError(f"Dataset: ys has {ys.shape[1]} times but ts has {ts.shape[0]}")
-    return ys
-
-
-def _as_mask(mask, ys, concrete: bool):
-    if mask is None:
-        mask = jnp.isfinite(ys)
-    mask = jnp.asarray(mask)
-    if mask.ndim == 2:
-        mask = jnp.broadcast_to(mask[None], ys.shape)
-    if mask.shape != ys.shape:
-        raise ValueError(f"Dataset: mask must have the shape of ys {ys.shape}, got {mask.shape}")
-    if mask.dtype != jnp.bool_:
-        if concrete and not np.all(np.isin(np.asarray(mask), (0, 1))):
-            raise ValueError("Dataset: mask must be boolean (or 0/1)")
-        mask = mask.astype(bool)
-    if concrete:
-        bad = np.asarray(mask) & ~np.isfinite(np.asarray(ys))
-        if bad.any():
-            i = tuple(int(k) for k in np.argwhere(bad)[0])
-            raise ValueError(
-                f"Dataset: ys is not finite at observed entry (traj, time, state) = "
-                f"{i}; mark it unobserved in mask"
-            )
-    return mask
-
-
-def _as_state_names(state_names, n_state: int) -> tuple[str, ...]:
-    if state_names is None:
-        state_names = tuple(f"s{i}" for i in range(n_state))
-    if isinstance(state_names, str):
-        raise ValueError(f"Dataset: state_names must be a sequence of names, got {state_names!r}")
-    state_names = tuple(str(s) for s in state_names)
-    if len(state_names) != n_state:
-        raise ValueError(
-            f"Dataset: state_names {state_names} has {len(state_names)} names for {n_state} states"
-        )
-    if len(set(state_names)) != len(state_names):
-        raise ValueError(f"Dataset: state_names must be unique, got {state_names}")
-    return state_names
+__all__ = ["Dataset", "concat"]
 
 
 class Dataset(eqx.Module):
-    """Observations of one or more trajectories at shared save times.
+    """Observations of one or more trajectories — experiments — at shared or their own save times.
 
     Args:
-        ts: ``(times,)`` strictly increasing save times.
+        ts: ``(times,)`` strictly increasing save times shared by all trajectories, or
+            ``(traj, times)``: every experiment's own, padded (a row repeats its last time after
+            its end; build these with :func:`ude.data.experiments.concat`).
         ys: ``(traj, times, state)`` observations (a ``(times, state)`` array is one trajectory).
             Set to 0 where unobserved.
         mask: ``(traj, times, state)`` bool, True where observed (default: where ``ys`` is finite).
@@ -80,30 +38,64 @@ class Dataset(eqx.Module):
         y_true: ``(traj, times, state)`` noise-free truth at every point, or None (real data).
         provenance: a JSON-like dict (system, parameters, noise, seed, ...), read back through
             :attr:`provenance`.
+        inputs: what the experiments feed the vector field — an
+            :class:`~ude.data.inputs.ExperimentInputs` (or a bare
+            :class:`~ude.data.inputs.InputSignal`), the same for every trajectory, or stacked with
+            a leading experiment axis (:func:`~ude.data.inputs.stack_inputs`). Solves pass each
+            experiment's as ``args``.
+        experiment_names: one name per trajectory (default ``("0", "1", ...)``).
 
-    A Dataset is a pytree: ``ts``, ``ys``, ``mask``, ``y_true`` are array leaves, names are static,
-    so a jitted function taking a Dataset compiles once per shape. Methods that change shapes
-    (:meth:`window`, :meth:`split`) work on concrete data, outside ``jit``.
+    A Dataset is a pytree: ``ts``, ``ys``, ``mask``, ``y_true`` and the inputs are array leaves,
+    names and lengths are static, so a jitted function taking a Dataset compiles once per shape —
+    one program for all experiments. Methods that change shapes (:meth:`window`, :meth:`split`)
+    work on concrete data, outside ``jit``.
     """
 
-    ts: Float[Array, " times"]
+    ts: Float[Array, "*traj times"]
     ys: Float[Array, "traj times state"]
     mask: Bool[Array, "traj times state"]
     y_true: Float[Array, "traj times state"] | None
+    inputs: ExperimentInputs | None
     state_names: tuple[str, ...] = eqx.field(static=True)
+    experiment_names: tuple[str, ...] = eqx.field(static=True)
+    _lengths: tuple[int, ...] | None = eqx.field(static=True)
     _provenance_spec: str = eqx.field(static=True)
     _provenance_values: UInt32[ArrayLike, " words"]
 
-    def __init__(self, ts, ys, mask=None, *, state_names=None, y_true=None, provenance=None):
+    def __init__(
+        self,
+        ts,
+        ys,
+        mask=None,
+        *,
+        state_names=None,
+        y_true=None,
+        provenance=None,
+        inputs=None,
+        experiment_names=None,
+    ):
         concrete = is_concrete(ts, ys, mask, y_true)
         ts = jnp.asarray(ts)
         ys = jnp.asarray(ys)
-        if concrete:
+        lengths = None
+        if ts.ndim == 2 and concrete:
+            if ts.shape[1] < 1:
+                raise ValueError("Dataset: ts must have at least one time per experiment")
+            lengths = row_lengths(ts)
+        elif ts.ndim != 2 and concrete:
             check_times(ts, "Dataset: ts")
-            if not jnp.issubdtype(ts.dtype, jnp.floating):
-                ts = ts.astype(jnp.result_type(float))
-        ys = _as_ys(ys, ts)
-        mask = _as_mask(mask, ys, concrete)
+        if concrete and not jnp.issubdtype(ts.dtype, jnp.floating):
+            ts = ts.astype(jnp.result_type(float))
+        ys = as_ys(ys, ts)
+        mask = as_mask(mask, ys, concrete)
+        if lengths is not None:
+            pad = np.arange(ys.shape[1])[None, :] >= np.asarray(lengths)[:, None]
+            if concrete and bool((np.asarray(mask) & pad[:, :, None]).any()):
+                i = int(np.argwhere((np.asarray(mask) & pad[:, :, None]).any(axis=(1, 2)))[0, 0])
+                raise ValueError(
+                    f"Dataset: experiment {i} is observed after its last time "
+                    f"(ts[{i}] ends at entry {lengths[i] - 1}; padding must be unobserved)"
+                )
         ys = jnp.where(mask, ys, jnp.zeros((), ys.dtype))
         if y_true is not None:
             y_true = jnp.asarray(y_true)
@@ -117,7 +109,18 @@ class Dataset(eqx.Module):
         self.ys = ys
         self.mask = mask
         self.y_true = y_true
-        self.state_names = _as_state_names(state_names, ys.shape[2])
+        self.inputs = as_inputs(inputs, ys.shape[0])
+        self.state_names = as_state_names(state_names, ys.shape[2])
+        if experiment_names is None:
+            experiment_names = tuple(str(i) for i in range(ys.shape[0]))
+        experiment_names = tuple(str(n) for n in experiment_names)
+        if len(experiment_names) != ys.shape[0] or len(set(experiment_names)) != ys.shape[0]:
+            raise ValueError(
+                f"Dataset: experiment_names must be {ys.shape[0]} distinct names, got "
+                f"{list(experiment_names)}"
+            )
+        self.experiment_names = experiment_names
+        self._lengths = lengths
         self._provenance_spec, self._provenance_values = split_provenance(provenance)
 
     # ---- shapes --------------------------------------------------------------------------------
@@ -132,6 +135,71 @@ class Dataset(eqx.Module):
     @property
     def n_states(self) -> int:
         return self.ys.shape[2]
+
+    @property
+    def per_experiment_times(self) -> bool:
+        """True when every experiment has its own save times (``ts`` is ``(traj, times)``)."""
+        return self.ts.ndim == 2
+
+    @property
+    def times(self) -> Float[Array, "traj times"]:
+        """The save times of every trajectory, ``(traj, times)`` (padded rows repeat their end)."""
+        return self.ts if self.ts.ndim == 2 else jnp.broadcast_to(self.ts, self.ys.shape[:2])
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """The number of real save times of every trajectory."""
+        if self._lengths is not None:
+            return self._lengths
+        return (self.ys.shape[1],) * self.ys.shape[0]
+
+    @property
+    def time_mask(self) -> Bool[Array, "traj times"]:
+        """True at every trajectory's real save times, False on padding."""
+        return jnp.asarray(np.arange(self.n_times)[None, :] < np.asarray(self.lengths)[:, None])
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The names the inputs provide (signals, then constants); empty without inputs."""
+        return () if self.inputs is None else self.inputs.names
+
+    def span(self) -> tuple[float, float]:
+        """The earliest and the latest save time over all trajectories."""
+        t = np.asarray(self.ts)
+        return float(t.min()), float(t.max())
+
+    def experiment(self, i) -> Dataset:
+        """Trajectory ``i`` (an index or an experiment name) alone, with its own times and inputs
+        and no padding."""
+        if isinstance(i, str):
+            if i not in self.experiment_names:
+                raise ValueError(
+                    f"no experiment {i!r}; experiments are {list(self.experiment_names)}"
+                )
+            i = self.experiment_names.index(i)
+        i = int(i)
+        n = self.lengths[i]
+        inputs = None
+        if self.inputs is not None:
+            inputs = jax.tree_util.tree_map(lambda x: x[i], self.inputs)
+            if inputs.signal is not None:
+                sig = inputs.signal
+                k = int(np.sum(np.asarray(sig.ts) <= float(sig.end)))
+                inputs = eqx.tree_at(
+                    lambda q: q.signal,
+                    inputs,
+                    InputSignal(sig.ts[:k], sig.us[:k], sig.names, sig.kind),
+                )
+        return Dataset(
+            self.times[i, :n],
+            self.ys[i : i + 1, :n],
+            self.mask[i : i + 1, :n],
+            state_names=self.state_names,
+            y_true=None if self.y_true is None else self.y_true[i : i + 1, :n],
+            provenance={**self.provenance, "experiment": self.experiment_names[i]},
+            inputs=inputs,
+            experiment_names=(self.experiment_names[i],),
+        )
 
     @property
     def provenance(self) -> dict:
@@ -162,6 +230,29 @@ class Dataset(eqx.Module):
             state_names=self.state_names,
             y_true=self.y_true if y_true is None else y_true,
             provenance={**self.provenance, **prov},
+            inputs=self.inputs,
+            experiment_names=self.experiment_names,
+        )
+
+    def _each(self, fn, what: str, **prov) -> Dataset:
+        """``fn`` applied to every experiment alone, the results joined again (for datasets whose
+        experiments have their own times)."""
+        parts = []
+        for i, name in enumerate(self.experiment_names):
+            try:
+                parts.append(fn(self.experiment(i)))
+            except ValueError as e:
+                raise ValueError(f"{what}: experiment {name!r}: {e}") from None
+        out = concat(parts)
+        return Dataset(
+            out.ts,
+            out.ys,
+            out.mask,
+            state_names=self.state_names,
+            y_true=out.y_true,
+            provenance={**self.provenance, **prov},
+            inputs=out.inputs,
+            experiment_names=self.experiment_names,
         )
 
     def _select_times(self, keep: np.ndarray, what: str, **prov) -> Dataset:
@@ -180,9 +271,11 @@ class Dataset(eqx.Module):
         )
 
     def window(self, t0: float, t1: float) -> Dataset:
-        """The data at save times ``t0 <= t <= t1`` (both ends included)."""
+        """The data at save times ``t0 <= t <= t1`` (both ends included; of every experiment)."""
         if not t1 >= t0:
             raise ValueError(f"window: need t0 <= t1, got t0={t0}, t1={t1}")
+        if self.per_experiment_times:
+            return self._each(lambda d: d.window(t0, t1), "window", window=[float(t0), float(t1)])
         t = np.asarray(self.ts)
         tol = time_tol(t)
         return self._select_times(
@@ -190,7 +283,14 @@ class Dataset(eqx.Module):
         )
 
     def split(self, t_train_end: float) -> tuple[Dataset, Dataset]:
-        """``(train, held_out)``: the times ``<= t_train_end`` and those after (to extrapolate)."""
+        """``(train, held_out)``: the times ``<= t_train_end`` and those after (to extrapolate);
+        with experiments of their own times, every experiment must have times on both sides."""
+        if self.per_experiment_times:
+            prov = {"t_train_end": float(t_train_end)}
+            return (
+                self._each(lambda d: d.split(t_train_end)[0], "split", split="train", **prov),
+                self._each(lambda d: d.split(t_train_end)[1], "split", split="held_out", **prov),
+            )
         t = np.asarray(self.ts)
         tol = time_tol(t)
         train = t <= t_train_end + tol
@@ -211,19 +311,119 @@ class Dataset(eqx.Module):
         ``{"y": [0, 1.2, 2.4]}`` or ``{"y": "none"}``; states it does not name keep their mask.
         Masks only remove observations: values that were never observed cannot be brought back.
         """
+        if self.per_experiment_times:
+            return self._each(lambda d: d.with_mask(observe), "observe")
         new = observation_mask(self.ts, self.state_names, observe, self.n_traj)
         mask = np.asarray(self.mask) & new
         return self._replace(mask=jnp.asarray(mask), observe=describe_observe(observe))
 
     def trajectories(self, idx) -> Dataset:
-        """The trajectories ``idx`` (an int, slice or index list) as a dataset."""
+        """The trajectories ``idx`` (an int, slice, index list or experiment names) as a
+        dataset."""
+        if isinstance(idx, str):
+            idx = [idx]
+        if isinstance(idx, (list, tuple)) and idx and all(isinstance(i, str) for i in idx):
+            unknown = [i for i in idx if i not in self.experiment_names]
+            if unknown:
+                raise ValueError(
+                    f"trajectories: no experiment {unknown}; experiments are "
+                    f"{list(self.experiment_names)}"
+                )
+            idx = [self.experiment_names.index(i) for i in idx]
         sel = np.arange(self.n_traj)[idx]
         sel = np.atleast_1d(sel)
         if sel.size == 0:
             raise ValueError(f"trajectories: {idx!r} selects no trajectory of {self.n_traj}")
-        return self._replace(
-            ys=self.ys[sel],
-            mask=self.mask[sel],
+        if self.per_experiment_times:
+            out = concat([self.experiment(int(i)) for i in sel])
+            return Dataset(
+                out.ts,
+                out.ys,
+                out.mask,
+                state_names=self.state_names,
+                y_true=out.y_true,
+                provenance={**self.provenance, "trajectories": [int(i) for i in sel]},
+                inputs=out.inputs,
+                experiment_names=out.experiment_names,
+            )
+        return Dataset(
+            self.ts,
+            self.ys[sel],
+            self.mask[sel],
+            state_names=self.state_names,
             y_true=None if self.y_true is None else self.y_true[sel],
-            trajectories=[int(i) for i in sel],
+            provenance={**self.provenance, "trajectories": [int(i) for i in sel]},
+            inputs=None
+            if self.inputs is None
+            else jax.tree_util.tree_map(lambda x: x[sel], self.inputs),
+            experiment_names=tuple(self.experiment_names[int(i)] for i in sel),
         )
+
+
+def _pad_rows(a, n: int, value=None):
+    """``a`` (1, times, ...) padded along times to ``n`` with ``value`` (default: its last row)."""
+    k = a.shape[1]
+    if k == n:
+        return a
+    tail = a[:, -1:] if value is None else jnp.full_like(a[:, -1:], value)
+    return jnp.concatenate([a, jnp.repeat(tail, n - k, axis=1)], axis=1)
+
+
+def concat(datasets, names=None) -> Dataset:
+    """Experiments side by side: one :class:`Dataset` whose trajectories are every trajectory of
+    ``datasets``, each with its own save times (padded to the longest: a row repeats its last
+    time, unobserved) and its own inputs. All must have the same states and input names.
+
+    >>> import jax.numpy as jnp
+    >>> a = Dataset(jnp.linspace(0, 1, 3), jnp.ones((3, 1)), state_names=["x"])
+    >>> b = Dataset(jnp.linspace(0, 2, 5), jnp.ones((5, 1)), state_names=["x"])
+    >>> both = concat([a, b], names=["short", "long"])
+    >>> both.ts.shape, both.lengths, both.experiment_names
+    ((2, 5), (3, 5), ('short', 'long'))
+    """
+    datasets = list(datasets)
+    if not datasets or not all(isinstance(d, Dataset) for d in datasets):
+        raise ValueError("concat: give a non-empty list of Datasets")
+    first = datasets[0]
+    rows, own_names = [], []
+    for k, d in enumerate(datasets):
+        if d.state_names != first.state_names:
+            raise ValueError(
+                f"concat: dataset {k} has states {list(d.state_names)}, dataset 0 has "
+                f"{list(first.state_names)}"
+            )
+        if (d.y_true is None) != (first.y_true is None):
+            raise ValueError("concat: either every dataset has its truth (y_true) or none has")
+        if d.input_names != first.input_names:
+            raise ValueError(
+                f"concat: dataset {k} has inputs {list(d.input_names)}, dataset 0 has "
+                f"{list(first.input_names)}"
+            )
+        for i in range(d.n_traj):
+            rows.append(d.experiment(i) if d.per_experiment_times or d.n_traj > 1 else d)
+            own_names.append(d.experiment_names[i] if len(datasets) == 1 else f"{k}.{i}")
+    if names is None:
+        single = all(d.n_traj == 1 for d in datasets)
+        names = [d.experiment_names[0] for d in datasets] if single else own_names
+        if len(set(names)) != len(names):
+            names = [str(i) for i in range(len(rows))]
+    n = max(r.n_times for r in rows)
+    ts = jnp.stack([_pad_rows(r.ts[None, :], n)[0] for r in rows])
+    ys = jnp.concatenate([_pad_rows(r.ys, n, 0.0) for r in rows])
+    mask = jnp.concatenate([_pad_rows(r.mask, n, False) for r in rows])
+    y_true = None
+    if first.y_true is not None:
+        y_true = jnp.concatenate([_pad_rows(r.y_true, n) for r in rows])
+    inputs = None
+    if first.inputs is not None:
+        inputs = stack_inputs([jax.tree_util.tree_map(lambda x: x[0], r.inputs) for r in rows])
+    return Dataset(
+        ts,
+        ys,
+        mask,
+        state_names=first.state_names,
+        y_true=y_true,
+        provenance={**first.provenance, "experiments": list(names)},
+        inputs=inputs,
+        experiment_names=names,
+    )

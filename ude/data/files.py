@@ -20,6 +20,7 @@ from .._io import atomic_write_bytes, atomic_write_text
 from ..errors import DataError
 from .checks import check_times
 from .dataset import Dataset
+from .inputs import ExperimentInputs, InputSignal, stack_inputs
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
@@ -35,11 +36,62 @@ def _paths(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
 
 
+_INPUT_ARRAYS = ("input_ts", "input_us", "input_end", "constants")
+
+
 def _arrays(d: Dataset) -> dict[str, np.ndarray]:
     out = {"ts": np.asarray(d.ts), "ys": np.asarray(d.ys), "mask": np.asarray(d.mask)}
     if d.y_true is not None:
         out["y_true"] = np.asarray(d.y_true)
+    if d.inputs is not None:
+        if d.inputs.signal is not None:
+            out["input_ts"] = np.asarray(d.inputs.signal.ts)
+            out["input_us"] = np.asarray(d.inputs.signal.us)
+            out["input_end"] = np.asarray(d.inputs.signal.end)
+        if d.inputs.constants is not None:
+            out["constants"] = np.asarray(d.inputs.constants)
     return out
+
+
+def _inputs_meta(d: Dataset) -> dict | None:
+    if d.inputs is None:
+        return None
+    sig = d.inputs.signal
+    return {
+        "signals": list(sig.names) if sig is not None else [],
+        "kind": sig.kind if sig is not None else None,
+        "constants": list(d.inputs.constant_names),
+    }
+
+
+def _inputs_from(arrays: dict, meta: dict) -> ExperimentInputs | None:
+    """The stacked inputs saved with a dataset (checked as a fresh one would be)."""
+    spec = meta.get("inputs")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not {"signals", "kind", "constants"} <= set(spec):
+        raise ValueError(f"the sidecar's inputs entry is malformed: {spec!r}")
+    n = arrays["ys"].shape[0]
+    rows = []
+    for i in range(n):
+        sig = None
+        if spec["signals"]:
+            if "input_ts" not in arrays or "input_us" not in arrays or "input_end" not in arrays:
+                raise ValueError("the sidecar names input signals but their arrays are missing")
+            sig = InputSignal(
+                arrays["input_ts"][i],
+                arrays["input_us"][i],
+                spec["signals"],
+                spec["kind"],
+                end=arrays["input_end"][i],
+            )
+        consts = None
+        if spec["constants"]:
+            if "constants" not in arrays:
+                raise ValueError("the sidecar names constants but their array is missing")
+            consts = dict(zip(spec["constants"], arrays["constants"][i].tolist(), strict=True))
+        rows.append(ExperimentInputs(sig, consts))
+    return stack_inputs(rows)
 
 
 def save(dataset: Dataset, path) -> tuple[Path, Path]:
@@ -63,7 +115,10 @@ def save(dataset: Dataset, path) -> tuple[Path, Path]:
         "shapes": {k: list(v.shape) for k, v in arrays.items()},
         "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
         "provenance": dataset.provenance,
+        "experiment_names": list(dataset.experiment_names),
     }
+    if dataset.inputs is not None:
+        sidecar["inputs"] = _inputs_meta(dataset)
     atomic_write_bytes(npz_path, blob)
     # not ude._io.write_json: provenance may hold NaN and inf, which must read back as they were
     atomic_write_text(json_path, json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
@@ -117,7 +172,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict) -> None:
     missing = [k for k in ("ts", "ys", "mask") if k not in arrays]
     if missing:
         raise ValueError(f"arrays {missing} are missing (has {sorted(arrays)})")
-    extra = sorted(set(arrays) - {"ts", "ys", "mask", "y_true"})
+    extra = sorted(set(arrays) - {"ts", "ys", "mask", "y_true", *_INPUT_ARRAYS})
     if extra:
         raise ValueError(f"unexpected arrays {extra}")
     if set(meta["shapes"]) != set(arrays):
@@ -137,16 +192,17 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict) -> None:
         if not want_bool and not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f"{k} must be floating point, got dtype {a.dtype}")
     ts, ys = arrays["ts"], arrays["ys"]
-    if ts.ndim != 1:
-        raise ValueError(f"ts must be 1-D, got shape {ts.shape}")
-    if ys.ndim != 3 or ys.shape[1] != ts.shape[0]:
-        raise ValueError(f"ys must have shape (traj, {ts.shape[0]}, state), got {ys.shape}")
+    if ts.ndim not in (1, 2):
+        raise ValueError(f"ts must be 1-D (or 2-D, per experiment), got shape {ts.shape}")
+    if ys.ndim != 3 or ys.shape[1] != ts.shape[-1]:
+        raise ValueError(f"ys must have shape (traj, {ts.shape[-1]}, state), got {ys.shape}")
     for k in ("mask", "y_true"):
         if k in arrays and arrays[k].shape != ys.shape:
             raise ValueError(f"{k} must have the shape of ys {ys.shape}, got {arrays[k].shape}")
     if len(meta["state_names"]) != ys.shape[2]:
         raise ValueError(f"{len(meta['state_names'])} state names for {ys.shape[2]} states")
-    check_times(ts, "ts")
+    if ts.ndim == 1:
+        check_times(ts, "ts")
 
 
 def load(path) -> Dataset:
@@ -168,6 +224,8 @@ def load(path) -> Dataset:
             state_names=meta["state_names"],
             y_true=arrays.get("y_true"),
             provenance=meta["provenance"],
+            inputs=_inputs_from(arrays, meta),
+            experiment_names=meta.get("experiment_names"),
         )
     except ValueError as e:
         raise DataError(f"load: {npz_path}: {e}") from None
