@@ -565,6 +565,9 @@ def test_the_package_keeps_the_public_api():
         "save",
         "load",
         "load_table",
+        "load_experiments",
+        "load_experiment_files",
+        "write_experiments",
         "hudson_bay",
         "HUDSON_BAY_PATH",
     ]

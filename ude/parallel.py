@@ -181,15 +181,20 @@ def shard_trajectories(data, mesh: Mesh, *, stacked: bool = False):
     mem = MEMBERS if (stacked and MEMBERS in mesh.axis_names) else None
     trj = TRAJ if TRAJ in mesh.axis_names else None
     lead = (mem,) if stacked else ()
+    per_exp = data.per_experiment_times  # then the times (and the inputs) are per trajectory
     fields = {
-        "ts": place(data.ts, mesh, lead),
+        "ts": place(data.ts, mesh, lead + ((trj,) if per_exp else ())),
         "ys": place(data.ys, mesh, lead + (trj,)),
         "mask": place(data.mask, mesh, lead + (trj,)),
         "y_true": None if data.y_true is None else place(data.y_true, mesh, lead + (trj,)),
         "_provenance_values": place(data._provenance_values, mesh, lead),
     }
     names = [k for k, v in fields.items() if getattr(data, k) is not None]
-    return eqx.tree_at(lambda d: [getattr(d, k) for k in names], data, [fields[k] for k in names])
+    data = eqx.tree_at(lambda d: [getattr(d, k) for k in names], data, [fields[k] for k in names])
+    if data.inputs is not None:
+        inputs = jax.tree_util.tree_map(lambda x: place(x, mesh, lead + (trj,)), data.inputs)
+        data = eqx.tree_at(lambda d: d.inputs, data, inputs)
+    return data
 
 
 def to_host(x) -> np.ndarray:

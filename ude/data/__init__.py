@@ -22,10 +22,16 @@ library call would silently change every other computation in the process).
 
 One concept a file: :mod:`.dataset` (the pytree, windows, splits), :mod:`.provenance`,
 :mod:`.masks`, :mod:`.noise`, :mod:`.truth` (:func:`simulate`), :mod:`.files` (npz + JSON
-sidecar) and :mod:`.tables` (TSV/CSV, Hudson Bay).
+sidecar), :mod:`.tables` (TSV/CSV, Hudson Bay), :mod:`.inputs` (signals u(t), per-experiment
+constants) and :mod:`.experiment_files` (long-format CSV/TSV of several experiments).
 """
 
 from .dataset import Dataset as Dataset, concat as concat
+from .experiment_files import (
+    load_experiment_files as load_experiment_files,
+    load_experiments as load_experiments,
+    write_experiments as write_experiments,
+)
 from .files import FORMAT as FORMAT, FORMAT_VERSION as FORMAT_VERSION, load as load, save as save
 from .inputs import (
     INTERPOLATIONS as INTERPOLATIONS,
@@ -68,6 +74,9 @@ __all__ = [
     "save",
     "load",
     "load_table",
+    "load_experiments",
+    "load_experiment_files",
+    "write_experiments",
     "hudson_bay",
     "HUDSON_BAY_PATH",
 ]

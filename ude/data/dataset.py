@@ -82,6 +82,8 @@ class Dataset(eqx.Module):
             if ts.shape[1] < 1:
                 raise ValueError("Dataset: ts must have at least one time per experiment")
             lengths = row_lengths(ts)
+        elif ts.ndim == 2:  # traced: every row taken as full
+            lengths = (ts.shape[1],) * ts.shape[0]
         elif ts.ndim != 2 and concrete:
             check_times(ts, "Dataset: ts")
         if concrete and not jnp.issubdtype(ts.dtype, jnp.floating):
@@ -139,12 +141,14 @@ class Dataset(eqx.Module):
     @property
     def per_experiment_times(self) -> bool:
         """True when every experiment has its own save times (``ts`` is ``(traj, times)``)."""
-        return self.ts.ndim == 2
+        return self._lengths is not None
 
     @property
     def times(self) -> Float[Array, "traj times"]:
         """The save times of every trajectory, ``(traj, times)`` (padded rows repeat their end)."""
-        return self.ts if self.ts.ndim == 2 else jnp.broadcast_to(self.ts, self.ys.shape[:2])
+        if self.per_experiment_times:
+            return self.ts
+        return jnp.broadcast_to(self.ts, self.ys.shape[:2])
 
     @property
     def lengths(self) -> tuple[int, ...]:

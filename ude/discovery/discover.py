@@ -3,13 +3,15 @@
 Take the trained UDE's own trajectory, sampled finer than the data (dt 0.05 over the training
 span, from its initial state), evaluate the network's contribution ``model.missing(t, y)`` on
 it, sweep a sparse regressor over λ for each state, pick one λ per state by a selection rule, and
-return a :class:`Discovery`.
+return a :class:`Discovery`. Over experiments (their own times, their own inputs ``u(t)``) each
+has its own trajectory, and Θ may read the inputs (SINDYc, see
+:class:`~ude.discovery.library.InputLibrary`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ import numpy as np
 from ..physics import AbstractPhysics
 from ..solve import SolverOptions, solve
 from .discovered import DiscoveredModel
-from .library import AbstractLibrary, paper_library
+from .library import AbstractLibrary, InputLibrary, paper_library
 from .regressors import SR3, AbstractRegressor, sweep_jit
 from .selection import pareto_stats, select
 from .symbolic import format_equations, to_sympy
@@ -41,6 +43,8 @@ class Discovery:
         criterion: the selection rule's name.
         ts, ys, targets: the samples regressed on: times (n,), states (n, state) and the missing
             term U (n, regressed states).
+        input_names, inputs: the library variables that are inputs, and their values at the
+            samples (n, inputs), None without inputs.
     """
 
     coefficients: np.ndarray
@@ -57,6 +61,17 @@ class Discovery:
     ts: np.ndarray | None
     ys: np.ndarray
     targets: np.ndarray
+    input_names: tuple[str, ...] = ()
+    inputs: np.ndarray | None = None
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The library's variables at the samples, (n, variables): the states and the inputs."""
+        return _variables(self.library, self.state_names, self.ys, self.input_names, self.inputs)
+
+    def theta(self) -> np.ndarray:
+        """Θ at the samples, (n, terms)."""
+        return np.asarray(self.library(jnp.asarray(self.samples)))
 
     def equations(self, precision: int = 4) -> list[str]:
         """``["x' = -0.9 x*y", "y' = 0.8 x*y"]`` for the regressed states."""
@@ -67,7 +82,9 @@ class Discovery:
     def to_sympy(self) -> dict:
         return {
             s: e
-            for s, e in to_sympy(self.coefficients, self.names, self.state_names).items()
+            for s, e in to_sympy(
+                self.coefficients, self.names, self.state_names, self.input_names
+            ).items()
             if s in self.states
         }
 
@@ -102,11 +119,39 @@ class Discovery:
         }
 
     def to_model(self, known: AbstractPhysics | Callable | None = None) -> DiscoveredModel:
-        """The discovered vector field ``known + Θ(y)·Ξ`` (coefficients trainable)."""
-        return DiscoveredModel(known, self.library, self.coefficients, self.mask)
+        """The discovered vector field ``known + Θ(y, u)·Ξ`` (coefficients trainable)."""
+        return DiscoveredModel(known, self.library, self.coefficients, self.mask, self.input_names)
 
     def __str__(self) -> str:
         return "\n".join(self.equations())
+
+
+def _grid(t0: float, t1: float, dt: float) -> np.ndarray:
+    n = int(np.floor((t1 - t0) / dt + 1e-9)) + 1
+    fine = t0 + dt * np.arange(n)
+    if fine[-1] < t1 - 1e-9:
+        fine = np.append(fine, t1)
+    return fine
+
+
+def _initial_states(data, y0):
+    if y0 is None:
+        mask0 = np.asarray(data.mask[:, 0, :]) if getattr(data, "mask", None) is not None else True
+        if not np.all(mask0):
+            raise ValueError(
+                "discover: y0 is required when a state is unobserved at the first time "
+                "(pass the fitted initial state, e.g. "
+                "ude.train.fitted_initial_states(data, FitResult.extra))"
+            )
+        y0 = np.asarray(data.ys)[:, 0, :]
+    y0 = jnp.asarray(y0)
+    return y0[None] if y0.ndim == 1 else y0
+
+
+def _solved(sol):
+    if not bool(np.all(np.asarray(sol.ok))):
+        raise ValueError(f"discover: the model's trajectory could not be solved: {sol.message()}")
+    return np.asarray(sol.ys)
 
 
 def ude_trajectory(model, data, *, dt: float = 0.05, y0=None, options: SolverOptions | None = None):
@@ -119,26 +164,59 @@ def ude_trajectory(model, data, *, dt: float = 0.05, y0=None, options: SolverOpt
     ts = np.asarray(data.ts)
     if dt <= 0:
         raise ValueError(f"discover: dt must be > 0, got {dt!r}")
-    n = int(np.floor((ts[-1] - ts[0]) / dt + 1e-9)) + 1
-    fine = ts[0] + dt * np.arange(n)
-    if fine[-1] < ts[-1] - 1e-9:
-        fine = np.append(fine, ts[-1])
-    if y0 is None:
-        mask0 = np.asarray(data.mask[:, 0, :]) if getattr(data, "mask", None) is not None else True
-        if not np.all(mask0):
-            raise ValueError(
-                "discover: y0 is required when a state is unobserved at the first time "
-                "(pass the fitted initial state, e.g. "
-                "ude.train.fitted_initial_states(data, FitResult.extra))"
-            )
-        y0 = np.asarray(data.ys)[:, 0, :]
-    y0 = jnp.asarray(y0)
-    y0 = y0[None] if y0.ndim == 1 else y0
+    fine = _grid(ts[0], ts[-1], dt)
+    y0 = _initial_states(data, y0)
     options = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8)
-    sol = solve(model, y0, jnp.asarray(fine, dtype=y0.dtype), options)
-    if not bool(np.all(np.asarray(sol.ok))):
-        raise ValueError(f"discover: the model's trajectory could not be solved: {sol.message()}")
-    return fine, np.asarray(sol.ys)
+    return fine, _solved(solve(model, y0, jnp.asarray(fine, dtype=y0.dtype), options))
+
+
+def experiment_trajectories(
+    model, data, *, dt: float = 0.05, y0=None, options: SolverOptions | None = None
+):
+    """Every experiment's own trajectory of the model, every ``dt`` over *its* span (its first to
+    its last real save time), from its initial state, with its inputs (``data.inputs``) as
+    ``args``: ``(ts (traj, m), ys (traj, m, state), lengths)``, one vmapped solve. A shorter
+    experiment's rows after its ``lengths[i]`` repeat its end (padding, to drop)."""
+    if dt <= 0:
+        raise ValueError(f"discover: dt must be > 0, got {dt!r}")
+    times = np.asarray(data.times)
+    grids = [_grid(times[i, 0], times[i, n - 1], dt) for i, n in enumerate(data.lengths)]
+    m = max(len(g) for g in grids)
+    fine = np.stack([np.pad(g, (0, m - len(g)), mode="edge") for g in grids])
+    y0 = _initial_states(data, y0)
+    if y0.shape[0] != fine.shape[0]:
+        raise ValueError(f"discover: y0 has {y0.shape[0]} rows for {fine.shape[0]} experiments")
+    options = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8)
+    # one vmapped solve, each experiment on its own 1-D grid (as solve(..., ts (traj, m)) does)
+    one = jax.vmap(
+        lambda y, t, a: solve(model, y, t, options, args=a),
+        in_axes=(0, 0, None if data.inputs is None else 0),
+    )
+    sol = one(y0, jnp.asarray(fine, y0.dtype), data.inputs)
+    return fine, _solved(sol), tuple(len(g) for g in grids)
+
+
+def _experiment_samples(model, data, target, inputs, cols, **kw):
+    """``(T, Y, U, V)`` over the experiments' own trajectories, padding dropped: times, states,
+    the missing term (regressed columns) and the ``inputs``' values."""
+    have = data.input_names
+    lacking = [n for n in inputs if n not in have]
+    if lacking:
+        raise ValueError(
+            f"discover: the library reads the inputs {lacking}, which the data has not "
+            f"(its inputs: {list(have)})"
+        )
+    fine, ys, lengths = experiment_trajectories(model, data, **kw)
+    T, Y = jnp.asarray(fine, ys.dtype), jnp.asarray(ys)
+    if data.inputs is None:
+        U = jax.vmap(jax.vmap(target))(T, Y)
+        V = np.zeros((*fine.shape, 0))
+    else:
+        each = jax.vmap(lambda a, t, y: jax.vmap(lambda s, z: (target(s, z, a), a(s)))(t, y))
+        U, V = each(data.inputs, T, Y)
+        V = np.asarray(V)[..., [have.index(n) for n in inputs]]
+    real = np.arange(fine.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return fine[real], ys[real], np.asarray(U)[real][:, cols], V[real]
 
 
 def _regressed_states(model, state_names, states):
@@ -173,11 +251,15 @@ def discover(
     """Sparse-regress the learned missing term on ``library`` (the UDE paper's procedure).
 
     Args:
-        model: the trained UDE (anything with ``missing(t, y)`` and ``state_names``).
+        model: the trained UDE (anything with ``missing(t, y)`` and ``state_names``; over data
+            with inputs ``missing(t, y, args)``).
         data: a ``Dataset`` (the model's own trajectory is then sampled every ``dt`` over its
-            span from ``y0``), or the states to regress on directly: ``(ts, ys)`` with ys
-            ``(n, state)``, or an ``(n, state)`` array.
-        library: candidate terms (default: the paper's, monomials ≤ 5 + sin).
+            span from ``y0``; over experiments of their own times or inputs, each experiment's
+            over its own span, solved with its inputs; ``y0`` (traj, state)), or the states to
+            regress on directly: ``(ts, ys)`` with ys ``(n, state)``, or an ``(n, state)`` array.
+        library: candidate terms (default: the paper's, monomials ≤ 5 + sin). Over the states
+            and inputs (variables that are not the model's states are inputs, read from the data;
+            or an :class:`~ude.discovery.library.InputLibrary`).
         regressor: a sparse regressor (default: ``SR3(nu=100, regularizer="l0")``, the paper's
             method; a large relaxation ν starts it from a light ridge (1/ν), which on the short,
             ill-conditioned trajectories of the paper separates the true term far better than
@@ -185,7 +267,8 @@ def discover(
         lams: the λ sweep (default :data:`PAPER_LAMS`); a single λ is allowed.
         criterion: ``"paper"``, ``"aicc"`` or ``"knee"`` (see :mod:`ude.discovery.selection`).
         states: the states whose missing term is regressed (default: the network's outputs).
-        target: ``(t, y) -> missing`` (default ``model.missing``).
+        target: ``(t, y) -> missing`` (default ``model.missing``; ``(t, y, args)`` over data
+            with inputs, ``args`` an experiment's inputs).
         unbias: refit the kept terms by least squares after selection.
 
     Example::
@@ -196,16 +279,32 @@ def discover(
     """
     state_names = tuple(model.state_names)
     library = library if library is not None else paper_library(state_names)
-    if tuple(library.state_names) != state_names:
+    variables = tuple(library.state_names)
+    inputs = library.input_names or tuple(v for v in variables if v not in state_names)
+    if tuple(v for v in variables if v not in inputs) != state_names:
         raise ValueError(
-            f"discover: library.state_names {tuple(library.state_names)} differ from the "
-            f"model's {state_names}"
+            f"discover: library.state_names {variables} differ from the model's {state_names}"
+            + (f" (with the inputs {list(inputs)})" if inputs else "")
         )
     target = target if target is not None else model.missing
     regressed = _regressed_states(model, state_names, states)
     cols = [state_names.index(s) for s in regressed]
+    fit = dict(lams=lams, criterion=criterion, states=regressed, unbias=unbias)
 
-    if hasattr(data, "ts") and hasattr(data, "ys"):
+    is_data = hasattr(data, "ts") and hasattr(data, "ys")
+    own = getattr(data, "per_experiment_times", False) or getattr(data, "inputs", None) is not None
+    if is_data and (inputs or own):
+        T, Y, U, V = _experiment_samples(
+            model, data, target, inputs, cols, dt=dt, y0=y0, options=options
+        )
+        V = V if inputs else None
+        return regress(library, Y, U, regressor, inputs=V, input_names=inputs, ts=T, **fit)
+    if inputs:
+        raise ValueError(
+            f"discover: the library reads the inputs {list(inputs)}: give a Dataset with them, "
+            "or regress(..., inputs=...) on samples of your own"
+        )
+    if is_data:
         ts, ys = ude_trajectory(model, data, dt=dt, y0=y0, options=options)
         T = np.broadcast_to(ts, ys.shape[:2]).reshape(-1)
         Y = ys.reshape(-1, ys.shape[-1])
@@ -224,17 +323,32 @@ def discover(
 
     Yj = jnp.asarray(Y)
     U = np.asarray(jax.vmap(target)(jnp.asarray(T, dtype=Yj.dtype), Yj))[:, cols]
-    return regress(
-        library,
-        Y,
-        U,
-        regressor,
-        lams=lams,
-        criterion=criterion,
-        states=regressed,
-        unbias=unbias,
-        ts=ts,
-    )
+    return regress(library, Y, U, regressor, ts=ts, **fit)
+
+
+def _variables(library, state_names, Y, input_names=(), inputs=None) -> np.ndarray:
+    """The library's variables (n, variables) from the states ``Y`` and the inputs' values."""
+    if not input_names:
+        return Y
+    cols = dict(zip(state_names, Y.T, strict=True)) | dict(zip(input_names, inputs.T, strict=True))
+    return np.stack([cols[v] for v in library.state_names], axis=1)
+
+
+def _input_values(library, inputs, input_names, n: int):
+    """``(library declaring its inputs, names, values (n, inputs))`` for :func:`regress`."""
+    if isinstance(inputs, Mapping):
+        input_names, inputs = tuple(inputs), np.stack([np.asarray(v) for v in inputs.values()], 1)
+    names = tuple(library.input_names if input_names is None else input_names)
+    if not names or (library.input_names and set(names) != set(library.input_names)):
+        raise ValueError(
+            f"regress: name the inputs (input_names=) as the library's {list(library.input_names)}"
+            f", got {list(names)}"
+        )
+    V = np.asarray(inputs, float)
+    V = V[:, None] if V.ndim == 1 else V
+    if V.shape != (n, len(names)):
+        raise ValueError(f"regress: inputs must have shape ({n}, {len(names)}), got {V.shape}")
+    return library if library.input_names else InputLibrary(library, names), names, V
 
 
 def regress(
@@ -248,8 +362,11 @@ def regress(
     states: Sequence[str] | None = None,
     unbias: bool = True,
     ts=None,
+    inputs=None,
+    input_names: Sequence[str] | None = None,
 ) -> Discovery:
-    """Sweep ``regressor`` over ``lams`` on ``targets ≈ Θ(ys)·Ξ`` and select one λ per state.
+    """Sweep ``regressor`` over ``lams`` on ``targets ≈ Θ(ys, inputs)·Ξ`` and select one λ per
+    state.
 
     Args:
         library: candidate terms Θ.
@@ -257,8 +374,21 @@ def regress(
         targets: the missing term (n, len(states)), one column per regressed state.
         regressor, lams, criterion, unbias: as in :func:`discover`.
         states: the states the target columns belong to (default: all, in order).
+        inputs: the inputs' values at the samples, (n, inputs) (or ``{name: (n,)}``), when the
+            library reads inputs; their names are ``input_names`` (default: the library's
+            ``input_names``), library variables that are then not states.
     """
-    state_names = tuple(library.state_names)
+    n_samples = np.shape(ys)[0] if np.ndim(ys) else 0
+    names: tuple[str, ...] = ()
+    V = None
+    if inputs is not None:
+        library, names, V = _input_values(library, inputs, input_names, n_samples)
+    elif library.input_names:
+        raise ValueError(
+            f"regress: the library reads the inputs {list(library.input_names)}; pass their "
+            "values as inputs=(n, inputs)"
+        )
+    state_names = tuple(v for v in library.state_names if v not in names)
     regressor = regressor if regressor is not None else SR3(nu=100.0, regularizer="l0")
     if not isinstance(regressor, AbstractRegressor):
         raise ValueError(
@@ -278,7 +408,7 @@ def regress(
         raise ValueError(
             f"regress: targets must have shape ({Y.shape[0]}, {len(states)}), got {U.shape}"
         )
-    Theta = np.asarray(library(jnp.asarray(Y)))
+    Theta = np.asarray(library(jnp.asarray(_variables(library, state_names, Y, names, V))))
     if not (np.all(np.isfinite(Theta)) and np.all(np.isfinite(U))):
         raise ValueError("regress: the library or the targets are not finite on the samples")
 
@@ -311,4 +441,6 @@ def regress(
         ts=None if ts is None else np.asarray(ts),
         ys=Y,
         targets=U,
+        input_names=names,
+        inputs=V,
     )

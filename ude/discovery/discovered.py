@@ -1,8 +1,8 @@
-"""The discovered model as a vector field: known physics + Θ(y)·Ξ on the kept terms."""
+"""The discovered model as a vector field: known physics + Θ(y, u(t))·Ξ on the kept terms."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import equinox as eqx
@@ -12,12 +12,13 @@ import numpy as np
 from .._types import Array, Bool, Float, State
 from ..model import AbstractUDE
 from ..physics import AbstractPhysics, as_physics
-from .library import AbstractLibrary
+from ..physics.signals import read_signals
+from .library import AbstractLibrary, InputLibrary
 from .symbolic import format_equations, to_sympy
 
 
 class DiscoveredModel(AbstractUDE):
-    """``dy/dt = known(t, y) + Θ(y) · (Ξ ⊙ mask)``, a diffrax vector field.
+    """``dy/dt = known(t, y) + Θ(y, u(t)) · (Ξ ⊙ mask)``, a diffrax vector field.
 
     ``coefficients`` (terms, states) is an inexact array, so :func:`ude.model.trainable_filter`
     trains it; ``mask`` is a bool array (never trained) and multiplies the coefficients, so dropped
@@ -31,6 +32,11 @@ class DiscoveredModel(AbstractUDE):
         library: the candidate library Θ.
         coefficients: Ξ, shape (terms, states).
         mask: kept terms, bool (terms, states); default: the nonzero coefficients.
+        inputs: the library variables that are inputs ``u(t)`` (default: the library's
+            ``input_names``, e.g. of an :class:`~ude.discovery.library.InputLibrary`); the states
+            are the other variables. Their values at ``t`` are read by name from ``args`` (an
+            :class:`~ude.data.inputs.ExperimentInputs` or ``InputSignal``), as the known part
+            reads its own.
 
     Example::
 
@@ -49,6 +55,8 @@ class DiscoveredModel(AbstractUDE):
     coefficients: Float[Array, "terms states"]
     mask: Bool[Array, "terms states"]
     state_names: tuple[str, ...] = eqx.field(static=True)
+    input_names: tuple[str, ...] = eqx.field(static=True)
+    _order: tuple[int, ...] | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -56,13 +64,24 @@ class DiscoveredModel(AbstractUDE):
         library: AbstractLibrary,
         coefficients,
         mask=None,
+        inputs: Sequence[str] | None = None,
     ):
         if not isinstance(library, AbstractLibrary):
             raise ValueError(
                 f"DiscoveredModel: library must be an AbstractLibrary, got {type(library).__name__}"
             )
-        known = as_physics(known, library.state_names, who="DiscoveredModel")
-        shape = (library.n_terms, len(library.state_names))
+        inputs = tuple(library.input_names if inputs is None else inputs)
+        if library.input_names and set(inputs) != set(library.input_names):
+            raise ValueError(
+                f"DiscoveredModel: inputs {list(inputs)} differ from the library's "
+                f"{list(library.input_names)}"
+            )
+        if inputs and not library.input_names:  # the library says them: a rebuild keeps them
+            library = InputLibrary(library, inputs)
+        variables = tuple(library.state_names)
+        states = tuple(v for v in variables if v not in inputs)
+        known = as_physics(known, states, who="DiscoveredModel")
+        shape = (library.n_terms, len(states))
         coefficients = jnp.asarray(coefficients, dtype=jnp.result_type(float))
         if coefficients.shape != shape:
             raise ValueError(
@@ -76,19 +95,29 @@ class DiscoveredModel(AbstractUDE):
         self.library = library
         self.coefficients = jnp.where(mask, coefficients, 0.0)
         self.mask = mask
-        self.state_names = tuple(library.state_names)
+        self.state_names = states
+        self.input_names = inputs
+        # where each library variable sits in concat(y, u)
+        order = tuple((*states, *inputs).index(v) for v in variables)
+        self._order = None if order == tuple(range(len(order))) else order
 
     @property
     def xi(self) -> Float[Array, "terms states"]:
         """The effective coefficients: zero wherever ``mask`` is False."""
         return jnp.where(self.mask, self.coefficients, 0.0)
 
-    def missing(self, t, y: State) -> State:
-        """The discovered terms' contribution Θ(y)·Ξ."""
-        return (self.library(y) @ self.xi.astype(y.dtype)).astype(y.dtype)
+    def missing(self, t, y: State, args=None) -> State:
+        """The discovered terms' contribution Θ(y, u(t))·Ξ (the inputs read from ``args``)."""
+        z = y
+        if self.input_names:
+            reader = "DiscoveredModel: the discovered terms read the inputs"
+            u = read_signals(args, self.input_names, t, reader)
+            z = jnp.concatenate([y, u.astype(y.dtype)])
+            z = z if self._order is None else z[jnp.asarray(self._order)]
+        return (self.library(z) @ self.xi.astype(y.dtype)).astype(y.dtype)
 
     def __call__(self, t, y, args=None):
-        return self.known(t, y, args) + self.missing(t, y)
+        return self.known(t, y, args) + self.missing(t, y, args)
 
     # ---- reporting ----------------------------------------------------------------------------
     @property
@@ -109,7 +138,7 @@ class DiscoveredModel(AbstractUDE):
 
     def to_sympy(self):
         """``{state: expr}`` of the discovered terms."""
-        return to_sympy(np.asarray(self.xi), self.names, self.state_names)
+        return to_sympy(np.asarray(self.xi), self.names, self.state_names, self.input_names)
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """``{state: {term: coefficient}}`` over the kept terms."""

@@ -10,6 +10,8 @@ libraries; the paper's library is::
     PolynomialLibrary(("x", "y"), degree=5) + TrigLibrary(
         ("x", "y"), functions=("sin",)
     )  # 23 terms
+With inputs ``u(t)`` (SINDYc) a library is built over states and inputs, and
+:class:`InputLibrary` says which are inputs (and may keep only state, input or cross terms).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sympy
 from .._types import Array, ArrayLike, Float
 from ..equations.lower import lower
 from ..equations.parse import EquationError, library_term
-from .symbolic import term_to_sympy
+from .symbolic import term_to_sympy, term_variables
 
 TRIG: dict[str, Callable] = {"sin": jnp.sin, "cos": jnp.cos}
 
@@ -41,6 +43,12 @@ class AbstractLibrary(eqx.Module):
 
     def _columns(self, Y: Float[Array, "n state"]) -> list[Array]:
         raise NotImplementedError
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The variables that are inputs ``u(t)``, not states (none unless declared by
+        :class:`InputLibrary`)."""
+        return ()
 
     @property
     def n_terms(self) -> int:
@@ -281,9 +289,17 @@ class ExpressionLibrary(AbstractLibrary):
         return list(lower(self.exprs, self.state_names)(*(Y[:, i] for i in range(Y.shape[1]))))
 
 
+def _has_text_terms(lib: AbstractLibrary) -> bool:
+    if isinstance(lib, InputLibrary):
+        return _has_text_terms(lib.library)
+    if isinstance(lib, CombinedLibrary):
+        return any(_has_text_terms(p) for p in lib.parts)
+    return isinstance(lib, ExpressionLibrary)
+
+
 def _check_same_terms(parts: Sequence[AbstractLibrary], states: tuple[str, ...]) -> None:
     """Reject a text term equal (as an expression) to a term of another part."""
-    if not any(isinstance(p, ExpressionLibrary) for p in parts):
+    if not any(_has_text_terms(p) for p in parts):
         return
     seen: dict = {}
     for p in parts:
@@ -334,8 +350,95 @@ class CombinedLibrary(AbstractLibrary):
     def names(self) -> tuple[str, ...]:
         return tuple(n for p in self.parts for n in p.names)
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n for p in self.parts for n in p.input_names))
+
     def _columns(self, Y):
         return [c for p in self.parts for c in p._columns(Y)]
+
+
+KINDS = ("state", "input", "cross")
+"""What a term reads: no input (``"state"``; the constant ``"1"`` too), only inputs
+(``"input"``), or both (``"cross"``)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _kinds(names: tuple[str, ...], variables: tuple[str, ...], inputs: frozenset) -> tuple:
+    out = []
+    for n in names:
+        used = term_variables(n, variables)
+        reads_input, reads_state = bool(used & inputs), bool(used - inputs)
+        out.append(("cross" if reads_state else "input") if reads_input else "state")
+    return tuple(out)
+
+
+def term_kinds(library: AbstractLibrary, inputs: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The kind (:data:`KINDS`) of every term of ``library`` by the variables its name reads
+    (``"u*x/(x + 1)"``: ``"cross"``); ``inputs`` defaults to the library's ``input_names``."""
+    inputs = library.input_names if inputs is None else tuple(inputs)
+    return _kinds(tuple(library.names), tuple(library.state_names), frozenset(inputs))
+
+
+class InputLibrary(AbstractLibrary):
+    """A library over states and inputs ``u(t)`` (SINDYc): ``library``'s variables
+    (``state_names``) are the states and ``inputs``; only the terms whose kind (:func:`term_kinds`:
+    ``"state"``, ``"input"``, ``"cross"``) is in ``kinds`` are kept, in their order.
+
+    Θ is evaluated at the variables (``library.state_names`` order); a ``DiscoveredModel`` and
+    ``discover`` read :attr:`input_names` to take the inputs from a solve's ``args`` or the data.
+    Any library kind can be wrapped (text terms like ``"u*x/(1 + x)"`` too).
+
+    >>> lib = PolynomialLibrary(("x", "u"), 2)
+    >>> InputLibrary(lib, ("u",), kinds=("state", "cross")).names
+    ('1', 'x', 'x^2', 'x*u')
+    """
+
+    library: AbstractLibrary
+    inputs: tuple[str, ...] = eqx.field(static=True)
+    kinds: tuple[str, ...] = eqx.field(static=True)
+    keep: tuple[int, ...] = eqx.field(static=True)
+    state_names: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(
+        self, library: AbstractLibrary, inputs: Sequence[str], kinds: Sequence[str] = KINDS
+    ):
+        if not isinstance(library, AbstractLibrary):
+            raise ValueError(f"InputLibrary: library must be a library, got {type(library)}")
+        variables = tuple(library.state_names)
+        inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+        unknown = [n for n in inputs if n not in variables]
+        if unknown or len(set(inputs)) != len(inputs) or len(inputs) >= len(variables):
+            raise ValueError(
+                f"InputLibrary: inputs must be distinct variables of the library {list(variables)}"
+                f" and leave at least one state; got {list(inputs)}"
+            )
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(
+                f"InputLibrary: kinds must be distinct of {list(KINDS)}, got {kinds!r}"
+            )
+        self.kinds = kinds
+        self.keep = tuple(i for i, k in enumerate(term_kinds(library, inputs)) if k in kinds)
+        if not self.keep:
+            raise ValueError(
+                f"InputLibrary: no term of {type(library).__name__} is of the kinds "
+                f"{list(self.kinds)} (inputs {list(inputs)})"
+            )
+        self.library = library
+        self.inputs = inputs
+        self.state_names = variables
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.library.names[i] for i in self.keep)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.inputs
+
+    def _columns(self, Y):
+        return [c for i, c in enumerate(self.library._columns(Y)) if i in self.keep]
 
 
 def paper_library(state_names: Sequence[str] = ("x", "y"), degree: int = 5) -> CombinedLibrary:
@@ -347,26 +450,38 @@ def paper_library(state_names: Sequence[str] = ("x", "y"), degree: int = 5) -> C
 
 
 def library_from_spec(
-    state_names: Sequence[str], spec: Mapping | Sequence[Mapping]
+    state_names: Sequence[str],
+    spec: Mapping | Sequence[Mapping],
+    *,
+    inputs: Sequence[str] = (),
+    kinds: Sequence[str] | None = None,
 ) -> AbstractLibrary:
     """Build a library from plain data (for configs), e.g.
     ``[{"kind": "polynomial", "degree": 5}, {"kind": "trig", "functions": ["sin"]},
     {"kind": "expressions", "terms": ["y/(1 + y)"]}]``. A bad text term raises
-    :class:`~ude.equations.parse.EquationError` at ``spec[i].terms[j]``."""
+    :class:`~ude.equations.parse.EquationError` at ``spec[i].terms[j]``.
+
+    With ``inputs`` (names of inputs ``u(t)``) every item is built over the states and the inputs
+    and wrapped in :class:`InputLibrary`; an item's ``"kinds"`` (``["state", "cross"]``, from
+    :data:`KINDS`) keeps only its terms of those kinds, ``kinds`` here is the default for items
+    that say none (all kinds)."""
     items = [spec] if isinstance(spec, Mapping) else list(spec)
     if not items:
         raise ValueError("library_from_spec: spec must name at least one library")
+    inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    variables = tuple(state_names) + inputs
     libs = []
     for i, item in enumerate(items):
         item = dict(item)
         kind = item.pop("kind", None)
+        item_kinds = item.pop("kinds", kinds)
         if kind == "polynomial":
-            libs.append(PolynomialLibrary(state_names, **item))
+            lib = PolynomialLibrary(variables, **item)
         elif kind == "trig":
-            libs.append(TrigLibrary(state_names, **item))
+            lib = TrigLibrary(variables, **item)
         elif kind == "expressions":
             try:
-                libs.append(ExpressionLibrary(state_names, **item))
+                lib = ExpressionLibrary(variables, **item)
             except EquationError as e:
                 raise EquationError(f"spec[{i}].{e.path}", e.problem) from None
         else:
@@ -374,4 +489,10 @@ def library_from_spec(
                 f"library_from_spec: spec[{i}].kind must be 'polynomial', 'trig' or "
                 f"'expressions', got {kind!r}"
             )
+        if inputs or item_kinds is not None:
+            try:
+                lib = InputLibrary(lib, inputs, KINDS if item_kinds is None else item_kinds)
+            except ValueError as e:
+                raise ValueError(f"library_from_spec: spec[{i}]: {e}") from None
+        libs.append(lib)
     return libs[0] if len(libs) == 1 else CombinedLibrary(libs)

@@ -5,6 +5,7 @@ The printed form parses back with :func:`parse_equations`, so a report can be re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -43,6 +44,16 @@ def term_to_sympy(name: str, state_names: Sequence[str]) -> sympy.Expr:
         return parse_expr(name, local_dict=_symbols(state_names), transformations=_TRANSFORMS)
     except Exception as e:  # sympy raises many kinds
         raise ValueError(f"term_to_sympy: cannot parse term name {name!r}: {e}") from e
+
+
+def term_variables(name: str, variables: Sequence[str]) -> set[str]:
+    """The ``variables`` a term name reads: its SymPy free symbols (the identifiers in it when it
+    does not parse, e.g. a :class:`~ude.discovery.CustomLibrary` name)."""
+    try:
+        used = {str(s) for s in term_to_sympy(name, variables).free_symbols}
+    except ValueError:
+        used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", name))
+    return used & set(variables)
 
 
 def _fmt(c: float, precision: int) -> str:
@@ -84,11 +95,12 @@ def format_equations(
 
 
 def to_sympy(
-    coefficients, names: Sequence[str], state_names: Sequence[str]
+    coefficients, names: Sequence[str], state_names: Sequence[str], inputs: Sequence[str] = ()
 ) -> dict[str, sympy.Expr]:
-    """``{state: Σ ξ_k · term_k}`` as SymPy expressions (exact floats of the coefficients)."""
+    """``{state: Σ ξ_k · term_k}`` as SymPy expressions (exact floats of the coefficients); terms
+    may read the ``inputs`` too."""
     xi = np.asarray(coefficients)
-    terms = [term_to_sympy(n, state_names) for n in names]
+    terms = [term_to_sympy(n, (*state_names, *inputs)) for n in names]
     out = {}
     for j, s in enumerate(state_names):
         expr = sympy.Integer(0)
@@ -99,8 +111,11 @@ def to_sympy(
     return out
 
 
-def parse_equations(text: str | Sequence[str], state_names: Sequence[str]) -> dict[str, sympy.Expr]:
-    """Read lines ``"x' = 1.3 x - 0.899 x*y"`` (as printed) back into ``{state: expr}``.
+def parse_equations(
+    text: str | Sequence[str], state_names: Sequence[str], inputs: Sequence[str] = ()
+) -> dict[str, sympy.Expr]:
+    """Read lines ``"x' = 1.3 x - 0.899 x*y"`` (as printed) back into ``{state: expr}``; the
+    right-hand sides may read the ``inputs`` too.
 
     Accepts the Unicode minus ``−`` and ``dx/dt =`` as well as ``x' =``.
     """
@@ -125,7 +140,7 @@ def parse_equations(text: str | Sequence[str], state_names: Sequence[str]) -> di
         rhs = rhs.replace("−", "-").replace("·", "*")
         try:
             out[state] = parse_expr(
-                rhs, local_dict=_symbols(state_names), transformations=_TRANSFORMS
+                rhs, local_dict=_symbols((*state_names, *inputs)), transformations=_TRANSFORMS
             )
         except Exception as e:
             raise ValueError(f"parse_equations: cannot parse {rhs!r}: {e}") from e
@@ -133,13 +148,16 @@ def parse_equations(text: str | Sequence[str], state_names: Sequence[str]) -> di
 
 
 def coefficients_from_sympy(
-    exprs: Mapping[str, sympy.Expr], names: Sequence[str], state_names: Sequence[str]
+    exprs: Mapping[str, sympy.Expr],
+    names: Sequence[str],
+    state_names: Sequence[str],
+    inputs: Sequence[str] = (),
 ) -> np.ndarray:
     """Inverse of :func:`to_sympy` for expressions linear in the library terms: ``(terms, states)``.
 
     Raises ``ValueError`` if an expression holds a term the library does not have.
     """
-    terms = [term_to_sympy(n, state_names) for n in names]
+    terms = [term_to_sympy(n, (*state_names, *inputs)) for n in names]
     xi = np.zeros((len(names), len(state_names)))
     for s, expr in exprs.items():
         j = list(state_names).index(s)

@@ -104,8 +104,8 @@ def _stage_data(data, horizon, stacked: bool):
     if horizon is None:
         return data
     if not stacked:
-        return data.window(float(data.ts[0]), float(horizon))
-    return stack([d.window(float(d.ts[0]), float(horizon)) for d in unstack(data)])
+        return data.window(data.span()[0], float(horizon))
+    return stack([d.window(d.span()[0], float(horizon)) for d in unstack(data)])
 
 
 def place_data(data, mesh, stacked: bool):

@@ -96,7 +96,7 @@ class SingleProgram(AbstractFitProgram):
         horizon = None if s_idx is None else self.stages[s_idx].horizon
         if horizon is None:
             return self.data
-        return self.data.window(float(self.data.ts[0]), float(horizon))
+        return self.data.window(self.data.span()[0], float(horizon))
 
     def init_extra(self, params, data):
         return self.strategy.init(eqx.combine(params, self.static), data, None)

@@ -10,6 +10,9 @@ A strategy is an equinox Module with
   history and reports show; equal to ``loss`` except for random minibatches).
 
 All of them solve through :func:`ude.solve.solve`, so solver, tolerances and adjoint are options.
+A dataset of experiments (each with its own save times, initial state and inputs) is one batch:
+every solve is vmapped over the experiments, each reading its own inputs as ``args``, so the loss
+over all experiments is one compiled program and equals the sum of the experiments' own losses.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import jax.random as jr
 import numpy as np
 
 from .._types import Array, Float
-from ..solve import SolverOptions, solve
+from ..solve import SolverOptions, solve, solve_data
 from .losses import REDUCTIONS, l2_penalty, squared_error
 
 
@@ -163,7 +166,7 @@ class SingleShooting(AbstractStrategy):
     def predict(self, model, extra, data):
         extra = _typed(extra)
         y0 = extra.y0 if isinstance(extra, LearnedInitialStates) else initial_states(data)
-        return solve(model, y0, data.ts, self.options)
+        return solve_data(model, y0, data, self.options)
 
     def loss(self, model, extra, data, key=None):
         sol = self.predict(model, extra, data)
@@ -208,62 +211,83 @@ class MultipleShooting(AbstractStrategy):
                 f"MultipleShooting: segments must be a positive integer, got {self.segments!r}"
             )
 
-    def _layout(self, n_times):
-        bounds = segment_bounds(n_times, self.segments)
-        length = int(np.max(np.diff(bounds))) + 1
+    def _layout(self, lengths: tuple[int, ...]):
+        """Per trajectory ``(bounds (S+1,), idx (S, L), valid (S, L))`` stacked over trajectories:
+        every experiment is cut into ``segments`` pieces of its own length."""
+        per = []
+        for i, n in enumerate(lengths):
+            try:
+                per.append(segment_bounds(n, self.segments))
+            except ValueError as e:
+                raise ValueError(f"MultipleShooting: trajectory {i}: {e}") from None
+        length = max(int(np.max(np.diff(b))) + 1 for b in per)
         idx = np.stack(
             [
-                np.minimum(b + np.arange(length), e)
-                for b, e in zip(bounds[:-1], bounds[1:], strict=True)
+                [np.minimum(b + np.arange(length), e) for b, e in zip(bd[:-1], bd[1:], strict=True)]
+                for bd in per
             ]
         )
         valid = np.stack(
-            [b + np.arange(length) <= e for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
+            [
+                [b + np.arange(length) <= e for b, e in zip(bd[:-1], bd[1:], strict=True)]
+                for bd in per
+            ]
         )
-        return bounds, idx, valid
+        return np.stack(per), idx, valid
 
     def init(self, model, data, key=None):
-        bounds, _, _ = self._layout(data.ts.shape[0])
-        starts = bounds[:-1]
+        bounds, _, _ = self._layout(data.lengths)
+        starts = bounds[:, :-1]  # (traj, segments)
+        rows = np.arange(data.n_traj)[:, None]
         y0 = initial_states(data)
-        guess = solve(model, y0, data.ts, self.options).ys  # (traj, times, state)
+        guess = solve_data(model, y0, data, self.options).ys  # (traj, times, state)
         guess = jnp.where(jnp.isfinite(guess), guess, y0[:, None, :])
-        obs = data.mask[:, starts, :]
-        return SegmentStarts(starts=jnp.where(obs, data.ys[:, starts, :], guess[:, starts, :]))
+        obs = data.mask[rows, starts, :]
+        return SegmentStarts(
+            starts=jnp.where(obs, data.ys[rows, starts, :], guess[rows, starts, :])
+        )
 
     def _segments(self, model, extra, data):
-        bounds, idx, valid = self._layout(data.ts.shape[0])
+        bounds, idx, valid = self._layout(data.lengths)
+        rows = np.arange(data.n_traj)[:, None]
         starts = _typed(extra).starts
         if self.fix_observed:
-            s = bounds[:-1]
-            starts = jnp.where(data.mask[:, s, :], data.ys[:, s, :], starts)
-        seg_ts = data.ts[idx]  # (segments, length); padded entries repeat the segment's end time
+            s = bounds[:, :-1]
+            starts = jnp.where(data.mask[rows, s, :], data.ys[rows, s, :], starts)
+        if data.per_experiment_times:
+            seg_ts, t_axis = data.ts[rows[:, :, None], idx], 0  # (traj, segments, length)
+        else:  # shared times: one (segments, length) grid for every trajectory
+            seg_ts, t_axis = data.ts[idx[0]], None
+        # padded entries repeat the segment's end time
+        a_axis = None if data.inputs is None else 0
 
-        def one(y0, ts):
-            return solve(model, y0, ts, self.options)
+        def per_traj(y0s, ts, args):  # over segments
+            return jax.vmap(lambda y0, t: solve(model, y0, t, self.options, args=args))(y0s, ts)
 
-        per_traj = jax.vmap(one, in_axes=(0, 0))  # over segments
-        sols = jax.vmap(per_traj, in_axes=(0, None))(starts, seg_ts)  # (traj, seg, length, state)
-        return sols, idx, valid, starts
+        sols = jax.vmap(per_traj, in_axes=(0, t_axis, a_axis))(starts, seg_ts, data.inputs)
+        return sols, idx, valid, starts  # sols.ys: (traj, segments, length, state)
 
     def loss(self, model, extra, data, key=None):
         sols, idx, valid, starts = self._segments(model, extra, data)
-        ys = data.ys[:, idx, :]
-        mask = data.mask[:, idx, :] & jnp.asarray(valid)[None, :, :, None]
+        rows = np.arange(data.n_traj)[:, None, None]
+        ys = data.ys[rows, idx, :]
+        mask = data.mask[rows, idx, :] & jnp.asarray(valid)[..., None]
         # each interior boundary point belongs to two segments: count it once (in the later one)
-        last = np.argmax(np.cumsum(valid, axis=1), axis=1)
+        last = np.argmax(np.cumsum(valid, axis=2), axis=2)  # (traj, segments)
+        n_seg = last.shape[1]
         not_end = np.ones_like(valid)
-        not_end[np.arange(len(last))[:-1], last[:-1]] = False
-        mask = mask & jnp.asarray(not_end)[None, :, :, None]
+        for i in range(valid.shape[0]):
+            not_end[i, np.arange(n_seg)[:-1], last[i, :-1]] = False
+        mask = mask & jnp.asarray(not_end)[..., None]
         fit = self._err(sols.ys, ys, mask)
-        ends = sols.ys[:, jnp.arange(len(last))[:-1], jnp.asarray(last[:-1]), :]
+        ends = sols.ys[rows[:, :, 0], np.arange(n_seg)[None, :-1], last[:, :-1], :]
         gap = jnp.sum((ends - starts[:, 1:, :]) ** 2)
         return fit + self.continuity * gap + self._penalty(model), jnp.all(sols.ok)
 
     def full_loss(self, model, extra, data):
         """Single-shooting loss of the model from the first learned start (comparable across
         strategies)."""
-        sol = solve(model, fitted_initial_states(data, extra), data.ts, self.options)
+        sol = solve_data(model, fitted_initial_states(data, extra), data, self.options)
         return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
 
 
@@ -300,19 +324,29 @@ class WindowMinibatch(AbstractStrategy):
             raise ValueError(f"WindowMinibatch: window={self.window} exceeds the {n_times} samples")
         if key is None:  # deterministic: every start
             return self.full_loss(model, extra, data), jnp.array(True)
-        ok_start = jnp.all(data.mask, axis=-1)[:, : n_times - self.window + 1]  # (traj, starts)
+        # a window starts at a fully observed sample and ends inside its own experiment
+        starts_ok = jnp.all(data.mask, axis=-1)[:, : n_times - self.window + 1]  # (traj, starts)
+        fits = (
+            np.arange(n_times - self.window + 1)[None, :] + self.window
+            <= np.asarray(data.lengths)[:, None]
+        )
+        ok_start = starts_ok & jnp.asarray(fits)
         logits = jnp.where(ok_start, 0.0, -jnp.inf).reshape(-1)
         flat = jr.categorical(key, logits, shape=(self.batch,))
         traj, start = flat // ok_start.shape[1], flat % ok_start.shape[1]
         idx = start[:, None] + jnp.arange(self.window)[None, :]
         ys = data.ys[traj[:, None], idx]
         mask = data.mask[traj[:, None], idx]
-        ts = data.ts[idx]
-        sols = jax.vmap(lambda y0, t: solve(model, y0, t, self.options))(ys[:, 0], ts)
+        ts = data.times[traj[:, None], idx]
+        if data.inputs is None:
+            sols = jax.vmap(lambda y0, t: solve(model, y0, t, self.options))(ys[:, 0], ts)
+        else:
+            args = jax.tree_util.tree_map(lambda x: x[traj], data.inputs)
+            sols = solve(model, ys[:, 0], ts, self.options, args=args, batched_args=True)
         return self._err(sols.ys, ys, mask) + self._penalty(model), jnp.all(sols.ok)
 
     def full_loss(self, model, extra, data):
-        sol = solve(model, initial_states(data), data.ts, self.options)
+        sol = solve_data(model, initial_states(data), data, self.options)
         return self._err(sol.ys, data.ys, data.mask) + self._penalty(model)
 
 
@@ -367,10 +401,27 @@ class Collocation(AbstractStrategy):
             raise ValueError(f"Collocation: degree must be an integer >= 1, got {self.degree!r}")
 
     def loss(self, model, extra, data, key=None):
-        states, rates, valid = smooth_derivatives(
-            data.ts, data.ys, data.mask, self.bandwidth, self.degree
-        )
+        if data.per_experiment_times:  # every experiment smoothed over its own times
+
+            def one(t, y, m):
+                bandwidth = self.bandwidth
+                if bandwidth is None:  # the median spacing of the experiment's own times
+                    d = jnp.diff(t)
+                    spacing = jnp.nanmedian(jnp.where(d > 0, d, jnp.nan))
+                    bandwidth = (self.degree + 2) * spacing
+                out = smooth_derivatives(t, y[None], m[None], bandwidth, self.degree)
+                return jax.tree_util.tree_map(lambda a: a[0], out)
+
+            states, rates, valid = jax.vmap(one)(data.ts, data.ys, data.mask)
+            valid = valid & data.time_mask[:, :, None]  # padding is not a time
+        else:
+            states, rates, valid = smooth_derivatives(
+                data.ts, data.ys, data.mask, self.bandwidth, self.degree
+            )
         valid = valid & jnp.all(valid, axis=-1, keepdims=True)
-        f = jax.vmap(jax.vmap(model, in_axes=(0, 0, None)), in_axes=(None, 0, None))
-        pred = f(data.ts, jnp.where(valid, states, 0.0), None)
+        over_times = jax.vmap(model, in_axes=(0, 0, None))
+        t_axis = 0 if data.per_experiment_times else None
+        a_axis = None if data.inputs is None else 0
+        f = jax.vmap(over_times, in_axes=(t_axis, 0, a_axis))
+        pred = f(data.ts, jnp.where(valid, states, 0.0), data.inputs)
         return self._err(pred, rates, valid) + self._penalty(model), jnp.array(True)
