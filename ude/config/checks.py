@@ -12,6 +12,13 @@ from __future__ import annotations
 import re
 
 from ..registry import SystemSpec
+from .checks_data import (
+    check_experiments as _check_experiments,
+    check_file_states as _check_file_states,
+    check_observe as _check_observe,
+    check_windows as _check_windows,
+    span as _span,
+)
 from .messages import _suggest
 from .schema import DataConfig, ModelConfig
 from .schema_train import TrainConfig
@@ -46,7 +53,8 @@ def _cross_check(s: dict, invalid: set) -> Items:
     out += problems
     if model is None or (system is None and not _equations_model(model, truth)):
         return out
-    spec, problems = model_spec(model, truth)
+    inputs = () if data is None else tuple(data.inputs) + tuple(data.constants)
+    spec, problems = model_spec(model, truth, inputs)
     out += problems
     if spec is None:
         return out
@@ -59,8 +67,9 @@ def _cross_check(s: dict, invalid: set) -> Items:
     out += _check_known(model, spec)
     out += _check_model_parameters(model, truth, data, spec, used)
     out += _check_trainable(model, truth, spec, known, used)
-    out += _check_network(model, spec, known)
+    out += _check_network(model, spec, known, inputs)
     if data is not None:
+        out += _check_experiments(truth, data, spec.state_names)
         grid = time_grid(data)
         out += _check_observe(data, grid, spec.state_names) + _check_file_states(data, spec)
         out += _check_windows(data)
@@ -263,8 +272,11 @@ def _check_trainable(
     return out
 
 
-def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> Items:
-    """Something trains; the network's inputs and outputs are states; one scale per input."""
+def _check_network(
+    model: ModelConfig, spec: SystemSpec, known: list[str], signals: tuple[str, ...] = ()
+) -> Items:
+    """Something trains; the network reads states and the experiments' inputs and writes states;
+    one scale per input."""
     net, states = model.network, spec.state_names
     if net is None:
         out = []
@@ -275,14 +287,20 @@ def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> It
         return out
     out = []
     for f in ("inputs", "outputs"):
+        allowed = tuple(states) + (tuple(signals) if f == "inputs" else ())
         for i, n in enumerate(getattr(net, f) or []):
-            if n not in states:
+            if n not in allowed:
+                what = "states and inputs" if signals and f == "inputs" else "states"
                 out.append(
                     (
                         f"model.network.{f}[{i}]",
-                        f"unknown state {n!r}{_suggest(n, states)}; states are {', '.join(states)}",
+                        f"unknown {'name' if signals and f == 'inputs' else 'state'} {n!r}"
+                        f"{_suggest(n, allowed)}; {what} are {', '.join(allowed)}",
                     )
                 )
+        names = getattr(net, f) or []
+        if len(set(names)) != len(names):
+            out.append((f"model.network.{f}", f"lists a name twice: {names}"))
     n_in = len(net.inputs) if net.inputs is not None else len(states)
     if net.input_scale is not None and len(net.input_scale) not in (1, n_in):
         out.append(
@@ -291,85 +309,6 @@ def _check_network(model: ModelConfig, spec: SystemSpec, known: list[str]) -> It
                 f"give one value or one per input ({n_in}), got {len(net.input_scale)}",
             )
         )
-    return out
-
-
-# ---- data -------------------------------------------------------------------------------------
-def _span(data: DataConfig) -> tuple[float | None, float | None, float | None]:
-    """The data's start and end (None for a file) and the training end (default: the data's)."""
-    t0 = data.t_span[0] if data.t_span is not None else None
-    t_data_end = data.t_span[1] if data.t_span is not None else None
-    t_train = data.train_end if data.train_end is not None else t_data_end
-    return t0, t_data_end, t_train
-
-
-def _check_observe(data: DataConfig, grid: list | None, states: tuple[str, ...]) -> Items:
-    """``data.observe`` names states, and its times are save times (``grid``)."""
-    out = []
-    for state, times in (data.observe or {}).items():
-        if state not in states:
-            out.append(
-                (
-                    f"data.observe.{state}",
-                    f"unknown state{_suggest(state, states)}; states are {', '.join(states)}",
-                )
-            )
-        elif isinstance(times, list) and grid is not None:
-            tol = 1e-9 * max(1.0, abs(grid[-1]))
-            for j, t in enumerate(times):
-                if not any(abs(t - g) <= tol for g in grid):
-                    out.append(
-                        (
-                            f"data.observe.{state}[{j}]",
-                            f"time {t} is not a save time "
-                            f"(t_span {list(data.t_span)}, "
-                            f"{len(grid)} samples)",
-                        )
-                    )
-    return out
-
-
-def _check_file_states(data: DataConfig, spec: SystemSpec) -> Items:
-    if data.file is None or len(data.file.states) == len(spec.state_names):
-        return []
-    states = spec.state_names
-    return [
-        (
-            "data.file.states",
-            f"lists {len(data.file.states)} columns for the "
-            f"{len(states)} states of {spec.name} ({', '.join(states)})",
-        )
-    ]
-
-
-def _check_windows(data: DataConfig) -> Items:
-    """The training end lies in the data; the held-out window after it, inside the data."""
-    t0, t_data_end, t_train = _span(data)
-    out = []
-    if data.train_end is not None and t0 is not None:
-        if not t0 < data.train_end <= t_data_end:
-            out.append(
-                (
-                    "data.train_end",
-                    f"must lie in the data span ({t0}, {t_data_end}], got {data.train_end}",
-                )
-            )
-    if data.held_out is not None:
-        if t_train is not None and data.held_out[0] < t_train:
-            out.append(
-                (
-                    "data.held_out",
-                    f"starts at {data.held_out[0]}, before the training end "
-                    f"{t_train}; held-out data must come after training",
-                )
-            )
-        if t_data_end is not None and data.held_out[1] > t_data_end:
-            out.append(
-                (
-                    "data.held_out",
-                    f"ends at {data.held_out[1]}, after the end of the data {t_data_end}",
-                )
-            )
     return out
 
 

@@ -66,7 +66,13 @@ def _resolve_model(cfg: ExperimentConfig) -> dict:
         m["known"] = equations_from_terms(spec, _known_terms(model.known, spec))
     states = model_states(model, truth)
     m["states"] = list(states)
-    parsed, _ = parse_block(m["known"], states=states, parameters=list(values), where="model.known")
+    parsed, _ = parse_block(
+        m["known"],
+        states=states,
+        parameters=list(values),
+        where="model.known",
+        inputs=cfg.input_names,
+    )
     used = parsed.used_parameters()
     m["parameters"] = {p: float(values[p]) for p in values if p in used or p in model.parameters}
     return m
@@ -76,7 +82,7 @@ def _resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     """Fill the defaults that depend on other sections."""
     d = cfg.model_dump(mode="python")
     d["model"] = _resolve_model(cfg)
-    if cfg.data.file is None:
+    if cfg.data.file is None and cfg.data.experiments is None:
         if d["data"]["train_end"] is None:
             d["data"]["train_end"] = float(cfg.data.t_span[1])
         if d["data"]["held_out"] is None and d["data"]["train_end"] < cfg.data.t_span[1]:
@@ -116,6 +122,7 @@ def validate_config(raw: Any, source: str | None = None) -> ExperimentConfig:
     every problem at once, or return the resolved :class:`ExperimentConfig`."""
     if not isinstance(raw, dict):
         raise ConfigError([f"the config must be a mapping of sections, got {_show(raw)}"], source)
+    _share_inputs(raw)
     items: list[tuple[str, str]] = []
     cfg = None
     try:
@@ -131,6 +138,21 @@ def validate_config(raw: Any, source: str | None = None) -> ExperimentConfig:
     if items:
         raise ConfigError(_format(items), source)
     return _resolve(cfg)
+
+
+def _share_inputs(raw: dict) -> None:
+    """The truth's equations may read the experiments' inputs: ``truth.inputs`` is filled in
+    from ``data.inputs`` and ``data.constants`` (when they are lists of names)."""
+    truth, data = raw.get("truth"), raw.get("data")
+    if not isinstance(truth, dict) or not isinstance(data, dict) or "inputs" in truth:
+        return
+    names = []
+    for key in ("inputs", "constants"):
+        v = data.get(key)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            names += v
+    if names:
+        truth["inputs"] = names
 
 
 def _resolve_file_path(raw: dict, base: Path | None) -> None:

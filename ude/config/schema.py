@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from ..registry import ADJOINT_NAMES, SOLVER_NAMES, SystemSpec
 from .fields import Bool, Name, NonNegFloat, NonNegInt, Num, PosFloat, PosInt, _Section
-from .messages import _choice, _Problems, _show
+from .messages import _choice, _Problems, _show, _suggest
 from .schema_model import ModelConfig, NetworkConfig, ParameterConfig, TruthConfig
 from .schema_train import DiscoveryConfig, TrainConfig
 from .systems import model_spec
@@ -35,6 +35,7 @@ __all__ = [
     "OutputConfig",
     "ParallelConfig",
     "ExperimentConfig",
+    "ExperimentSpec",
     "SECTIONS",
 ]
 
@@ -47,6 +48,7 @@ class FileConfig(_Section):
     states: list[Name] = Field(min_length=1)
     normalize: Literal["max"] | None = None
     t_offset: Num = 0.0
+    experiment: Name | None = None  # the column naming each row's experiment (long format)
 
     @model_validator(mode="after")
     def _check(self):
@@ -86,12 +88,79 @@ class NoiseConfig(_Section):
         return self
 
 
+def _input_expression(text, where: str):
+    """``text`` (an expression of ``t``, or a number) as a problem list (empty when it parses)."""
+    from ..equations.parse import EquationError, parse_expression
+
+    try:
+        parse_expression(text, (), path=where)
+    except EquationError as e:
+        return [(e.path or where, e.problem)]
+    return []
+
+
+class ExperimentSpec(_Section):
+    """One simulated experiment: its ``name``, initial state ``y0``, save times (``t_span`` with
+    ``dt`` or ``samples``), its ``inputs`` (``{name: expression of t}``, sampled at
+    ``input_samples`` equally spaced times and interpolated as ``data.interpolation`` says, so the
+    model sees the signal the truth was driven by) and its ``constants`` (``{name: number}``)."""
+
+    name: Name
+    y0: list[Num] = Field(min_length=1)
+    t_span: tuple[Num, Num]
+    dt: PosFloat | None = None
+    samples: Annotated[int, Field(strict=True, ge=2)] | None = None
+    inputs: dict[str, Num | str] = {}
+    input_samples: Annotated[int, Field(strict=True, ge=2)] = 101
+    constants: dict[str, Num] = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        if not self.t_span[1] > self.t_span[0]:
+            problems.append(
+                ("t_span", f"must be [start, end] with end > start, got {list(self.t_span)}")
+            )
+        if (self.dt is None) == (self.samples is None):
+            problems.append(("dt", "give exactly one of dt (sample spacing) and samples (count)"))
+        elif self.dt is not None and self.t_span[1] > self.t_span[0]:
+            n = (self.t_span[1] - self.t_span[0]) / self.dt
+            if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
+                problems.append(
+                    ("dt", f"{self.dt} does not divide {list(self.t_span)} into whole steps")
+                )
+        for k, v in self.inputs.items():
+            problems += _input_expression(v, f"inputs.{k}")
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def times(self) -> list[float]:
+        """The save times."""
+        t0, t1 = self.t_span
+        if self.samples is not None:
+            return [t0 + (t1 - t0) * i / (self.samples - 1) for i in range(self.samples)]
+        n = int(round((t1 - t0) / self.dt))
+        return [t0 + self.dt * i for i in range(n)] + [t1]
+
+
 class DataConfig(_Section):
     """Simulated (``t_span`` with ``dt`` or ``samples``, ``noise``, ``seed``, ``observe``) or real
     (``file``) data; ``train_end`` ends the training window; ``held_out`` is the window scored
-    after training (default: everything after ``train_end``)."""
+    after training (default: everything after ``train_end``).
+
+    Several experiments: simulated ``experiments`` (each with its own times, initial state,
+    inputs and constants), or a long-format ``file`` with an ``experiment`` column. ``inputs``
+    and ``constants`` name what experiments feed the equations and the network (file columns,
+    or the keys of each simulated experiment's); ``interpolation`` makes signals of the input
+    samples; ``held_out_experiments`` are scored after training and never trained on."""
 
     file: FileConfig | None = None
+    experiments: list[ExperimentSpec] | None = Field(default=None, min_length=1)
+    inputs: list[Name] = []
+    constants: list[Name] = []
+    interpolation: Literal["linear", "cubic", "constant"] = "linear"
+    held_out_experiments: list[Name] = []
     t_span: tuple[Num, Num] | None = None
     dt: PosFloat | None = None
     samples: Annotated[int, Field(strict=True, ge=2)] | None = None
@@ -112,6 +181,7 @@ class DataConfig(_Section):
             problems.append(
                 ("held_out", f"must be [start, end] with end > start, got {list(self.held_out)}")
             )
+        problems += self._check_experiments()
         if self.file is not None:
             for f in ("t_span", "dt", "samples"):
                 if getattr(self, f) is not None:
@@ -122,6 +192,12 @@ class DataConfig(_Section):
                 problems.append(
                     ("noise", "not used with data.file (real data carry their own noise)")
                 )
+        elif self.experiments is not None:
+            for f in ("t_span", "dt", "samples"):
+                if getattr(self, f) is not None:
+                    problems.append(
+                        (f, "not used with data.experiments (each has its own times); remove it")
+                    )
         else:
             if self.t_span is None:
                 problems.append(("t_span", "required for simulated data, e.g. [0.0, 3.0]"))
@@ -142,6 +218,14 @@ class DataConfig(_Section):
                         )
                     )
         for state, spec in (self.observe or {}).items():
+            if self.experiments is not None and spec not in ("all", "none"):
+                problems.append(
+                    (
+                        f"observe.{state}",
+                        "with experiments only 'all' or 'none' (each has its own times)",
+                    )
+                )
+                continue
             ok = spec in ("all", "none") or (
                 isinstance(spec, list)
                 and spec
@@ -157,6 +241,58 @@ class DataConfig(_Section):
         if problems:
             raise _Problems(problems)
         return self
+
+    def _check_experiments(self) -> list:
+        problems = []
+        if self.file is not None and self.experiments is not None:
+            problems.append(
+                ("experiments", "give either experiments (simulated) or file (real data), not both")
+            )
+        names = set(self.inputs) | set(self.constants)
+        if len(names) != len(self.inputs) + len(self.constants):
+            problems.append(("inputs", "inputs and constants must be distinct names"))
+        for i, e in enumerate(self.experiments or []):
+            for what, declared in (("inputs", self.inputs), ("constants", self.constants)):
+                given = list(getattr(e, what))
+                if sorted(given) != sorted(declared):
+                    problems.append(
+                        (
+                            f"experiments[{i}].{what}",
+                            f"gives {given or 'none'}; data.{what} declares "
+                            f"{declared or 'none'} (every experiment gives each of them)",
+                        )
+                    )
+        exps = [e.name for e in self.experiments or []]
+        dup = sorted({n for n in exps if exps.count(n) > 1})
+        if dup:
+            problems.append(("experiments", f"names must be distinct; repeated: {dup}"))
+        if self.held_out_experiments:
+            if self.experiments is None and (self.file is None or self.file.experiment is None):
+                problems.append(
+                    (
+                        "held_out_experiments",
+                        "needs several experiments (data.experiments, or data.file with an "
+                        "experiment column)",
+                    )
+                )
+            elif self.experiments is not None:
+                for j, n in enumerate(self.held_out_experiments):
+                    if n not in exps:
+                        problems.append(
+                            (
+                                f"held_out_experiments[{j}]",
+                                f"no experiment {n!r}{_suggest(n, exps)}; experiments are "
+                                f"{', '.join(exps)}",
+                            )
+                        )
+                if set(self.held_out_experiments) >= set(exps):
+                    problems.append(
+                        (
+                            "held_out_experiments",
+                            "holds out every experiment: none is left to train on",
+                        )
+                    )
+        return problems
 
 
 class SolverConfig(_Section):
@@ -256,7 +392,7 @@ class ExperimentConfig(_Section):
     def spec(self) -> SystemSpec:
         """The model's system: the registry's, or its equations parsed (states, parameters,
         terms)."""
-        spec, problems = model_spec(self.model, self.truth)
+        spec, problems = model_spec(self.model, self.truth, self.input_names)
         if spec is None:  # a resolved config has parsed once already
             raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
         return spec
@@ -268,6 +404,11 @@ class ExperimentConfig(_Section):
     @property
     def simulated(self) -> bool:
         return self.data.file is None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """What the experiments feed the model: ``data.inputs`` then ``data.constants``."""
+        return tuple(self.data.inputs) + tuple(self.data.constants)
 
 
 SECTIONS = (

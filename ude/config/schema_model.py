@@ -59,12 +59,15 @@ def _equations_before(v):
 class TruthConfig(_Section):
     """The simulated ground truth from initial state(s) ``y0``: a shipped ``system`` with its
     ``parameters``, or ``equations`` as text (``{state: expression}``; ``parameters`` names the
-    constants they use, if any)."""
+    constants they use, if any; ``inputs`` the experiments' inputs they read — filled in from
+    ``data.inputs`` and ``data.constants``). With ``data.experiments`` each experiment has its
+    own ``y0``."""
 
     system: Name | None = None
     equations: dict[str, Any] | None = None
     parameters: dict[str, Num] = {}
-    y0: list[list[Num]] = Field(min_length=1)
+    inputs: list[Name] = []
+    y0: list[list[Num]] | None = Field(default=None, min_length=1)
     tolerance: PosFloat = 1e-12
 
     _y0 = field_validator("y0", mode="before")(lambda cls, v: _as_matrix(v))
@@ -94,7 +97,7 @@ class TruthConfig(_Section):
             else SYSTEMS[self.system].state_names
         )
         n = len(states)
-        for i, row in enumerate(self.y0):
+        for i, row in enumerate(self.y0 or []):
             if len(row) != n:
                 where = "y0" if len(self.y0) == 1 else f"y0[{i}]"
                 problems.append(
@@ -106,7 +109,11 @@ class TruthConfig(_Section):
 
     def _check_equations(self):
         parsed, problems = parse_block(
-            self.equations, states=None, parameters=list(self.parameters), where="equations"
+            self.equations,
+            states=None,
+            parameters=list(self.parameters),
+            where="equations",
+            inputs=self.inputs,
         )
         if parsed is not None:
             problems += unused_parameters(parsed, list(self.parameters), "parameters")

@@ -34,9 +34,11 @@ def is_equations(known) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _parse(text: str, states: tuple[str, ...] | None, parameters: tuple[str, ...]):
+def _parse(
+    text: str, states: tuple[str, ...] | None, parameters: tuple[str, ...], inputs: tuple[str, ...]
+):
     return parse_equations(
-        json.loads(text), states=states, parameters=parameters, check_unused=False
+        json.loads(text), states=states, parameters=parameters, check_unused=False, inputs=inputs
     )
 
 
@@ -46,12 +48,15 @@ def parse_block(
     states: Sequence[str] | None,
     parameters: Sequence[str],
     where: str,
+    inputs: Sequence[str] = (),
 ) -> tuple[ParsedEquations | None, Items]:
-    """Parse an equations block; on failure ``(None, [(key path, message)])`` with the path under
-    ``where`` (e.g. ``model.known.x``)."""
+    """Parse an equations block (which may read the experiments' ``inputs``); on failure
+    ``(None, [(key path, message)])`` with the path under ``where`` (e.g. ``model.known.x``)."""
     try:
         text = json.dumps(equations)
-        parsed = _parse(text, None if states is None else tuple(states), tuple(parameters))
+        parsed = _parse(
+            text, None if states is None else tuple(states), tuple(parameters), tuple(inputs)
+        )
     except EquationError as e:
         return None, [(f"{where}.{e.path}" if e.path else where, e.problem)]
     except (TypeError, ValueError) as e:  # not JSON-able: not text and numbers
@@ -82,7 +87,11 @@ def truth_spec(truth) -> SystemSpec | None:
     if truth.equations is None:
         return SYSTEMS[truth.system]
     parsed, problems = parse_block(
-        truth.equations, states=None, parameters=list(truth.parameters), where="equations"
+        truth.equations,
+        states=None,
+        parameters=list(truth.parameters),
+        where="equations",
+        inputs=truth.inputs,
     )
     return None if problems else parsed.spec("truth")
 
@@ -110,9 +119,9 @@ def model_parameter_names(model, truth) -> list[str]:
     return names
 
 
-def model_spec(model, truth) -> tuple[SystemSpec | None, Items]:
+def model_spec(model, truth, inputs: Sequence[str] = ()) -> tuple[SystemSpec | None, Items]:
     """The model's system as a spec and the problems of its equations (the spec is None when they
-    do not parse)."""
+    do not parse); the equations may read the experiments' ``inputs``."""
     if not is_equations(model.known):
         system = model.system
         if system is None and truth is not None and truth.system is not None:
@@ -125,6 +134,7 @@ def model_spec(model, truth) -> tuple[SystemSpec | None, Items]:
         states=model_states(model, truth),
         parameters=model_parameter_names(model, truth),
         where="model.known",
+        inputs=inputs,
     )
     if problems:
         return None, problems

@@ -264,6 +264,7 @@ class ParsedEquations:
     states: tuple[str, ...]
     parameters: tuple[str, ...]
     terms: tuple[Term, ...]
+    inputs: tuple[str, ...] = ()
 
     @property
     def term_names(self) -> tuple[str, ...]:
@@ -294,13 +295,16 @@ def parse_equations(
     states: Sequence[str] | None = None,
     parameters: Sequence[str] = (),
     check_unused: bool = True,
+    inputs: Sequence[str] = (),
 ) -> ParsedEquations:
     """Parse ``{state: expression}`` (or ``{state: {term name: expression}}``) into named terms.
 
     ``states`` fixes the state order (default: the keys' order); every state needs an equation
     (``"0"`` for none). ``parameters`` are the names the
     expressions may use besides the states and ``t``; with ``check_unused`` each must appear
-    somewhere. A term is named ``"state: expression"`` unless the nested form names it. Raises
+    somewhere. ``inputs`` are names of the experiments' inputs (signals ``u(t)``, constants) the
+    expressions may read too; they are not parameters. A term is named ``"state: expression"``
+    unless the nested form names it. Raises
     :class:`EquationError` with the path of the first problem.
     """
     if not isinstance(equations, Mapping) or not equations:
@@ -326,10 +330,17 @@ def parse_equations(
             raise EquationError(
                 str(s), f'state {s!r} has no equation (write {s}: "0" if nothing is known)'
             )
-    names = state_list + params
+    inputs = [str(u) for u in inputs if u not in params]
+    for u in inputs:
+        _check_name(u, "input", u)
+        if u in state_list:
+            raise EquationError(u, f"input {u!r} has the name of a state")
+    names = state_list + params + inputs
     help_text = (
         f"the states are {', '.join(state_list)}, the parameters "
-        f"{', '.join(params) if params else '(none)'} and time is t"
+        f"{', '.join(params) if params else '(none)'}"
+        + (f", the inputs {', '.join(inputs)}" if inputs else "")
+        + " and time is t"
     )
     terms: list[Term] = []
     for s in state_list:
@@ -350,7 +361,7 @@ def parse_equations(
         if t.name in seen:
             raise EquationError(t.state, f"term {t.name!r} appears twice")
         seen.add(t.name)
-    parsed = ParsedEquations(tuple(state_list), tuple(params), tuple(terms))
+    parsed = ParsedEquations(tuple(state_list), tuple(params), tuple(terms), tuple(inputs))
     if check_unused:
         unused = [p for p in params if p not in parsed.used_parameters()]
         if unused:

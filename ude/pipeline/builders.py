@@ -27,6 +27,7 @@ from ..physics import SYSTEMS, AbstractPhysics, Equations, Parameter, VectorFiel
 from ..solve import SolverOptions
 from ..train import LBFGS, Adam, Collocation, MultipleShooting, SingleShooting, WindowMinibatch
 from ..train.ensemble import resample_noise, stack, unstack
+from .experiments import simulate_experiments, used_inputs
 
 __all__ = [
     "build_truth",
@@ -66,7 +67,9 @@ def build_truth(cfg: ExperimentConfig) -> AbstractPhysics | None:
     if cfg.truth is None:
         return None
     if cfg.truth.equations is not None:
-        return Equations(cfg.truth.equations, cfg.truth.parameters)
+        return Equations(
+            cfg.truth.equations, cfg.truth.parameters, inputs=used_inputs(cfg, cfg.truth.equations)
+        )
     return SYSTEMS[cfg.truth.system](**cfg.truth.parameters)
 
 
@@ -82,9 +85,23 @@ def build_noise(cfg: ExperimentConfig):
 
 
 def build_data(cfg: ExperimentConfig) -> data_mod.Dataset:
-    """The whole dataset: simulated from the truth (noise, observation mask) or read from the
-    file."""
+    """The whole dataset: simulated from the truth (noise, observation mask; one or several
+    experiments) or read from the file (a table, or experiments in the long format)."""
     observe = cfg.data.observe
+    if cfg.data.experiments is not None:
+        return simulate_experiments(cfg, build_truth(cfg), build_noise(cfg))
+    if cfg.data.file is not None and cfg.data.file.experiment is not None:
+        f = cfg.data.file
+        d = data_mod.load_experiments(
+            f.path,
+            states=dict(zip(cfg.state_names, f.states, strict=True)),
+            time=f.time,
+            experiment=f.experiment,
+            inputs=list(cfg.data.inputs),
+            constants=list(cfg.data.constants),
+            interpolation=cfg.data.interpolation,
+        )
+        return d.with_mask(observe) if observe else d
     if cfg.data.file is not None:
         f = cfg.data.file
         d = data_mod.load_table(
@@ -111,9 +128,34 @@ def build_data(cfg: ExperimentConfig) -> data_mod.Dataset:
     )
 
 
+def split_experiments(cfg: ExperimentConfig, data: data_mod.Dataset):
+    """``(trained on, held out)``: the experiments of ``data.held_out_experiments`` apart (None
+    when none is held out)."""
+    held = list(cfg.data.held_out_experiments)
+    if not held:
+        return data, None
+    unknown = [n for n in held if n not in data.experiment_names]
+    if unknown:
+        raise ValueError(
+            f"data.held_out_experiments: no experiment {unknown} in the data (experiments: "
+            f"{list(data.experiment_names)})"
+        )
+    kept = [n for n in data.experiment_names if n not in held]
+    if not kept:
+        raise ValueError("data.held_out_experiments holds out every experiment")
+    return data.trajectories(kept), data.trajectories(held)
+
+
 def split_data(cfg: ExperimentConfig, data: data_mod.Dataset):
     """``(train, held_out)``: the training window ``[t0, train_end]`` and the held-out window
-    (``data.held_out``, default everything after ``train_end``; None when empty)."""
+    (``data.held_out``, default everything after ``train_end``; None when empty), of the
+    experiments that are trained on (held-out experiments: :func:`split_experiments`)."""
+    data = split_experiments(cfg, data)[0]
+    if data.per_experiment_times:
+        t_end = train_end(cfg)
+        if t_end is None or t_end >= data.span()[1]:
+            return data, None
+        return data.split(t_end)
     ts = np.asarray(data.ts)
     t_end = train_end(cfg)
     t_end = float(ts[-1]) if t_end is None else t_end
@@ -205,7 +247,7 @@ def build_physics(cfg: ExperimentConfig) -> AbstractPhysics:
         for p, v in m.parameters.items()
     }
     if m.system is None:  # equations as text
-        return Equations(m.known, params, states=m.states)
+        return Equations(m.known, params, states=m.states, inputs=used_inputs(cfg, m.known))
     return SYSTEMS[m.system](**params).keep(*m.known)
 
 
@@ -218,6 +260,8 @@ def build_model(cfg: ExperimentConfig, key) -> UDE:
     states = cfg.state_names
     inputs = net_cfg.inputs or list(states)
     outputs = net_cfg.outputs or list(states)
+    signals = [n for n in inputs if n not in states]  # the experiments' inputs it reads
+    state_inputs = [n for n in inputs if n in states]
     scale = net_cfg.input_scale
     net = MLP(
         len(inputs),
@@ -230,7 +274,13 @@ def build_model(cfg: ExperimentConfig, key) -> UDE:
         input_scale=None if scale is None else (scale[0] if len(scale) == 1 else scale),
         key=key,
     )
-    return UDE(known, net, inputs=net_cfg.inputs, outputs=net_cfg.outputs)
+    return UDE(
+        known,
+        net,
+        inputs=state_inputs if net_cfg.inputs is not None else None,
+        outputs=net_cfg.outputs,
+        signals=signals,
+    )
 
 
 def build_strategy(cfg: ExperimentConfig, options: SolverOptions | None = None):
