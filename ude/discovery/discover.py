@@ -11,6 +11,7 @@ has its own trajectory, and Θ may read the inputs (SINDYc, see
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -196,6 +197,17 @@ def experiment_trajectories(
     return fine, _solved(sol), tuple(len(g) for g in grids)
 
 
+def _takes_args(fn) -> bool:
+    """Whether ``fn`` takes ``(t, y, args)`` (a model reading no inputs may take ``(t, y)``)."""
+    try:
+        inspect.signature(fn).bind(0.0, 0.0, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read
+        return True
+    return True
+
+
 def _experiment_samples(model, data, target, inputs, cols, **kw):
     """``(T, Y, U, V)`` over the experiments' own trajectories, padding dropped: times, states,
     the missing term (regressed columns) and the ``inputs``' values."""
@@ -212,7 +224,8 @@ def _experiment_samples(model, data, target, inputs, cols, **kw):
         U = jax.vmap(jax.vmap(target))(T, Y)
         V = np.zeros((*fine.shape, 0))
     else:
-        each = jax.vmap(lambda a, t, y: jax.vmap(lambda s, z: (target(s, z, a), a(s)))(t, y))
+        fn = target if _takes_args(target) else (lambda s, z, a: target(s, z))
+        each = jax.vmap(lambda a, t, y: jax.vmap(lambda s, z: (fn(s, z, a), a(s)))(t, y))
         U, V = each(data.inputs, T, Y)
         V = np.asarray(V)[..., [have.index(n) for n in inputs]]
     real = np.arange(fine.shape[1])[None, :] < np.asarray(lengths)[:, None]
