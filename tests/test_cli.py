@@ -63,6 +63,9 @@ def test_every_shipped_config_runs(runs, name):
     cfg = load_config(d / "config.yaml")
     assert isinstance(m["final_loss"], float) and np.isfinite(m["final_loss"])
     assert m["wall_seconds"] > 0
+    if "experiments" in m:  # a dataset of experiments: scored per experiment
+        _check_experiments(m, cfg)
+        return
     ex = m["extrapolation"]
     assert set(ex) >= {"t_end", "rmse", "ok", "reference"}
     if cfg.truth is None:
@@ -84,6 +87,20 @@ def test_every_shipped_config_runs(runs, name):
             assert all(isinstance(c, float) for c in terms.values())
     else:
         assert m["discovered"] is None
+
+
+def _check_experiments(m, cfg):
+    ex = m["experiments"]
+    names = [e.name for e in cfg.data.experiments]
+    assert set(ex["per_experiment"]) == set(names)
+    assert ex["held_out"] == list(cfg.data.held_out_experiments)
+    assert set(ex["trained"]) == set(names) - set(ex["held_out"])
+    for name, row in ex["per_experiment"].items():
+        assert row["split"] == ("held_out" if name in ex["held_out"] else "train")
+        assert set(row["rmse"]) >= {"ude", "physics"}
+        assert all(v is None or v >= 0 for v in row["rmse"].values())
+    assert set(ex["pooled_rmse"]) == {"train", "held_out"}
+    assert m["noise_floor"] > 0
 
 
 def test_noise_floor_and_losses_are_consistent(runs):

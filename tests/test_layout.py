@@ -33,6 +33,7 @@ ORDER = [
     ("uncertainty",),
     ("evaluate",),
     ("plots",),
+    ("plots_experiments",),
     ("pipeline",),
     ("cli",),
 ]

@@ -189,11 +189,31 @@ def cmd_simulate(args) -> int:
     _enable_x64(cfg)
     out = Path(args.out) if args.out else pipeline.default_run_dir(cfg)
     d = pipeline.run_simulate(cfg, out, log=_Quiet(args.quiet))
+    t0, t1 = d.span()
+    what = "experiment(s)" if d.per_experiment_times else "trajectory(ies)"
     print(
-        f"wrote {out}/data.npz: {d.n_traj} trajectory(ies), {d.n_times} times "
-        f"[{float(d.ts[0]):g}, {float(d.ts[-1]):g}], states {', '.join(d.state_names)}, "
-        f"{d.n_observed()} observed values"
+        f"wrote {out}/data.npz: {d.n_traj} {what}, {sum(d.lengths)} times "
+        f"[{t0:g}, {t1:g}], states {', '.join(d.state_names)}, {d.n_observed()} observed values"
     )
+    if args.csv:
+        from .data import write_experiments
+
+        header = {
+            "written by": f"ude {_version()} simulate {args.config} --csv {args.csv}",
+            "config": cfg.name,
+            "truth": cfg.truth.equations or cfg.truth.system,
+            "parameters": cfg.truth.parameters,
+            "noise": cfg.data.noise.model_dump(exclude_none=True),
+            "seed": cfg.data.seed,
+            "experiments": list(d.experiment_names),
+        }
+        if cfg.data.experiments is not None:
+            header["inputs"] = {e.name: e.inputs for e in cfg.data.experiments}
+        write_experiments(d, args.csv, header=header)
+        print(
+            f"wrote {args.csv}: {d.n_traj} experiment(s) in the long format (read it back with "
+            "data.file: {path, experiment: experiment, time: time, states: [...]})"
+        )
     return EXIT_OK
 
 
@@ -334,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "config", metavar="CONFIG", help="a YAML config (or the name of one in configs/)"
+    )
+    s.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="also write the data as a long-format CSV/TSV (experiment, time, states, inputs) "
+        "with a # provenance header",
     )
     s.set_defaults(func=cmd_simulate)
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .data.inputs import ExperimentInputs
 from .discovery.ensemble import member_spread
 from .model import UDE
 from .solve import SolverOptions, solve
@@ -279,25 +280,46 @@ def coefficient_errors(
 
 
 @eqx.filter_jit
-def _library_and_target(library, fn, pts):
-    return library(pts), jax.vmap(lambda y: fn(0.0, y))(pts)
+def _library_and_target(library, fn, pts, n_states: int, input_names):
+    if not input_names:
+        return library(pts), jax.vmap(lambda y: fn(0.0, y))(pts)
+
+    def one(p):  # the inputs' values as the args a vector field reads them from
+        args = ExperimentInputs(None, dict(zip(input_names, p[n_states:], strict=True)))
+        return fn(0.0, p[:n_states], args)
+
+    return library(pts), jax.vmap(one)(pts)
 
 
-def true_coefficients(library, fn: Callable | None, ys, states: Sequence[str]) -> dict | None:
+def true_coefficients(
+    library,
+    fn: Callable | None,
+    ys,
+    states: Sequence[str],
+    inputs=None,
+    input_names: Sequence[str] = (),
+) -> dict | None:
     """``{state: {term: coef}}`` of the true missing term ``fn(t, y)`` in ``library``, by least
     squares on random points of the box the trajectories ``ys (..., state)`` span (a curve alone
     would leave the library rank-deficient); None when there is no term or it is not in the
-    library's span."""
+    library's span. A library over states and inputs takes the inputs' values at the same
+    samples, ``inputs (..., input)`` named ``input_names`` (``fn(t, y, args)`` reads them)."""
     ys = np.asarray(ys)
     if fn is None or ys.size == 0:
         return None
+    n_states = ys.shape[-1]
     ys = ys.reshape(-1, ys.shape[-1])
+    if input_names:
+        ys = np.concatenate([ys, np.asarray(inputs).reshape(ys.shape[0], -1)], axis=1)
     lo, hi = ys.min(axis=0), ys.max(axis=0)
     pad = 0.1 * np.maximum(hi - lo, 1e-3)
     pts = np.random.default_rng(0).uniform(
         lo - pad, hi + pad, size=(max(400, 20 * library.n_terms), ys.shape[1])
     )
-    theta, u = map(np.asarray, _library_and_target(library, fn, jnp.asarray(pts)))
+    theta, u = map(
+        np.asarray,
+        _library_and_target(library, fn, jnp.asarray(pts), n_states, tuple(input_names)),
+    )
     coef, *_ = np.linalg.lstsq(theta, u, rcond=None)
     resid = np.linalg.norm(theta @ coef - u) / max(np.linalg.norm(u), 1e-300)
     if resid > 1e-6:

@@ -16,7 +16,7 @@ from .solvers import SaveTsit5, Tsit5, saved
 # Aliases, not inline strings, in function signatures: with ``from __future__ import annotations``
 # typeguard (jaxtyping's runtime checker) would parse "*batch state" as Python and fail.
 InitialStates = Float[ArrayLike, "*batch state"]
-SaveTimes = Float[ArrayLike, " times"]
+SaveTimes = Float[ArrayLike, "*rows times"]
 
 # keys: ude.registry.SOLVER_NAMES, what a config may name (tests/test_registry.py checks it)
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {

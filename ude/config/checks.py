@@ -77,7 +77,7 @@ def _cross_check(s: dict, invalid: set) -> Items:
             out += _check_strategy(s["train"], data, grid, spec.state_names)
             out += _check_horizons(s["train"], data)
         out += _check_evaluate(s.get("evaluate"), data)
-    out += _check_discovery(s.get("discovery"), model, spec, used)
+    out += _check_discovery(s.get("discovery"), model, spec, used, inputs)
     return out
 
 
@@ -382,13 +382,15 @@ def _check_evaluate(ev, data: DataConfig) -> Items:
 
 
 # ---- discovery --------------------------------------------------------------------------------
-def _check_discovery(disc, model: ModelConfig, spec: SystemSpec, used: set[str]) -> Items:
+def _check_discovery(
+    disc, model: ModelConfig, spec: SystemSpec, used: set[str], inputs: tuple[str, ...] = ()
+) -> Items:
     """Discovery needs a network; its states are network outputs; refitted parameters are known."""
     if disc is None or not disc.enabled:
         return []
     net, out = model.network, []
     for i, part in enumerate(disc.library):
-        for p, m in part.term_problems(spec.state_names, others=disc.library[:i]):
+        for p, m in part.term_problems(tuple(spec.state_names) + inputs, others=disc.library[:i]):
             out.append((f"discovery.library[{i}].{p}", m))
     if net is None:
         out.append(

@@ -152,7 +152,10 @@ class TrainConfig(_Section):
 class LibraryConfig(_Section):
     """One part of the candidate library: ``polynomial`` (degree, include_bias), ``trig``
     (functions, frequencies) or ``expressions`` (``terms`` written as text in the state names,
-    e.g. ``["y/(1 + y)", "exp(-x)"]``; no time ``t``, no constant factor, no sum).
+    e.g. ``["y/(1 + y)", "exp(-x)"]``; no time ``t``, no constant factor, no sum). With inputs
+    (``data.inputs``, ``data.constants``) every part is built over the states and the inputs, and
+    ``kinds`` keeps its terms that read only states (``state``), only inputs (``input``) or both
+    (``cross``); default all.
 
     The text terms are checked here for syntax, functions, time, zero, constant factors, sums and
     repeats; that their symbols are states, and that they repeat no term of another part, needs
@@ -164,6 +167,7 @@ class LibraryConfig(_Section):
     functions: list[Literal["sin", "cos"]] | None = None
     frequencies: list[Num] | None = None
     terms: list[Name] | None = Field(default=None, min_length=1)
+    kinds: list[Literal["state", "input", "cross"]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _check(self):

@@ -37,6 +37,7 @@ from .inputs import (
     INTERPOLATIONS as INTERPOLATIONS,
     ExperimentInputs as ExperimentInputs,
     InputSignal as InputSignal,
+    pad_signal as pad_signal,
     stack_inputs as stack_inputs,
 )
 from .masks import observation_mask as observation_mask

@@ -167,6 +167,13 @@ class Dataset(eqx.Module):
         """The names the inputs provide (signals, then constants); empty without inputs."""
         return () if self.inputs is None else self.inputs.names
 
+    def inputs_of(self, i: int):
+        """Experiment ``i``'s inputs as one :class:`~ude.data.inputs.ExperimentInputs` (call it at
+        ``t``), or None without inputs."""
+        if self.inputs is None:
+            return None
+        return jax.tree_util.tree_map(lambda x: x[int(i)], self.inputs)
+
     def span(self) -> tuple[float, float]:
         """The earliest and the latest save time over all trajectories."""
         t = np.asarray(self.ts)

@@ -46,7 +46,7 @@ import optimistix as optx
 
 from ..model import partition
 from ..physics import AbstractPhysics
-from ..solve import SolverOptions, solve
+from ..solve import SolverOptions, solve_data
 from ..train import LearnedInitialStates
 from .discover import Discovery
 from .discovered import DiscoveredModel
@@ -205,7 +205,7 @@ def _candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[t
 def _candidate_models(
     discovery: Discovery, known, max_terms: int, top: int | Sequence[int], max_candidates: int
 ):
-    Theta = np.asarray(discovery.library(jnp.asarray(discovery.ys)))
+    Theta = np.asarray(discovery.theta())
     joint = list(itertools.product(*_candidates(discovery, Theta, max_terms, top)))
     if len(joint) > max_candidates:
         raise ValueError(
@@ -303,7 +303,7 @@ def _refit_all(
 
         def residuals(x, _):
             p, kp, y0_ = x
-            sol = solve(build(p, kp), y0_ if learn_y0 else y0, data.ts, options)
+            sol = solve_data(build(p, kp), y0_ if learn_y0 else y0, data, options)
             r = (sol.ys - data.ys) * jnp.sqrt(w)
             return jnp.where(data.mask, r, 0.0)
 

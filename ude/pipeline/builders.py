@@ -200,7 +200,15 @@ def _missing_difference(truth: AbstractPhysics, known: AbstractPhysics):
             diff[s] = sympy.Add(*kept)
         if all(e == 0 for e in diff.values()):
             return None
-        return Equations({s: str(e) for s, e in diff.items()}, states=truth.state_names)
+        return Equations(
+            {s: str(e) for s, e in diff.items()},
+            states=truth.state_names,
+            inputs=[
+                u
+                for u in truth.input_names
+                if any(sympy.Symbol(u) in e.free_symbols for e in diff.values())
+            ],
+        )
     return VectorField(_Difference(truth, known), truth.state_names)
 
 
@@ -359,7 +367,7 @@ def build_library(cfg: ExperimentConfig, state_names=None):
             part["frequencies"] = [
                 int(f) if float(f).is_integer() else f for f in part["frequencies"]
             ]
-    return library_from_spec(tuple(state_names or cfg.state_names), spec)
+    return library_from_spec(tuple(state_names or cfg.state_names), spec, inputs=cfg.input_names)
 
 
 def build_regressor(cfg: ExperimentConfig):

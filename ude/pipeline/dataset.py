@@ -40,9 +40,16 @@ def prepare_data(
     data = input_data(cfg) if data is None else data
     data_mod.save(data, path)
     src = cfg.data.file.path if cfg.data.file else f"simulated {cfg.truth.system or 'equations'}"
+    if data.per_experiment_times:
+        shape = (
+            f"{data.n_traj} experiment(s) of {min(data.lengths)}–{max(data.lengths)} times "
+            f"({sum(data.lengths)} in all)"
+            + (f", inputs {', '.join(data.input_names)}" if data.input_names else "")
+        )
+    else:
+        shape = f"{data.n_traj} trajectory(ies) × {data.n_times} times"
     emit(
         log,
-        f"data: {src}, {data.n_traj} trajectory(ies) × {data.n_times} times × "
-        f"{data.n_states} states, {data.n_observed()} observed values",
+        f"data: {src}, {shape} × {data.n_states} states, {data.n_observed()} observed values",
     )
     return data

@@ -14,9 +14,10 @@ from .._io import load_eqx, save_eqx, write_history, write_json
 from ..config import ExperimentConfig
 from ..discovery import DiscoveredModel, Discovery, discover, refit
 from ..discovery.simulation import candidate_table_text, select_by_simulation, state_weights
-from ..solve import SolverOptions, solve
+from ..solve import SolverOptions, solve_data
 from ..train import SingleShooting, loss_value
 from .builders import (
+    build_eval_options,
     build_lams,
     build_library,
     build_options,
@@ -85,21 +86,18 @@ def discover_equations(
         f"discovery: {library.n_terms} candidate terms, {len(build_lams(cfg))} λ values, "
         f"{dc.regressor.kind}",
     )
-    # the paper regresses on the trained UDE's own trajectory, sampled finer than the data
-    ts, ys, ok, n = trajectories(cfg, fitted.model, data, train, fitted.extra)
-    if not ok and not np.all(np.isfinite(ys[:n])):
-        raise ValueError(
-            "discovery: the fitted UDE's trajectory could not be solved over the training window"
-        )
     simulate = dc.criterion == "simulation"
     d = discover(
         fitted.model,
-        regression_samples(ts, ys, float(np.asarray(train.ts)[-1]), n),
+        _regression_data(cfg, fitted, data, train),
         library,
         build_regressor(cfg),
         lams=build_lams(cfg),
         criterion="paper" if simulate else dc.criterion,
         states=dc.states,
+        dt=dc.dt,
+        y0=fitted_y0(train, fitted.extra),
+        options=build_eval_options(cfg),
     )
     info = {
         "names": list(d.names),
@@ -140,6 +138,21 @@ def discover_equations(
     write_json(path, info)
     emit(log, "discovery: " + "; ".join(info["equations"]))
     return DiscoveryOutcome(d, model, info)
+
+
+def _regression_data(cfg: ExperimentConfig, fitted: FitOutcome, data, train):
+    """What discovery regresses on: the fitted UDE's own trajectory, sampled finer than the data
+    (the paper's), over the training window — on the run's evaluation grid for one time grid, or
+    every experiment over its own span with its own inputs (``train`` itself, solved by
+    :func:`~ude.discovery.discover`)."""
+    if train.per_experiment_times or train.inputs is not None:
+        return train
+    ts, ys, ok, n = trajectories(cfg, fitted.model, data, train, fitted.extra)
+    if not ok and not np.all(np.isfinite(ys[:n])):
+        raise ValueError(
+            "discovery: the fitted UDE's trajectory could not be solved over the training window"
+        )
+    return regression_samples(ts, ys, float(np.asarray(train.ts)[-1]), n)
 
 
 def _select_by_simulation(
@@ -203,7 +216,7 @@ def _selection_options(cfg: ExperimentConfig, fitted: FitOutcome, train) -> Solv
     ``solver.max_steps``."""
     opts = build_options(cfg)
     y0 = fitted_y0(train, fitted.extra)
-    sol = solve(fitted.model, y0, train.ts, opts)
+    sol = solve_data(fitted.model, y0, train, opts)
     need = int(np.max(np.asarray(sol.num_steps)))
     return build_options(cfg, max_steps=min(cfg.solver.max_steps, max(64, 8 * need)))
 

@@ -20,6 +20,7 @@ from .builders import build_mesh, split_data
 from .dataset import input_data, prepare_data
 from .discover import DiscoveryOutcome, discover_equations
 from .evaluate import evaluate_run
+from .evaluate_experiments import evaluate_experiments
 from .figures import draw_figures
 from .fit import FitOutcome, fit_model
 from .progress import Log
@@ -67,7 +68,10 @@ def _finish(
 ) -> dict:
     """Evaluate, draw, and write metrics.json (status ``ok``; ``wall_seconds`` the first finished
     session's time, ``sessions`` each command's)."""
-    metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
+    if data.per_experiment_times:
+        metrics = evaluate_experiments(cfg, out, data, train, fitted, found, log=log).metrics
+    else:
+        metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
     if cfg.output.figures:
         draw_figures(cfg, out, log=log)
     metrics["status"] = "ok"

@@ -155,7 +155,7 @@ def evaluate_run(
         "extrapolation": extrapolation,
     }
     if found is not None:
-        metrics.update(_discovery_metrics(cfg, data, found, missing_fn))
+        metrics.update(discovery_metrics(cfg, data, found, missing_fn))
     if fitted.ensemble is not None:
         metrics["ensemble"], arrays = ensemble_metrics(cfg, data, train, fitted.ensemble)
         r.update(arrays)
@@ -214,10 +214,13 @@ def _held_out(data, t_tr: float, s: _Solves, final: str, *, real: bool) -> dict:
     return out
 
 
-def _discovery_metrics(cfg: ExperimentConfig, data, found: DiscoveryOutcome, missing_fn) -> dict:
+def discovery_metrics(
+    cfg: ExperimentConfig, data, found: DiscoveryOutcome, missing_fn, samples=None
+) -> dict:
     """metrics.json's discovery entries: the discovered terms before and after the refit, the
     equations, the refit's loss and parameters, and (for a simulated truth whose missing term is
-    in the library) the true coefficients and the errors of the discovered ones."""
+    in the library) the true coefficients and the errors of the discovered ones (``samples``:
+    where the library is compared, default the truth of ``data``)."""
     out = {
         "discovered": found.info["discovered"],
         "discovered_before_refit": found.info["before_refit"],
@@ -229,8 +232,18 @@ def _discovery_metrics(cfg: ExperimentConfig, data, found: DiscoveryOutcome, mis
             p: float(found.model.known.p(p))
             for p in set(cfg.discovery.refit.train_known) | set(cfg.model.trainable)
         }
-    samples = np.asarray(data.y_true) if data.y_true is not None else np.empty((0,))
-    true_coef = ev.true_coefficients(build_library(cfg), missing_fn, samples, cfg.state_names)
+    if samples is None:
+        samples = np.asarray(data.y_true) if data.y_true is not None else np.empty((0,))
+    # ``samples``: the true states, or ``(states, inputs)`` for experiments with inputs
+    states, inputs = samples if isinstance(samples, tuple) else (samples, None)
+    true_coef = ev.true_coefficients(
+        build_library(cfg),
+        missing_fn,
+        states,
+        cfg.state_names,
+        inputs=inputs,
+        input_names=cfg.input_names if inputs is not None else (),
+    )
     if true_coef is not None:
         outs = set(found.info.get("states", cfg.state_names))
         true_coef = {s: c for s, c in true_coef.items() if s in outs}

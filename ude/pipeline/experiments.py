@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -52,30 +53,54 @@ def _experiment_inputs(cfg: ExperimentConfig, e) -> data_mod.ExperimentInputs | 
 
 def simulate_experiments(cfg: ExperimentConfig, truth, noise) -> data_mod.Dataset:
     """``data.experiments``, each simulated from its own y0 with its own inputs and noise draw
-    (key ``fold_in(key(data.seed), i)``), joined into one dataset."""
+    (key ``fold_in(key(data.seed), i)``), joined into one dataset.
+
+    The truth is solved on save times padded to one length (times after an experiment's end,
+    cut off again) and signals padded to one number of samples, so every experiment runs through
+    one compiled solve; noise and masks are drawn on each experiment's own times."""
+    exps = cfg.data.experiments
+    times = [np.asarray(e.times(), dtype=np.float64) for e in exps]
+    n = max(t.size for t in times)
+    inputs = [_experiment_inputs(cfg, e) for e in exps]
+    if inputs[0] is not None and inputs[0].signal is not None:
+        k = max(x.signal.ts.shape[0] for x in inputs)
+        inputs = [
+            eqx.tree_at(lambda q: q.signal, x, data_mod.pad_signal(x.signal, k)) for x in inputs
+        ]
     parts = []
-    for i, e in enumerate(cfg.data.experiments):
-        inputs = _experiment_inputs(cfg, e)
-        d = data_mod.simulate(
+    for i, (e, ts, args) in enumerate(zip(exps, times, inputs, strict=True)):
+        step = float(np.min(np.diff(ts)))
+        padded = np.concatenate([ts, ts[-1] + step * np.arange(1, n - ts.size + 1)])
+        clean = data_mod.simulate(
             truth,
             np.asarray(e.y0, dtype=np.float64),
-            np.asarray(e.times(), dtype=np.float64),
-            noise=noise,
-            key=jr.fold_in(jr.key(cfg.data.seed), i),
-            observe=cfg.data.observe,
-            args=inputs,
+            padded,
+            args=args,
             rtol=cfg.truth.tolerance,
             atol=cfg.truth.tolerance,
         )
+        y_true = np.asarray(clean.y_true)[:, : ts.size]
+        key = jr.fold_in(jr.key(cfg.data.seed), i)
+        noisy = np.asarray(noise.apply(jnp.asarray(y_true), key))
+        names = clean.state_names
+        mask = data_mod.observation_mask(ts, names, cfg.data.observe, 1)
+        prov = {
+            **clean.provenance,
+            "experiment": e.name,
+            "y0": list(e.y0),
+            "noise": noise.to_dict(),
+            "seed": [cfg.data.seed, i],
+            "observe": cfg.data.observe,
+        }
         parts.append(
             data_mod.Dataset(
-                d.ts,
-                d.ys,
-                d.mask,
-                state_names=d.state_names,
-                y_true=d.y_true,
-                provenance={**d.provenance, "experiment": e.name, "y0": list(e.y0)},
-                inputs=inputs,
+                ts,
+                noisy,
+                mask,
+                state_names=names,
+                y_true=y_true,
+                provenance=prov,
+                inputs=args,
                 experiment_names=[e.name],
             )
         )

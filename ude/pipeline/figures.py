@@ -31,7 +31,10 @@ def draw_figures(cfg: ExperimentConfig, out: Path, *, log: Log = None) -> list[P
     history = read_history(out / FILES["history"]) if (out / FILES["history"]).is_file() else None
     fit_path = out / FILES["fit"]
     info = json.loads(fit_path.read_text()) if fit_path.is_file() else {}
-    paths = plots.draw_all(
+    draw = plots.draw_all
+    if "experiment_names" in results:  # a dataset of experiments: small multiples
+        from ..plots_experiments import draw_experiments as draw
+    paths = draw(
         results,
         history,
         info.get("stages", []),

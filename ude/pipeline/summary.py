@@ -80,6 +80,9 @@ def summary(metrics: dict) -> str:
         if not ex.get("ok", True):
             line += "   (the model blew up)"
         rows.append(("extrapolation", line))
+    exps = metrics.get("experiments")
+    if exps:
+        rows.append(("experiments", _experiments_line(exps)))
     ens = metrics.get("ensemble")
     if ens:
         losses = [x for x in ens.get("final_losses") or [] if x is not None]
@@ -103,3 +106,21 @@ def summary(metrics: dict) -> str:
         )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _experiments_line(exps: dict) -> str:
+    """How many experiments were trained on and held out, and the pooled RMSE of each model."""
+    line = f"{len(exps.get('trained', []))} trained on"
+    held = exps.get("held_out") or []
+    if held:
+        line += f", {len(held)} held out ({', '.join(held)})"
+    label = {"discovered": "recovered model", "ude": "UDE", "physics": "known physics alone"}
+    for split in ("held_out", "train"):
+        rmse = (exps.get("pooled_rmse") or {}).get(split)
+        if rmse:
+            where = "held out" if split == "held_out" else "trained"
+            line += f"; RMSE {where}: " + ", ".join(
+                f"{label.get(k, k)} {_fmt(v)}" for k, v in rmse.items()
+            )
+            break
+    return line

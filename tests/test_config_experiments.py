@@ -1,0 +1,148 @@
+"""Experiments in configs: data.experiments (own y0, times, inputs, constants), inputs read by the
+equations and the network, held-out experiments, the long-format file written by
+`ude simulate --csv` and read back through data.file, and the errors of each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax.random as jr
+import numpy as np
+import pytest
+
+from ude import cli
+from ude.config import ConfigError, load_config, read_yaml, validate_config
+from ude.pipeline.builders import build_data, build_model, split_data, split_experiments
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "forced_oscillator.yaml"
+
+
+def _raw():
+    return read_yaml(CONFIG.read_text())
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def data(cfg):
+    return build_data(cfg)
+
+
+def test_each_experiment_has_its_times_start_and_input(cfg, data):
+    exps = cfg.data.experiments
+    assert data.experiment_names == tuple(e.name for e in exps)
+    assert data.lengths == tuple(len(e.times()) for e in exps)
+    assert data.input_names == ("u",)
+    for i, e in enumerate(exps):
+        one = data.experiment(i)
+        np.testing.assert_allclose(np.asarray(one.ts), e.times(), atol=1e-12)
+        np.testing.assert_allclose(np.asarray(one.y_true)[0, 0], e.y0, atol=1e-12)
+        # the signal interpolates the input's expression of t (sampled at 101 times)
+        t = np.linspace(*e.t_span, 7)
+        want = {
+            "e1": 0.5 * np.sin(1.2 * t),
+            "e2": np.sin(0.7 * t),
+            "e3": 0.8 * np.cos(1.6 * t),
+            "e4": 0.3 + 0.6 * np.sin(2.1 * t),
+            "e5": 0.7 * np.sin(t),
+        }[e.name]
+        got = np.array([float(one.inputs_of(0)(tk)[0]) for tk in t])
+        np.testing.assert_allclose(got, want, atol=5e-3)
+    # noise draws differ between experiments
+    res = [np.asarray(data.experiment(i).ys - data.experiment(i).y_true) for i in range(2)]
+    assert not np.allclose(res[0][0, :5], res[1][0, :5])
+
+
+def test_held_out_experiments_are_kept_apart(cfg, data):
+    train, held = split_experiments(cfg, data)
+    assert held.experiment_names == ("e5",) and "e5" not in train.experiment_names
+    assert split_data(cfg, data)[0].experiment_names == train.experiment_names
+
+
+def test_the_equations_and_the_network_read_the_input(cfg):
+    model = build_model(cfg, jr.key(0))
+    assert model.known.input_names == ("u",)
+    assert cfg.truth.inputs == ["u"]
+    raw = _raw()
+    raw["model"]["network"]["inputs"] = ["x", "v", "u"]
+    model = build_model(validate_config(raw), jr.key(0))
+    assert model.signals == ("u",) and model.correction.in_size == 3
+
+
+def _problems(raw) -> str:
+    with pytest.raises(ConfigError) as e:
+        validate_config(raw)
+    return str(e.value)
+
+
+def _edit(path, value):
+    raw = _raw()
+    node = raw
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    "path,value,words",
+    [
+        ("data.experiments.1.inputs", {}, "data.experiments[1].inputs"),
+        ("data.experiments.0.y0", [1.0], "must have 2 values"),
+        ("data.held_out_experiments", ["e9"], "no experiment 'e9'"),
+        ("data.held_out_experiments", ["e1", "e2", "e3", "e4", "e5"], "none is left"),
+        ("data.experiments.2.name", "e1", "repeated"),
+        ("data.experiments.0.inputs", {"u": "sin(w*t)"}, "inputs.u"),
+        ("model.network.inputs", ["x", "w"], "model.network.inputs[1]"),
+        ("model.known", {"x": "v", "v": "-k*x + w"}, "model.known.v"),
+        ("truth.y0", [[1.0, 0.0]], "truth.y0"),
+        ("data.t_span", [0.0, 1.0], "data.t_span"),
+    ],
+)
+def test_bad_experiment_configs_name_the_key(path, value, words):
+    assert words in _problems(_edit(path, value))
+
+
+def test_simulate_writes_a_long_file_that_data_file_reads_back(tmp_path, cfg, data):
+    csv = tmp_path / "osc.csv"
+    code = cli.main(
+        ["simulate", str(CONFIG), "--out", str(tmp_path / "sim"), "--quiet", "--csv", str(csv)]
+    )
+    assert code == 0
+    text = csv.read_text()
+    assert text.startswith("#") and "written by" in text and "e5" in text
+    raw = _raw()
+    raw["truth"] = None
+    del raw["truth"]
+    raw["data"] = {
+        "file": {
+            "path": str(csv),
+            "experiment": "experiment",
+            "time": "time",
+            "states": ["x", "v"],
+        },
+        "inputs": ["u"],
+        "held_out_experiments": ["e5"],
+    }
+    raw["model"]["parameters"] = {"k": 1.0, "c": 0.3}
+    back = build_data(validate_config(raw))
+    assert back.experiment_names == data.experiment_names and back.lengths == data.lengths
+    np.testing.assert_allclose(np.asarray(back.ys), np.asarray(data.ys), rtol=0, atol=1e-12)
+    # the file holds the input at the data times: the signals agree there
+    for i in range(data.n_traj):
+        t = np.asarray(data.experiment(i).ts)
+        a = [float(back.inputs_of(i)(tk)[0]) for tk in t]
+        b = [float(data.inputs_of(i)(tk)[0]) for tk in t]
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    meta = json.loads((tmp_path / "sim" / "data.json").read_text())
+    assert meta["experiment_names"] == list(data.experiment_names)
