@@ -38,6 +38,21 @@ def summarise(metrics: dict) -> dict:
         "extrapolation_rmse": ext.get("rmse"),
         "rmse_train": ext.get("rmse_train"),
         "wall_seconds": metrics.get("wall_seconds"),
+        **_experiments(metrics.get("experiments")),
+    }
+
+
+def _experiments(ex: dict | None) -> dict:
+    """A dataset of experiments: how many (trained on, held out), their points, and the pooled
+    RMSE on the held-out experiments of each model (UDE, known physics alone, discovered)."""
+    if not ex:
+        return {}
+    per = ex["per_experiment"]
+    return {
+        "experiments_trained": len(ex["trained"]),
+        "experiments_held_out": len(ex["held_out"]),
+        "experiment_points": [per[n]["points"] for n in per],
+        "held_out_rmse": (ex.get("pooled_rmse") or {}).get("held_out"),
     }
 
 

@@ -215,6 +215,39 @@ def _coefficient_error(r: dict) -> str:
     return f"{100 * err:.2g} %, {support}" if err is not None else support
 
 
+def _held_out_text(r: dict) -> str:
+    """The held-out experiments' RMSE of the run's final model beside the known physics alone."""
+    h = r["held_out_rmse"]
+    final = "discovered" if h.get("discovered") is not None else "ude"
+    return (
+        f"{_f(h.get(final), 3)} on {r['experiments_held_out']} held-out experiment(s) "
+        f"({final}; known physics alone {_f(h.get('physics'), 3)})"
+    )
+
+
+def experiments_table(ac: dict) -> list[str]:
+    """Configs with several experiments: their shape and the held-out comparison."""
+    rows = [(n, r) for n, r in sorted(ac.items()) if r.get("ok") and r.get("held_out_rmse")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Experiments with inputs (each experiment its own times, initial state and input u(t)):",
+        "",
+        "| config | experiments × points | held-out RMSE: discovered | UDE | known physics alone |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, r in rows:
+        h = r["held_out_rmse"]
+        pts = "+".join(str(p) for p in r["experiment_points"])
+        lines.append(
+            f"| `{name}` | {r['experiments_trained']} trained + {r['experiments_held_out']} "
+            f"held out, {pts} points | {_f(h.get('discovered'), 3)} | "
+            f"{_f(h.get('ude'), 3)} | {_f(h.get('physics'), 3)} |"
+        )
+    return lines
+
+
 def readme_results(out: Path = OUT) -> str:
     """The README's results section: the paper's headline numbers next to ours, and one row per
     shipped config (from ``experiments/all_configs.py``)."""
@@ -263,11 +296,14 @@ def readme_results(out: Path = OUT) -> str:
                 else f"{ext:.3g} (to t = {_f(r.get('extrapolation_t_end'))}, "
                 f"{r.get('extrapolation_model')})"
             )
+            if r.get("held_out_rmse"):
+                ext = _held_out_text(r)
             lines.append(
                 f"| `{name}` | {_f(r.get('final_loss'))} | {_f(r.get('noise_floor'))} | {eq} | "
                 f"{_coefficient_error(r)} | {ext} | "
                 f"{r['wall_seconds']:.0f} s |"
             )
+        lines += experiments_table(ac)
     bench = common.ROOT / "benchmarks" / "results" / "ensemble_scaling.json"
     if bench.is_file():
         lines += ["", ensemble_table(json.loads(bench.read_text()))]
