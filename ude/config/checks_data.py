@@ -20,8 +20,6 @@ def check_experiments(truth, data: DataConfig, states: tuple[str, ...]) -> Items
     if truth is not None and data.file is None:
         if data.experiments is not None and truth.y0 is not None:
             out.append(("truth.y0", "not used with data.experiments (each has its y0); remove it"))
-        if data.experiments is None and truth.y0 is None:
-            out.append(("truth.y0", "required: the initial state(s) of the simulation"))
     for i, e in enumerate(data.experiments or []):
         if len(e.y0) != len(states):
             out.append(
