@@ -254,7 +254,11 @@ class Dataset(eqx.Module):
                 parts.append(fn(self.experiment(i)))
             except ValueError as e:
                 raise ValueError(f"{what}: experiment {name!r}: {e}") from None
-        out = concat(parts)
+        return self._joined(concat(parts), self.experiment_names, prov)
+
+    def _joined(self, out: Dataset, names, prov: dict) -> Dataset:
+        """``out`` (experiments joined by :func:`concat`) under ``names``, with this dataset's
+        provenance and ``prov``."""
         return Dataset(
             out.ts,
             out.ys,
@@ -263,7 +267,7 @@ class Dataset(eqx.Module):
             y_true=out.y_true,
             provenance={**self.provenance, **prov},
             inputs=out.inputs,
-            experiment_names=self.experiment_names,
+            experiment_names=names,
         )
 
     def _select_times(self, keep: np.ndarray, what: str, **prov) -> Dataset:
@@ -347,16 +351,7 @@ class Dataset(eqx.Module):
             raise ValueError(f"trajectories: {idx!r} selects no trajectory of {self.n_traj}")
         if self.per_experiment_times:
             out = concat([self.experiment(int(i)) for i in sel])
-            return Dataset(
-                out.ts,
-                out.ys,
-                out.mask,
-                state_names=self.state_names,
-                y_true=out.y_true,
-                provenance={**self.provenance, "trajectories": [int(i) for i in sel]},
-                inputs=out.inputs,
-                experiment_names=out.experiment_names,
-            )
+            return self._joined(out, out.experiment_names, {"trajectories": [int(i) for i in sel]})
         return Dataset(
             self.ts,
             self.ys[sel],
