@@ -383,6 +383,29 @@ def save_figure(
     return paths
 
 
+def save_figures(figs: Mapping[str, Figure], directory, formats, dpi: int) -> list[Path]:
+    """Every figure of ``{name: figure}`` as ``directory/name.<fmt>`` (:func:`save_figure`)."""
+    paths = []
+    for name, fig in figs.items():
+        paths.extend(save_figure(fig, Path(directory) / name, formats, dpi))
+    return paths
+
+
+def loss_figure(history, stage_names: Sequence[str], *, phases=None, title=None) -> Figure | None:
+    """:func:`plot_loss` of a run's ``history.csv`` columns, or None without a history."""
+    if history is None or not len(history.get("step", ())):
+        return None
+    return plot_loss(
+        history["step"],
+        history["loss"],
+        history["stage"],
+        stage_names,
+        accepted=history.get("accepted"),
+        phases=phases,
+        title=title,
+    )
+
+
 def draw_all(
     results: Mapping[str, np.ndarray],
     history: Mapping[str, np.ndarray] | None,
@@ -416,16 +439,8 @@ def draw_all(
             title=title,
         )
     }
-    if history is not None and len(history.get("step", ())):
-        figs["loss"] = plot_loss(
-            history["step"],
-            history["loss"],
-            history["stage"],
-            stage_names,
-            accepted=history.get("accepted"),
-            phases=phases,
-            title=title,
-        )
+    if (loss := loss_figure(history, stage_names, phases=phases, title=title)) is not None:
+        figs["loss"] = loss
     if "u_learned" in r:
         figs["missing_term"] = plot_missing(
             r["fit_ts"],
@@ -464,7 +479,4 @@ def draw_all(
             start=ext_start,
             title=title,
         )
-    paths = []
-    for name, fig in figs.items():
-        paths.extend(save_figure(fig, directory / name, formats, dpi))
-    return paths
+    return save_figures(figs, directory, formats, dpi)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import COLORS, _figure, plot_loss, save_figure
+from .plots import COLORS, _figure, loss_figure, save_figures
 
 __all__ = ["plot_experiments", "draw_experiments"]
 
@@ -74,17 +74,6 @@ def draw_experiments(
 ) -> list[Path]:
     """``experiments`` (the small multiples) and ``loss`` into ``directory``."""
     figs = {"experiments": plot_experiments(results, title=title)}
-    if history is not None and len(history.get("step", ())):
-        figs["loss"] = plot_loss(
-            history["step"],
-            history["loss"],
-            history["stage"],
-            stage_names,
-            accepted=history.get("accepted"),
-            phases=phases,
-            title=title,
-        )
-    paths = []
-    for name, fig in figs.items():
-        paths.extend(save_figure(fig, Path(directory) / name, formats, dpi))
-    return paths
+    if (loss := loss_figure(history, stage_names, phases=phases, title=title)) is not None:
+        figs["loss"] = loss
+    return save_figures(figs, directory, formats, dpi)
