@@ -140,17 +140,8 @@ def evaluate_run(
     strategy = build_phases(cfg)[-1][1]  # final_loss is the last phase's loss: so is the floor
     metrics = {
         "name": cfg.name,
-        "final_loss": fitted.info["final_loss"],
+        **fit_metrics(cfg, fitted),
         "noise_floor": None if truth is None else ev.noise_floor(truth, train, strategy),
-        "fit": {
-            k: fitted.info.get(k)
-            for k in ("steps", "stages", "stopped", "rejected", "wall_seconds")
-        },
-        "parameters": {
-            p: float(fitted.model.known.p(p))
-            for p in cfg.model.parameters
-            if p in cfg.model.trainable
-        },
         "discovered": None,
         "extrapolation": extrapolation,
     }
@@ -163,6 +154,23 @@ def evaluate_run(
     np.savez(buf, **r)
     atomic_write_bytes(out / FILES["results"], buf.getvalue())
     return Evaluation(r, metrics)
+
+
+def fit_metrics(cfg: ExperimentConfig, fitted: FitOutcome) -> dict:
+    """metrics.json's fit entries: the final loss, the fit's steps and stages, and the learned
+    physics parameters."""
+    return {
+        "final_loss": fitted.info["final_loss"],
+        "fit": {
+            k: fitted.info.get(k)
+            for k in ("steps", "stages", "stopped", "rejected", "wall_seconds")
+        },
+        "parameters": {
+            p: float(fitted.model.known.p(p))
+            for p in cfg.model.parameters
+            if p in cfg.model.trainable
+        },
+    }
 
 
 def _missing_terms(model, missing_fn, found, ts, ys) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from ..solve import solve_data
 from ..train.strategies import initial_states
 from .builders import build_eval_options, build_truth, split_experiments, true_missing
 from .discover import DiscoveryOutcome
-from .evaluate import Evaluation, discovery_metrics
+from .evaluate import Evaluation, discovery_metrics, fit_metrics
 from .fit import FitOutcome, fitted_y0
 from .progress import Log
 from .rundir import FILES
@@ -149,17 +149,8 @@ def evaluate_experiments(
         floor = float(np.sum(np.where(tm, np.asarray(train.ys) - tt, 0.0) ** 2))
     metrics = {
         "name": cfg.name,
-        "final_loss": fitted.info["final_loss"],
+        **fit_metrics(cfg, fitted),
         "noise_floor": floor,
-        "fit": {
-            k: fitted.info.get(k)
-            for k in ("steps", "stages", "stopped", "rejected", "wall_seconds")
-        },
-        "parameters": {
-            p: float(fitted.model.known.p(p))
-            for p in cfg.model.parameters
-            if p in cfg.model.trainable
-        },
         "discovered": None,
         "experiments": {
             "trained": list(train.experiment_names),
