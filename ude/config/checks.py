@@ -49,14 +49,6 @@ def _cross_check(s: dict, invalid: set) -> Items:
     skipped)."""
     truth, data, model = s.get("truth"), s.get("data"), s.get("model")
     out = _check_redraw_noise(s.get("parallel"), data) + _check_data_source(truth, data, invalid)
-    if truth is not None and truth.y0 is None and (data is None or data.experiments is None):
-        out.append(
-            (
-                "truth.y0",
-                "required key is missing (the initial state(s) of the simulation; with "
-                "data.experiments each experiment has its own)",
-            )
-        )
     system, problems = _model_system(model, truth, data, invalid)
     out += problems
     if model is None or (system is None and not _equations_model(model, truth)):

@@ -134,10 +134,23 @@ def validate_config(raw: Any, source: str | None = None) -> ExperimentConfig:
         sections, invalid = {k: getattr(cfg, k) for k in SECTIONS}, set()
     else:
         sections, invalid = _sections_alone(raw)
+    items.extend(_missing_y0(raw))
     items.extend(_cross_check(sections, invalid))
     if items:
         raise ConfigError(_format(items), source)
     return _resolve(cfg)
+
+
+def _missing_y0(raw: dict) -> list[tuple[str, str]]:
+    """A truth needs ``y0`` unless the data are experiments (each has its own). Read from the raw
+    mapping, so it is reported even when the truth or data section fails its own checks."""
+    truth, data = raw.get("truth"), raw.get("data")
+    if not isinstance(truth, dict) or truth.get("y0") is not None:
+        return []
+    if isinstance(data, dict) and data.get("experiments") is not None:
+        return []
+    why = "the initial state(s) of the simulation; with data.experiments each experiment has its own"
+    return [("truth.y0", f"required key is missing ({why})")]
 
 
 def _share_inputs(raw: dict) -> None:
