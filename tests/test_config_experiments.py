@@ -146,3 +146,68 @@ def test_simulate_writes_a_long_file_that_data_file_reads_back(tmp_path, cfg, da
         np.testing.assert_allclose(a, b, atol=1e-12)
     meta = json.loads((tmp_path / "sim" / "data.json").read_text())
     assert meta["experiment_names"] == list(data.experiment_names)
+    # the shipped file is what `ude simulate` writes today (apart from the command line it names)
+    shipped = (ROOT / "data" / "forced_oscillator.csv").read_text().splitlines()
+    assert (
+        shipped[0].startswith("# written by: ude")
+        and "--csv data/forced_oscillator.csv" in shipped[0]
+    )
+    assert shipped[1:] == text.splitlines()[1:]
+
+
+SHIPPED_FILE_CONFIG = ROOT / "configs" / "forced_oscillator_file.yaml"
+CSV_LINES = (ROOT / "data" / "forced_oscillator.csv").read_text().splitlines()
+FIRST_ROW = next(i for i, line in enumerate(CSV_LINES) if line.startswith("e1,"))
+
+
+def _with_row(i: int, row: str | None) -> list[str]:
+    lines = list(CSV_LINES)
+    if row is None:
+        del lines[i]
+    else:
+        lines[i] = row
+    return lines
+
+
+def _only_rows_of(name: str) -> list[str]:
+    keep = [line for line in CSV_LINES if line.startswith("#") or not line.startswith(name + ",")]
+    first = next(line for line in CSV_LINES if line.startswith(name + ","))
+    return keep + [first]
+
+
+# a malformed file given to `ude run`: (lines, overrides, file line named (1-based), column, words)
+BAD_FILES = {
+    "non-numeric cell": (_with_row(FIRST_ROW + 3, "e1,0.6,0.71,oops,0.33"), [], 4, "v", "'oops'"),
+    "duplicate time": (
+        _with_row(FIRST_ROW + 3, "e1,0.4,0.71,-0.81,0.33"),
+        [],
+        4,
+        "time",
+        "repeats",
+    ),
+    "decreasing time": (
+        _with_row(FIRST_ROW + 3, "e1,0.1,0.71,-0.81,0.33"),
+        [],
+        4,
+        "time",
+        "before",
+    ),
+    "one point": (_only_rows_of("e3"), [], None, "experiment", "'e3' has 1 row"),
+    "unknown column": (CSV_LINES, ["data.file.states=[x, w]"], None, "w", "not in the header"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_ude_run_on_a_malformed_experiments_file_exits_2_and_writes_nothing(tmp_path, capsys, case):
+    lines, overrides, line, column, words = BAD_FILES[case]
+    csv = tmp_path / "lab.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    sets = [a for o in [f"data.file.path={csv}", *overrides] for a in ("--set", o)]
+    out = tmp_path / "run"
+    code = cli.main(["run", str(SHIPPED_FILE_CONFIG), "--out", str(out), "--quiet", *sets])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "lab.csv" in err and repr(column) in err and words in err, err
+    if line is not None:
+        assert f"line {FIRST_ROW + line}" in err, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["lab.csv"]
