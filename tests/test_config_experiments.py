@@ -64,6 +64,22 @@ def test_held_out_experiments_are_kept_apart(cfg, data):
     assert split_data(cfg, data)[0].experiment_names == train.experiment_names
 
 
+@pytest.mark.parametrize(
+    "fraction, seed, count", [(0.2, 0, 1), (0.4, 0, 2), (0.4, 7, 2), (0.9, 1, 4)]
+)
+def test_a_split_by_fraction_holds_out_a_seeded_share(data, fraction, seed, count):
+    cfg = validate_config(_edit("data.held_out_experiments", {"fraction": fraction, "seed": seed}))
+    train, held = split_experiments(cfg, data)
+    assert len(held.experiment_names) == count  # round(fraction * 5), at least 1, at most 4
+    assert set(train.experiment_names) | set(held.experiment_names) == set(data.experiment_names)
+    assert not set(train.experiment_names) & set(held.experiment_names)
+    again = split_experiments(cfg, data)[1].experiment_names
+    assert again == held.experiment_names  # the seed fixes the draw
+    if (fraction, seed) == (0.4, 7):  # another seed draws other experiments
+        other = validate_config(_edit("data.held_out_experiments", {"fraction": 0.4, "seed": 0}))
+        assert split_experiments(other, data)[1].experiment_names != held.experiment_names
+
+
 def test_the_equations_and_the_network_read_the_input(cfg):
     model = build_model(cfg, jr.key(0))
     assert model.known.input_names == ("u",)
@@ -101,6 +117,8 @@ def _edit(path, value):
         ("data.experiments.0.y0", [1.0], "must have 2 values"),
         ("data.held_out_experiments", ["e9"], "no experiment 'e9'"),
         ("data.held_out_experiments", ["e1", "e2", "e3", "e4", "e5"], "none is left"),
+        ("data.held_out_experiments", {"fraction": 1.0}, "held_out_experiments.fraction"),
+        ("data.held_out_experiments", {"fraction": 0.2, "seeds": 1}, "held_out_experiments.seeds"),
         ("data.experiments.2.name", "e1", "repeated"),
         ("data.experiments.0.inputs", {"u": "sin(w*t)"}, "inputs.u"),
         ("model.network.inputs", ["x", "w"], "model.network.inputs[1]"),

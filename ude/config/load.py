@@ -149,7 +149,9 @@ def _missing_y0(raw: dict) -> list[tuple[str, str]]:
         return []
     if isinstance(data, dict) and data.get("experiments") is not None:
         return []
-    why = "the initial state(s) of the simulation; with data.experiments each experiment has its own"
+    why = (
+        "the initial state(s) of the simulation; with data.experiments each experiment has its own"
+    )
     return [("truth.y0", f"required key is missing ({why})")]
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from ..registry import ADJOINT_NAMES, SOLVER_NAMES, SystemSpec
 from .fields import Bool, Name, NonNegFloat, NonNegInt, Num, PosFloat, PosInt, _Section
-from .messages import _choice, _Problems, _show, _suggest
+from .messages import _choice, _Problems, _pydantic_message, _show, _suggest
 from .schema_model import ModelConfig, NetworkConfig, ParameterConfig, TruthConfig
 from .schema_train import DiscoveryConfig, TrainConfig
 from .systems import model_spec
@@ -144,6 +144,25 @@ class ExperimentSpec(_Section):
         return [t0 + self.dt * i for i in range(n)] + [t1]
 
 
+class HeldOutFraction(_Section):
+    """Hold out a random ``fraction`` of the experiments (at least one, and at least one is kept
+    to train on), drawn with ``seed``: ``held_out_experiments: {fraction: 0.2, seed: 0}``."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1)]
+    seed: NonNegInt = 0
+
+    def count(self, n: int) -> int:
+        """How many of ``n`` experiments are held out (0 when ``n < 2``: nothing can be)."""
+        return 0 if n < 2 else min(max(round(self.fraction * n), 1), n - 1)
+
+    def choose(self, names: list[str]) -> list[str]:
+        """The held-out experiments among ``names``, in their order (a seeded permutation)."""
+        import numpy as np
+
+        picked = np.random.default_rng(self.seed).permutation(len(names))[: self.count(len(names))]
+        return [n for i, n in enumerate(names) if i in set(picked.tolist())]
+
+
 class DataConfig(_Section):
     """Simulated (``t_span`` with ``dt`` or ``samples``, ``noise``, ``seed``, ``observe``) or real
     (``file``) data; ``train_end`` ends the training window; ``held_out`` is the window scored
@@ -153,14 +172,15 @@ class DataConfig(_Section):
     inputs and constants), or a long-format ``file`` with an ``experiment`` column. ``inputs``
     and ``constants`` name what experiments feed the equations and the network (file columns,
     or the keys of each simulated experiment's); ``interpolation`` makes signals of the input
-    samples; ``held_out_experiments`` are scored after training and never trained on."""
+    samples; ``held_out_experiments`` (a list of names, or ``{fraction, seed}`` for a random
+    share of them) are scored after training and never trained on."""
 
     file: FileConfig | None = None
     experiments: list[ExperimentSpec] | None = Field(default=None, min_length=1)
     inputs: list[Name] = []
     constants: list[Name] = []
     interpolation: Literal["linear", "cubic", "constant"] = "linear"
-    held_out_experiments: list[Name] = []
+    held_out_experiments: list[Name] | HeldOutFraction = []
     t_span: tuple[Num, Num] | None = None
     dt: PosFloat | None = None
     samples: Annotated[int, Field(strict=True, ge=2)] | None = None
@@ -169,6 +189,25 @@ class DataConfig(_Section):
     observe: dict[str, Any] | None = None
     train_end: Num | None = None
     held_out: tuple[Num, Num] | None = None
+
+    @field_validator("held_out_experiments", mode="before")
+    @classmethod
+    def _held_out(cls, v):
+        """A list of names, or ``{fraction, seed}`` (its own messages, not both branches')."""
+        if isinstance(v, HeldOutFraction):
+            return v
+        if not isinstance(v, dict | list | tuple):
+            raise _Problems(
+                [("", f"must be a list of experiment names or {{fraction, seed}}, got {_show(v)}")]
+            )
+        try:
+            if isinstance(v, dict):
+                return HeldOutFraction.model_validate(v)
+            return TypeAdapter(list[Name]).validate_python(v)
+        except ValidationError as e:
+            raise _Problems(
+                [i for err in e.errors() for i in _pydantic_message(err, HeldOutFraction)]
+            ) from None
 
     @model_validator(mode="after")
     def _check(self):
@@ -275,6 +314,14 @@ class DataConfig(_Section):
                         "experiment column)",
                     )
                 )
+            elif isinstance(self.held_out_experiments, HeldOutFraction):
+                if self.experiments is not None and len(self.experiments) < 2:
+                    problems.append(
+                        (
+                            "held_out_experiments.fraction",
+                            "needs at least 2 experiments (one to hold out, one to train on)",
+                        )
+                    )
             elif self.experiments is not None:
                 for j, n in enumerate(self.held_out_experiments):
                     if n not in exps:

@@ -124,16 +124,21 @@ class DiscoveredModel(AbstractUDE):
     def names(self) -> tuple[str, ...]:
         return self.library.names
 
-    def equations(self, precision: int = 4, known: bool = False) -> list[str]:
+    def equations(
+        self, precision: int = 4, known: bool = False, states: Sequence[str] | None = None
+    ) -> list[str]:
         """``["x' = -0.9 x*y", ...]`` for the discovered terms (``known=True``: known part too, as
-        its formula)."""
-        lines = format_equations(np.asarray(self.xi), self.names, self.state_names, precision)
+        its formula); ``states``: only these states' lines (e.g. the regressed ones)."""
+        states = self.state_names if states is None else tuple(states)
+        lines = format_equations(
+            np.asarray(self.xi), self.names, self.state_names, precision, states=states
+        )
         if not known:
             return lines
         f = self.known.formula()
         return [
             f"{s}' = {f.get(s, '0')} + [{line.split('=', 1)[1].strip()}]"
-            for s, line in zip(self.state_names, lines, strict=True)
+            for s, line in zip(states, lines, strict=True)
         ]
 
     def to_sympy(self):

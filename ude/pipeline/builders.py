@@ -19,6 +19,7 @@ import sympy
 
 from .. import data as data_mod
 from ..config import ExperimentConfig, time_grid, train_end
+from ..config.schema import HeldOutFraction
 from ..discovery import SR3, STLSQ, library_from_spec
 from ..model import UDE
 from ..nn import MLP
@@ -128,10 +129,24 @@ def build_data(cfg: ExperimentConfig) -> data_mod.Dataset:
     )
 
 
+def held_out_names(cfg: ExperimentConfig, names) -> list[str]:
+    """The held-out experiments of ``data.held_out_experiments`` among the data's ``names``: the
+    listed ones, or a seeded random share (``{fraction, seed}``)."""
+    held = cfg.data.held_out_experiments
+    if isinstance(held, HeldOutFraction):
+        if len(names) < 2:
+            raise ValueError(
+                f"data.held_out_experiments.fraction: the data have {len(names)} experiment(s); "
+                "holding some out needs at least 2"
+            )
+        return held.choose(list(names))
+    return list(held)
+
+
 def split_experiments(cfg: ExperimentConfig, data: data_mod.Dataset):
     """``(trained on, held out)``: the experiments of ``data.held_out_experiments`` apart (None
     when none is held out)."""
-    held = list(cfg.data.held_out_experiments)
+    held = held_out_names(cfg, data.experiment_names)
     if not held:
         return data, None
     unknown = [n for n in held if n not in data.experiment_names]

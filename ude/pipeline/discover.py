@@ -132,7 +132,7 @@ def discover_equations(
         info["selection"]["refit_weights"] = weights.tolist()
         write_history(out / FILES["refit_history"], res.history)
     info["discovered"] = model.as_dict()
-    info["equations"] = model.equations()
+    info["equations"] = model.equations(states=d.states)  # the regressed states only
     info["parameters"] = model.known.parameters() if model.known.param_names else {}
     save_eqx(out / FILES["discovered"], model)
     write_json(path, info)
