@@ -307,12 +307,43 @@ def readme_results(out: Path = OUT) -> str:
     bench = common.ROOT / "benchmarks" / "results" / "ensemble_scaling.json"
     if bench.is_file():
         lines += ["", ensemble_table(json.loads(bench.read_text()))]
+    bench = common.ROOT / "benchmarks" / "results" / "experiments_scaling.json"
+    if bench.is_file():
+        lines += ["", experiments_scaling_table(json.loads(bench.read_text()))]
     if not lines:
         return "No results yet: run the experiments, then `python experiments/report.py`."
     lines += [
         "",
         "Full comparison with every published number, the commands and the figures: "
         "[REPRODUCING.md](REPRODUCING.md).",
+    ]
+    return "\n".join(lines)
+
+
+def experiments_scaling_table(d: dict) -> str:
+    """Cost per experiment-step of one training program as the experiments grow
+    (``benchmarks/experiments_scaling.py``)."""
+    m = d.get("machine", {})
+    cmd = "python benchmarks/experiments_scaling.py" + (" --quick" if d.get("quick") else "")
+    lines = [
+        f"Experiments (`{cmd}`; {d.get('problem', '')}; {d.get('steps')} Adam steps, "
+        f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date', '?')[:10]}):",
+        "",
+        "| experiments N | ms per step | ms per experiment-step | vs N = 1 (paired) "
+        "| solver steps (max / mean) | training programs | first call (compile) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in d.get("rows", []):
+        lines.append(
+            f"| {r['experiments']} | {r['ms_per_step']:.3g} | {r['ms_per_exp_step']:.3g} | "
+            f"{r['vs_1_paired']:.2f} | {r['solver_steps_max']} / {r['solver_steps_mean']:.0f} | "
+            f"{r['chunk_programs']} | {r['compile_s']:.1f} s |"
+        )
+    lines += [
+        "",
+        "One training program per N, none compiled by the timed calls. The vmapped solve takes as "
+        "many steps as its slowest experiment, so the cost per experiment-step falls only once "
+        "there are several to share each step.",
     ]
     return "\n".join(lines)
 
