@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import statistics
 import sys
 import time
@@ -60,6 +59,7 @@ import numpy as np  # noqa: E402
 from common import machine, table  # noqa: E402
 
 import ude  # noqa: E402
+from ude.compile_cache import CompileLog  # noqa: E402
 from ude.data import Dataset, concat  # noqa: E402
 from ude.data.inputs import ExperimentInputs, InputSignal  # noqa: E402
 from ude.train.step import run_chunk  # noqa: E402
@@ -141,32 +141,12 @@ def _solver_steps(model, extra, data, strategy):
     return strategy.predict(model, extra, data).num_steps
 
 
-class _Compiles(logging.Handler):
-    """Counts the programs jax compiles while ``jax_log_compiles`` is on."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if msg.startswith("Compiling "):
-            self.names.append(msg.split()[1])
-
-
 def _counting(fn):
     """``(result, wall_s, cpu_s, compiled names)`` of ``fn()``."""
-    handler = _Compiles()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    jax.config.update("jax_log_compiles", True)
-    try:
+    with CompileLog() as handler:
         w, c = time.perf_counter(), time.process_time()
         out = fn()
         w, c = time.perf_counter() - w, time.process_time() - c
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
     return out, w, c, handler.names
 
 

@@ -1,8 +1,6 @@
 """Ensembles: N vmapped fits equal N separate fits, a diverging member leaves the others alone,
 per-member histories, one compiled program per stage kind, stacking helpers, uncertainty reports."""
 
-import logging
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -11,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import noisy_lv_members
 
+from ude.compile_cache import CompileLog
 from ude.data import Dataset, RelativeMeanNoise
 from ude.discovery import STLSQ, PolynomialLibrary
 from ude.discovery.ensemble import ensemble_discover
@@ -106,17 +105,6 @@ def separate(setup):
     ]
 
 
-class _Compiles(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if msg.startswith("Compiling "):
-            self.names.append(msg.split()[1])
-
-
 def _huge(data, i):
     """Member ``i``'s data with one huge value (finite, but its square is not)."""
     return eqx.tree_at(lambda d: d.ys, data, data.ys.at[i, 0, 5, 0].set(1e200))
@@ -126,11 +114,7 @@ def _huge(data, i):
 def poisoned(setup, base):
     """Member 1 with lr = 1e4, member 2 with a huge value in its data; compiles counted."""
     s = setup
-    handler = _Compiles()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    jax.config.update("jax_log_compiles", True)
-    try:
+    with CompileLog() as handler:
         res = fit_ensemble(
             s["models"],
             _huge(s["data"], 2),
@@ -140,9 +124,6 @@ def poisoned(setup, base):
             chunk=CHUNK,
             verbose=False,
         )
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
     return res, handler.names
 
 

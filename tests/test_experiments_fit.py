@@ -11,7 +11,6 @@ state unobserved at some samples) is one padded, masked batch. The tests check
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 
 import equinox as eqx
@@ -21,6 +20,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+from ude.compile_cache import CompileLog
 from ude.data import Dataset, ExperimentInputs, InputSignal, concat
 from ude.model import UDE, partition
 from ude.nn import MLP
@@ -238,29 +238,6 @@ FINAL_LOSS = "jit(_full_loss)"
 COUNT_STRATEGY = Collocation()
 
 
-class _Compiles(logging.Handler):
-    """Names of the programs jax compiles while ``jax_log_compiles`` is on (as
-    tests/test_ensemble.py counts them)."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if msg.startswith("Compiling "):
-            self.names.append(msg.split()[1])
-
-    def __enter__(self):
-        logging.getLogger("jax").addHandler(self)
-        jax.config.update("jax_log_compiles", True)
-        return self
-
-    def __exit__(self, *exc):
-        jax.config.update("jax_log_compiles", False)
-        logging.getLogger("jax").removeHandler(self)
-
-
 # (label, lengths, seed): 2, 3 and 5 experiments of lengths that differ, all padded to 8; then 5
 # again with new values; then 5 of other lengths, padded to the same 8
 FITS = (
@@ -282,7 +259,7 @@ def compiles():
         data, model = _experiments(lengths, seed=seed, masked=False), _model(seed)
         stages = [Adam(lr=0.01, steps=2)]
         before = run_chunk._cached._cache_size()
-        with _Compiles() as c:
+        with CompileLog() as c:
             res = fit(model, data, COUNT_STRATEGY, stages, key=jr.key(0), chunk=2, verbose=False)
         assert np.all(np.isfinite(res.history["loss"])) and len(res.history["loss"]) == 2
         out[label] = (Counter(c.names), run_chunk._cached._cache_size() - before)

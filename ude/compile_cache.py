@@ -11,6 +11,7 @@ and an unreadable entry is recompiled with a warning.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -45,3 +46,33 @@ def enable(
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     return path
+
+
+class CompileLog(logging.Handler):
+    """The names of the programs JAX compiles inside ``with CompileLog() as log:`` (``log.names``,
+    e.g. ``["jit(chunk_steps)", "jit(squeeze)"]``), read from ``jax_log_compiles``'s records —
+    for tests and benchmarks that count compiled programs."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+        self._was = False
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if msg.startswith("Compiling "):
+            self.names.append(msg.split()[1])
+
+    def __enter__(self) -> CompileLog:
+        import jax
+
+        self._was = bool(jax.config.jax_log_compiles)
+        logging.getLogger("jax").addHandler(self)
+        jax.config.update("jax_log_compiles", True)
+        return self
+
+    def __exit__(self, *exc):
+        import jax
+
+        jax.config.update("jax_log_compiles", self._was)
+        logging.getLogger("jax").removeHandler(self)
