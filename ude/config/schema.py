@@ -156,11 +156,11 @@ class HeldOutFraction(_Section):
         return 0 if n < 2 else min(max(round(self.fraction * n), 1), n - 1)
 
     def choose(self, names: list[str]) -> list[str]:
-        """The held-out experiments among ``names``, in their order (a seeded permutation)."""
-        import numpy as np
+        """The held-out experiments among ``names``, in their order (a seeded random draw)."""
+        import random
 
-        picked = np.random.default_rng(self.seed).permutation(len(names))[: self.count(len(names))]
-        return [n for i, n in enumerate(names) if i in set(picked.tolist())]
+        picked = set(random.Random(self.seed).sample(range(len(names)), self.count(len(names))))
+        return [n for i, n in enumerate(names) if i in picked]
 
 
 class DataConfig(_Section):
