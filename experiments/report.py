@@ -320,14 +320,23 @@ def readme_results(out: Path = OUT) -> str:
     return "\n".join(lines)
 
 
+def _bench_caption(title: str, script: str, d: dict, extra: str = "") -> str:
+    """``Title (`python benchmarks/script`; problem; extra cpu, cores, date):`` of a scaling
+    benchmark's table, from its result JSON ``d``."""
+    m = d.get("machine", {})
+    cmd = f"python benchmarks/{script}" + (" --quick" if d.get("quick") else "")
+    return (
+        f"{title} (`{cmd}`; {d.get('problem', '')}; {extra}{m.get('cpu', '?')}, "
+        f"{m.get('cores', '?')} cores, {m.get('date', '?')[:10]}):"
+    )
+
+
 def experiments_scaling_table(d: dict) -> str:
     """Cost per experiment-step of one training program as the experiments grow
     (``benchmarks/experiments_scaling.py``)."""
-    m = d.get("machine", {})
-    cmd = "python benchmarks/experiments_scaling.py" + (" --quick" if d.get("quick") else "")
+    steps = f"{d.get('steps')} Adam steps, "
     lines = [
-        f"Experiments (`{cmd}`; {d.get('problem', '')}; {d.get('steps')} Adam steps, "
-        f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date', '?')[:10]}):",
+        _bench_caption("Experiments", "experiments_scaling.py", d, steps),
         "",
         "| experiments N | ms per step | ms per experiment-step | vs N = 1 (paired) "
         "| solver steps (max / mean) | training programs | first call (compile) |",
@@ -351,12 +360,8 @@ def experiments_scaling_table(d: dict) -> str:
 def ensemble_table(d: dict) -> str:
     """Cost per member of one vmapped ensemble as it grows, and sharded vs unsharded runs
     (``benchmarks/ensemble_scaling.py``)."""
-    m = d.get("machine", {})
-    cmd = "python benchmarks/ensemble_scaling.py" + (" --quick" if d.get("quick") else "")
     lines = [
-        f"Ensembles (`{cmd}`; "
-        f"{d.get('problem', '')}; {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-        f"{m.get('date', '?')[:10]}):",
+        _bench_caption("Ensembles", "ensemble_scaling.py", d),
         "",
         "| members N | Adam ms per member-step | L-BFGS ms per member-step "
         "| first call (compile) |",

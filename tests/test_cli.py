@@ -64,7 +64,7 @@ def test_every_shipped_config_runs(runs, name):
     assert isinstance(m["final_loss"], float) and np.isfinite(m["final_loss"])
     assert m["wall_seconds"] > 0
     if "experiments" in m:  # a dataset of experiments: scored per experiment
-        _check_experiments(m, cfg)
+        _check_experiments(m, cfg, d)
         return
     ex = m["extrapolation"]
     assert set(ex) >= {"t_end", "rmse", "ok", "reference"}
@@ -89,11 +89,12 @@ def test_every_shipped_config_runs(runs, name):
         assert m["discovered"] is None
 
 
-def _check_experiments(m, cfg):
+def _check_experiments(m, cfg, d):
     ex = m["experiments"]
-    names = (
-        [e.name for e in cfg.data.experiments] if cfg.data.experiments else ex["per_experiment"]
-    )  # a file's experiments are named in the file
+    if cfg.data.experiments is not None:
+        names = [e.name for e in cfg.data.experiments]
+    else:  # a file's experiments are named in the file: the run's data.json records them
+        names = json.loads((d / "data.json").read_text())["experiment_names"]
     assert set(ex["per_experiment"]) == set(names)
     assert ex["held_out"] == list(cfg.data.held_out_experiments)
     assert set(ex["trained"]) == set(names) - set(ex["held_out"])

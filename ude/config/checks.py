@@ -53,7 +53,7 @@ def _cross_check(s: dict, invalid: set) -> Items:
     out += problems
     if model is None or (system is None and not _equations_model(model, truth)):
         return out
-    if data is None and "data" in invalid:  # the model's symbols may be the data's inputs
+    if "data" in invalid:  # the model's symbols may be the data's inputs
         return out
     inputs = () if data is None else tuple(data.inputs) + tuple(data.constants)
     spec, problems = model_spec(model, truth, inputs)

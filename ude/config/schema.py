@@ -152,13 +152,19 @@ class HeldOutFraction(_Section):
     seed: NonNegInt = 0
 
     def count(self, n: int) -> int:
-        """How many of ``n`` experiments are held out (0 when ``n < 2``: nothing can be)."""
-        return 0 if n < 2 else min(max(round(self.fraction * n), 1), n - 1)
+        """How many of ``n >= 2`` experiments are held out: ``round(fraction·n)`` in [1, n-1]."""
+        return min(max(round(self.fraction * n), 1), n - 1)
 
     def choose(self, names: list[str]) -> list[str]:
-        """The held-out experiments among ``names``, in their order (a seeded random draw)."""
+        """The held-out experiments among ``names``, in their order (a seeded random draw);
+        ValueError when there are fewer than 2 to split."""
         import random
 
+        if len(names) < 2:
+            raise ValueError(
+                f"data.held_out_experiments.fraction: the data have {len(names)} experiment(s); "
+                "holding some out needs at least 2"
+            )
         picked = set(random.Random(self.seed).sample(range(len(names)), self.count(len(names))))
         return [n for i, n in enumerate(names) if i in picked]
 

@@ -134,11 +134,6 @@ def held_out_names(cfg: ExperimentConfig, names) -> list[str]:
     listed ones, or a seeded random share (``{fraction, seed}``)."""
     held = cfg.data.held_out_experiments
     if isinstance(held, HeldOutFraction):
-        if len(names) < 2:
-            raise ValueError(
-                f"data.held_out_experiments.fraction: the data have {len(names)} experiment(s); "
-                "holding some out needs at least 2"
-            )
         return held.choose(list(names))
     return list(held)
 
