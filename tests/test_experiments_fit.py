@@ -289,14 +289,9 @@ def test_same_shapes_and_lengths_with_new_values_compile_nothing(compiles):
     assert sum(names.values()) == 0 and new_entries == 0, names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dataset._lengths is a static field (ude/data/dataset.py): the experiments' own lengths "
-    "are part of every jitted function's cache key, so experiments of new lengths recompile the "
-    "training program even when their count and padded length are unchanged",
-)
 def test_new_lengths_of_the_same_padded_shape_do_not_recompile(compiles):
     """5 experiments of other lengths padded to the same 8 samples: the same arrays' shapes, so the
-    training program should be reused (what the issue asks: a new length compiles nothing)."""
+    training program is reused: the lengths are array leaves of the Dataset, so a new length
+    compiles nothing."""
     names, new_entries = compiles["five_new_lengths"]
     assert names[TRAINING_PROGRAM] == 0 and new_entries == 0, names

@@ -26,6 +26,7 @@ from reliability_report import count, flush
 
 from ude import cli, data as data_mod
 from ude.config import ConfigError, read_yaml, validate_config
+from ude.data.tables import _MISSING as MISSING_CELLS
 
 MODULE = "fuzz"
 EXAMPLES = 150
@@ -422,7 +423,8 @@ def _mutate_table(kind: str, draw) -> str:
     j = draw(st.integers(0, 2))
     if kind == "not_a_number":
         rows[i][j] = draw(
-            _letters.filter(lambda s: s.lower() not in ("na", "nan", "inf", "infinity"))
+            # not a missing-value marker the loader accepts (tables._MISSING), nor inf
+            _letters.filter(lambda s: s.lower() not in MISSING_CELLS | {"inf", "infinity"})
         )
     elif kind == "non_finite":
         rows[i][j] = draw(st.sampled_from(["inf", "-inf", "Infinity", "1e999"]))

@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import UInt32
+from jaxtyping import Int, UInt32
 
 from .._types import Array, ArrayLike, Bool, Float
 from .arguments import as_inputs, as_mask, as_state_names, as_ys, row_lengths
@@ -45,10 +45,11 @@ class Dataset(eqx.Module):
             experiment's as ``args``.
         experiment_names: one name per trajectory (default ``("0", "1", ...)``).
 
-    A Dataset is a pytree: ``ts``, ``ys``, ``mask``, ``y_true`` and the inputs are array leaves,
-    names and lengths are static, so a jitted function taking a Dataset compiles once per shape —
-    one program for all experiments. Methods that change shapes (:meth:`window`, :meth:`split`)
-    work on concrete data, outside ``jit``.
+    A Dataset is a pytree: ``ts``, ``ys``, ``mask``, ``y_true``, the inputs and the experiments'
+    lengths are array leaves and only the names are static, so a jitted function taking a Dataset
+    compiles once per shape — one program for all experiments, whatever their own lengths (a new
+    experiment of a new length, padded to the same shape, compiles nothing). Methods that change
+    shapes (:meth:`window`, :meth:`split`) work on concrete data, outside ``jit``.
     """
 
     ts: Float[Array, "*traj times"]
@@ -58,7 +59,7 @@ class Dataset(eqx.Module):
     inputs: ExperimentInputs | None
     state_names: tuple[str, ...] = eqx.field(static=True)
     experiment_names: tuple[str, ...] = eqx.field(static=True)
-    _lengths: tuple[int, ...] | None = eqx.field(static=True)
+    _lengths: Int[ArrayLike, " traj"] | None
     _provenance_spec: str = eqx.field(static=True)
     _provenance_values: UInt32[ArrayLike, " words"]
 
@@ -82,15 +83,15 @@ class Dataset(eqx.Module):
             if ts.shape[1] < 1:
                 raise ValueError("Dataset: ts must have at least one time per experiment")
             lengths = row_lengths(ts)
-        elif ts.ndim == 2:  # traced: every row taken as full
-            lengths = (ts.shape[1],) * ts.shape[0]
+        elif ts.ndim == 2:  # traced: a row is real up to where it starts repeating its last time
+            lengths = 1 + jnp.sum(jnp.diff(ts, axis=1) > 0, axis=1)
         elif ts.ndim != 2 and concrete:
             check_times(ts, "Dataset: ts")
         if concrete and not jnp.issubdtype(ts.dtype, jnp.floating):
             ts = ts.astype(jnp.result_type(float))
         ys = as_ys(ys, ts)
         mask = as_mask(mask, ys, concrete)
-        if lengths is not None:
+        if lengths is not None and concrete:
             pad = np.arange(ys.shape[1])[None, :] >= np.asarray(lengths)[:, None]
             if concrete and bool((np.asarray(mask) & pad[:, :, None]).any()):
                 i = int(np.argwhere((np.asarray(mask) & pad[:, :, None]).any(axis=(1, 2)))[0, 0])
@@ -122,6 +123,9 @@ class Dataset(eqx.Module):
                 f"{list(experiment_names)}"
             )
         self.experiment_names = experiment_names
+        # an int32 leaf (numpy while concrete, so reading it needs no device round trip)
+        if concrete and lengths is not None:
+            lengths = np.asarray(lengths, np.int32)
         self._lengths = lengths
         self._provenance_spec, self._provenance_values = split_provenance(provenance)
 
@@ -152,15 +156,24 @@ class Dataset(eqx.Module):
 
     @property
     def lengths(self) -> tuple[int, ...]:
-        """The number of real save times of every trajectory."""
+        """The number of real save times of every trajectory (concrete data; inside ``jit`` use
+        :attr:`length_array`)."""
         if self._lengths is not None:
-            return self._lengths
+            return tuple(int(n) for n in np.asarray(self._lengths))
         return (self.ys.shape[1],) * self.ys.shape[0]
+
+    @property
+    def length_array(self) -> Int[Array, " traj"]:
+        """The number of real save times of every trajectory as an array (traceable: a jitted
+        function reading it does not recompile for new lengths)."""
+        if self._lengths is not None:
+            return jnp.asarray(self._lengths)
+        return jnp.full((self.ys.shape[0],), self.ys.shape[1], jnp.int32)
 
     @property
     def time_mask(self) -> Bool[Array, "traj times"]:
         """True at every trajectory's real save times, False on padding."""
-        return jnp.asarray(np.arange(self.n_times)[None, :] < np.asarray(self.lengths)[:, None])
+        return jnp.arange(self.n_times)[None, :] < self.length_array[:, None]
 
     @property
     def input_names(self) -> tuple[str, ...]:

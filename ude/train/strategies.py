@@ -12,7 +12,9 @@ A strategy is an equinox Module with
 All of them solve through :func:`ude.solve.solve`, so solver, tolerances and adjoint are options.
 A dataset of experiments (each with its own save times, initial state and inputs) is one batch:
 every solve is vmapped over the experiments, each reading its own inputs as ``args``, so the loss
-over all experiments is one compiled program and equals the sum of the experiments' own losses.
+over all experiments is one compiled program. Its data term is the sum of the experiments' own
+(``reduction="sse"``) or their mean weighted by observation counts (``"mse"``); an ``l2`` penalty
+is counted once, not once per experiment.
 """
 
 from __future__ import annotations
@@ -179,7 +181,18 @@ def segment_bounds(n_times: int, segments: int) -> np.ndarray:
         raise ValueError(
             f"segments must be in [1, {n_times - 1}] for {n_times} time points, got {segments}"
         )
-    return np.round(np.linspace(0, n_times - 1, segments + 1)).astype(int)
+    return _rounded_bounds(np, np.asarray(n_times), segments)
+
+
+def _rounded_bounds(xp, n_times, segments: int):
+    """``round(k (n_times - 1) / segments)`` for ``k = 0..segments``, ties to even, in exact
+    integer arithmetic (``xp`` is numpy or jax.numpy; ``n_times`` may be an array of them, then
+    the bounds have a leading axis)."""
+    k = xp.arange(segments + 1)
+    num = k * (xp.asarray(n_times)[..., None] - 1)
+    q, r = num // segments, num % segments
+    up = (2 * r > segments) | ((2 * r == segments) & (q % 2 == 1))
+    return (q + up).astype(int) if xp is np else (q + up).astype(jnp.int32)
 
 
 class MultipleShooting(AbstractStrategy):
@@ -211,32 +224,41 @@ class MultipleShooting(AbstractStrategy):
                 f"MultipleShooting: segments must be a positive integer, got {self.segments!r}"
             )
 
-    def _layout(self, lengths: tuple[int, ...]):
-        """Per trajectory ``(bounds (S+1,), idx (S, L), valid (S, L))`` stacked over trajectories:
-        every experiment is cut into ``segments`` pieces of its own length."""
-        per = []
-        for i, n in enumerate(lengths):
+    def _check_segments(self, data):
+        """Every experiment must have room for ``segments`` segments (concrete data only: inside
+        ``jit`` the lengths are traced)."""
+        lengths = data._lengths
+        if lengths is not None and isinstance(lengths, jax.core.Tracer):
+            return
+        for i, n in enumerate(data.lengths):
             try:
-                per.append(segment_bounds(n, self.segments))
+                segment_bounds(n, self.segments)
             except ValueError as e:
                 raise ValueError(f"MultipleShooting: trajectory {i}: {e}") from None
-        length = max(int(np.max(np.diff(b))) + 1 for b in per)
-        idx = np.stack(
-            [
-                [np.minimum(b + np.arange(length), e) for b, e in zip(bd[:-1], bd[1:], strict=True)]
-                for bd in per
-            ]
-        )
-        valid = np.stack(
-            [
-                [b + np.arange(length) <= e for b, e in zip(bd[:-1], bd[1:], strict=True)]
-                for bd in per
-            ]
-        )
-        return np.stack(per), idx, valid
+
+    def _layout(self, data):
+        """``(bounds (traj, S+1), idx (traj, S, L), valid (traj, S, L))``: every experiment is cut
+        into ``segments`` near-equal pieces of its own length, each padded to ``L`` samples (its
+        own end repeated, marked not valid). The bounds are computed from the lengths as arrays,
+        and ``L`` bounds the longest segment of any length up to the padded one, so experiments
+        of new lengths reuse the compiled program."""
+        if not data.per_experiment_times:  # shared times: one exact layout (concrete)
+            b = segment_bounds(data.n_times, self.segments)
+            length = int(np.max(np.diff(b))) + 1
+            bounds = jnp.asarray(np.broadcast_to(b, (data.n_traj, b.size)))
+        else:
+            bounds = _rounded_bounds(jnp, data.length_array, self.segments)
+            # round(a) - round(b) <= ceil(a - b) for a segment of (n - 1) / S samples
+            length = -(-(data.n_times - 1) // self.segments) + 1
+        offs = jnp.arange(length)
+        first, last = bounds[:, :-1, None], bounds[:, 1:, None]
+        idx = jnp.minimum(first + offs, last)
+        valid = first + offs <= last
+        return bounds, idx, valid
 
     def init(self, model, data, key=None):
-        bounds, _, _ = self._layout(data.lengths)
+        self._check_segments(data)
+        bounds, _, _ = self._layout(data)
         starts = bounds[:, :-1]  # (traj, segments)
         rows = np.arange(data.n_traj)[:, None]
         y0 = initial_states(data)
@@ -248,7 +270,8 @@ class MultipleShooting(AbstractStrategy):
         )
 
     def _segments(self, model, extra, data):
-        bounds, idx, valid = self._layout(data.lengths)
+        self._check_segments(data)
+        bounds, idx, valid = self._layout(data)
         rows = np.arange(data.n_traj)[:, None]
         starts = _typed(extra).starts
         if self.fix_observed:
@@ -273,12 +296,11 @@ class MultipleShooting(AbstractStrategy):
         ys = data.ys[rows, idx, :]
         mask = data.mask[rows, idx, :] & jnp.asarray(valid)[..., None]
         # each interior boundary point belongs to two segments: count it once (in the later one)
-        last = np.argmax(np.cumsum(valid, axis=2), axis=2)  # (traj, segments)
+        last = jnp.sum(valid, axis=2) - 1  # (traj, segments): a segment's last valid entry
         n_seg = last.shape[1]
-        not_end = np.ones_like(valid)
-        for i in range(valid.shape[0]):
-            not_end[i, np.arange(n_seg)[:-1], last[i, :-1]] = False
-        mask = mask & jnp.asarray(not_end)[..., None]
+        at_end = jnp.arange(valid.shape[2])[None, None, :] == last[:, :, None]
+        interior = (np.arange(n_seg) < n_seg - 1)[None, :, None]
+        mask = mask & ~(at_end & interior)[..., None]
         fit = self._err(sols.ys, ys, mask)
         ends = sols.ys[rows[:, :, 0], np.arange(n_seg)[None, :-1], last[:, :-1], :]
         gap = jnp.sum((ends - starts[:, 1:, :]) ** 2)
@@ -327,10 +349,10 @@ class WindowMinibatch(AbstractStrategy):
         # a window starts at a fully observed sample and ends inside its own experiment
         starts_ok = jnp.all(data.mask, axis=-1)[:, : n_times - self.window + 1]  # (traj, starts)
         fits = (
-            np.arange(n_times - self.window + 1)[None, :] + self.window
-            <= np.asarray(data.lengths)[:, None]
+            jnp.arange(n_times - self.window + 1)[None, :] + self.window
+            <= data.length_array[:, None]
         )
-        ok_start = starts_ok & jnp.asarray(fits)
+        ok_start = starts_ok & fits
         logits = jnp.where(ok_start, 0.0, -jnp.inf).reshape(-1)
         flat = jr.categorical(key, logits, shape=(self.batch,))
         traj, start = flat // ok_start.shape[1], flat % ok_start.shape[1]
