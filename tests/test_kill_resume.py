@@ -153,7 +153,8 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(
         _ude("resume", str(d), "-q"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert res.returncode == 0, res.stderr
-    assert "final" in res.stdout and res.stderr == ""
+    assert "final" in res.stdout  # stderr: only the quality gate's warning (a short fit: underfit)
+    assert res.stderr == "" or res.stderr.startswith("warning: the fit is underfit")
     same_result(d, reference)
     assert not [p for p in d.rglob("*.tmp")], "temporary files left behind"
     count(MODULE, "survived_sigkill")

@@ -31,7 +31,7 @@ ORDER = [
     ("train",),
     ("discovery",),
     ("uncertainty",),
-    ("evaluate",),
+    ("evaluate", "quality"),
     ("plots",),
     ("plots_experiments",),
     ("pipeline",),

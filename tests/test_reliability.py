@@ -112,6 +112,7 @@ def test_blow_up_rejects_every_step_exits_1_and_keeps_the_checkpoint(tmp_path, c
     assert "solver.max_steps = 64" in err and "checkpoint is kept" in err
     m = metrics(d)
     assert m["status"] == "failed" and m["fit"]["rejected"] == [10] and "all 10 steps" in m["error"]
+    assert m["fit"]["status"] == "diverged"
     hist = read_history(d / FILES["history"])
     assert len(hist["step"]) == 10 and not hist["accepted"].any()
     assert np.all(np.diff(hist["lr_scale"]) < 0)  # the learning rate backs off

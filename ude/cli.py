@@ -27,6 +27,7 @@ the config asks for it (and whenever data are simulated: the ground truth is flo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -123,6 +124,17 @@ def graceful_signals():
     return g()
 
 
+def _finished(args, metrics: dict) -> int:
+    """Print the run's summary, then the quality gate's warning; its exit status."""
+    from .quality import gate
+
+    print(summary(metrics))
+    code, warning = gate(metrics, allow=getattr(args, "allow_underfit", False))
+    if warning:
+        _err(warning)
+    return code
+
+
 def cmd_run(args) -> int:
     from . import pipeline
 
@@ -138,8 +150,7 @@ def cmd_run(args) -> int:
         metrics = pipeline.run_experiment(
             cfg, out, verbose=not args.quiet, log=log, stop=args._stop
         )
-    print(summary(metrics))
-    return EXIT_OK
+    return _finished(args, metrics)
 
 
 def cmd_resume(args) -> int:
@@ -178,8 +189,7 @@ def cmd_resume(args) -> int:
         metrics = pipeline.run_experiment(
             cfg, out, verbose=not args.quiet, resume=True, log=log, stop=args._stop
         )
-    print(summary(metrics))
-    return EXIT_OK
+    return _finished(args, metrics)
 
 
 def cmd_simulate(args) -> int:
@@ -224,8 +234,7 @@ def cmd_discover(args) -> int:
     args._out = out
     _enable_x64(pipeline.load_run(out))
     metrics = pipeline.run_discovery(out, verbose=not args.quiet, log=_Quiet(args.quiet))
-    print(summary(metrics))
-    return EXIT_OK
+    return _finished(args, metrics)
 
 
 def cmd_figures(args) -> int:
@@ -284,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="training progress: a bar on a terminal, one line per update in a log file "
         "(default auto: a bar when stderr is a terminal, else plain lines; sets UDE_PROGRESS)",
     )
+    common.add_argument(
+        "--allow-underfit",
+        action="store_true",
+        help="exit 0 when the fit is underfit (its final loss above train.underfit_ratio times "
+        "the noise floor; it is still reported; also UDE_ALLOW_UNDERFIT=1)",
+    )
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument(
         "--set",
@@ -313,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Universal differential equations: fit known physics plus a "
         "neural network to data, then recover the missing equations.",
         epilog="Exit codes: 0 success, 1 the run failed or was interrupted (Ctrl-C: a checkpoint "
-        "is written; continue with `ude resume DIR`), 2 usage, config or data error.",
+        "is written; continue with `ude resume DIR`), 2 usage, config or data error, 3 the run "
+        "finished but its fit is underfit (--allow-underfit: 0).",
     )
     p.add_argument("--version", action="version", version=f"ude {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -409,8 +425,6 @@ def _version() -> str:
 def _force_host_devices(n: int) -> None:
     """Ask jax for ``n`` CPU devices unless its backends already started (then the device count
     is fixed and :func:`_check_devices` reports a shortfall) or ``XLA_FLAGS`` already asks."""
-    import os
-
     import jax
 
     flags = os.environ.get("XLA_FLAGS", "")
@@ -460,8 +474,6 @@ def main(argv=None) -> int:
     if getattr(args, "devices", None):
         _force_host_devices(args.devices)
     if getattr(args, "log_format", None):
-        import os
-
         os.environ["UDE_PROGRESS"] = args.log_format  # read by ude.train.progress
     if args.command in ("run", "resume", "discover"):
         from .compile_cache import enable

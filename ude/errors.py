@@ -21,12 +21,14 @@ __all__ = [
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
+    "EXIT_UNDERFIT",
     "exit_code",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run was tried and did not succeed (a diverged fit, an interruption)
 EXIT_USAGE = 2  # what the user gave cannot be used (config, data file, run directory, argv)
+EXIT_UNDERFIT = 3  # the run finished but its fit is underfit (ude.quality; --allow-underfit: 0)
 
 
 class UdeError(Exception):

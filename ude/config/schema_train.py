@@ -139,7 +139,10 @@ class TrainConfig(_Section):
     Optional phases around them: ``pretrain`` stages fit the network first without any solve to
     kernel-smoothed states and derivatives (collocation: a robust start for long windows), and
     ``polish`` stages finish with single shooting over the whole window, initial states learned
-    (after multiple shooting or minibatches)."""
+    (after multiple shooting or minibatches).
+
+    ``underfit_ratio`` is the quality gate (:mod:`ude.quality`): a fit whose final loss exceeds
+    this many times the noise floor is ``underfit`` (null: no gate)."""
 
     strategy: StrategyConfig = StrategyConfig()
     stages: list[StageConfig] = Field(default_factory=_default_stages, min_length=1)
@@ -147,6 +150,7 @@ class TrainConfig(_Section):
     polish: list[StageConfig] = []
     chunk: PosInt = 100
     checkpoint_every: PosInt | None = 100
+    underfit_ratio: Annotated[float, Field(strict=True, gt=1, allow_inf_nan=False)] | None = 10.0
 
 
 class LibraryConfig(_Section):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jax.random as jr
 
-from .. import data as data_mod
+from .. import data as data_mod, quality
 from .._io import json_safe, write_json
 from ..config import ExperimentConfig
 from ..errors import RunDirError
@@ -26,7 +26,14 @@ from .fit import FitOutcome, fit_model
 from .progress import Log
 from .rundir import FILES, check_new_dir, load_run, locked_run_dir
 
-__all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures", "run_is_finished"]
+__all__ = [
+    "fit_quality",
+    "run_experiment",
+    "run_simulate",
+    "run_discovery",
+    "run_figures",
+    "run_is_finished",
+]
 
 
 def run_is_finished(out_dir) -> bool:
@@ -72,6 +79,9 @@ def _finish(
         metrics = evaluate_experiments(cfg, out, data, train, fitted, found, log=log).metrics
     else:
         metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
+    metrics["fit"].update(fit_quality(cfg, train, metrics))
+    if found is not None and metrics["fit"]["status"] == "underfit":
+        metrics["discovery_caution"] = _caution(metrics)
     if cfg.output.figures:
         draw_figures(cfg, out, log=log)
     metrics["status"] = "ok"
@@ -81,6 +91,31 @@ def _finish(
     metrics["run_dir"] = str(out)
     write_json(out / FILES["metrics"], metrics)
     return json_safe(metrics)
+
+
+def fit_quality(cfg: ExperimentConfig, train, metrics: dict) -> dict:
+    """The quality gate's verdict (:func:`ude.quality.fit_quality`) on a run's fit: its final loss
+    against the known noise floor (simulated data) or one estimated from the training data."""
+    floor, source = metrics.get("noise_floor"), "truth"
+    if floor is None:
+        st = cfg.train.strategy
+        floor, source = quality.estimate_noise_floor(train, st.loss, st.weights), "data"
+    return quality.fit_quality(
+        metrics.get("final_loss"),
+        floor,
+        source=source if floor is not None else None,
+        max_ratio=cfg.train.underfit_ratio,
+    )
+
+
+def _caution(metrics: dict) -> str:
+    """What to say of equations discovered from an underfit fit: whether their own refit explains
+    the data any better."""
+    q, refit = metrics["fit"], metrics.get("refit_loss")
+    text = "discovered from an underfit fit (the network did not explain the data)"
+    if refit is not None and q["floor"] and refit <= q["max_ratio"] * q["floor"]:
+        return f"{text}; their own refit does: loss {refit / q['floor']:.3g}× the noise floor"
+    return f"{text}: these equations are not to be trusted"
 
 
 def run_experiment(

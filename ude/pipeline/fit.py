@@ -155,7 +155,7 @@ def _record_failure(
             "status": "failed",
             "error": problem,
             "final_loss": info["final_loss"],
-            "fit": {k: info.get(k) for k in _SUMMARY},
+            "fit": {**{k: info.get(k) for k in _SUMMARY}, "status": "diverged"},
             **blocks,
             "run_dir": str(out),
         },

@@ -44,6 +44,13 @@ def summary(metrics: dict) -> str:
             else "none rejected"
         )
         rows.append(("fit", line))
+    if fit.get("status") is not None:
+        line = fit["status"]
+        if fit.get("loss_to_floor") is not None:
+            where = "known" if fit.get("floor_source") == "truth" else "estimated from the data"
+            line += f" (final loss {_fmt(fit['loss_to_floor'], '.3g')}× the noise floor, {where}"
+            line += f"; gate {_fmt(fit.get('max_ratio'), 'g')}×)" if fit.get("max_ratio") else ")"
+        rows.append(("status", line))
     if metrics.get("parameters"):
         rows.append(
             ("learned", ", ".join(f"{k} = {_fmt(v)}" for k, v in metrics["parameters"].items()))
@@ -52,6 +59,8 @@ def summary(metrics: dict) -> str:
     if eqs:
         rows.append(("discovered", eqs[0]))
         rows.extend(("", e) for e in eqs[1:])
+        if metrics.get("discovery_caution"):
+            rows.append(("", f"({metrics['discovery_caution']})"))
     elif metrics.get("discovered") is None:
         rows.append(("discovered", "(discovery off)"))
     if metrics.get("refit_parameters"):
