@@ -110,3 +110,44 @@ def test_selection_by_simulation_keeps_exactly_xy(lv):
     assert sel.table[0]["delta"] == 0.0
     # the refitted model is a DiscoveredModel whose coefficients are the reported ones
     np.testing.assert_allclose(np.asarray(sel.model.xi), sel.discovery.coefficients)
+
+
+@pytest.fixture(scope="module")
+def only_y_missing(lv):
+    """Predation known, only the reproduction term δxy missing: the network's x output is a tiny
+    smooth error (it learned nothing there), its y output δxy with a spurious 1e-6·y³ on top. The
+    regression gives x' terms (it must, for every state it regresses) and keeps y³."""
+    import jax.random as jr
+
+    clean, Y, lib = lv
+    noisy = ude.RelativeMeanNoise(0.01).apply(clean.y_true, jr.key(3))
+    data = ude.Dataset(
+        clean.ts, noisy, jnp.ones(noisy.shape, bool), state_names=("x", "y"), y_true=clean.y_true
+    )
+    xy = Y[:, 0] * Y[:, 1]
+    t = np.linspace(0, 3, len(Y))
+    U = np.stack([1e-4 * np.sin(2.0 * t), 0.8 * xy + 1e-6 * Y[:, 1] ** 3], -1)
+    base = regress(lib, Y, U, ude.STLSQ(threshold=1e-9), criterion="aicc")
+    return base, TRUTH.keep("growth", "predation", "death"), data
+
+
+def test_the_empty_equation_and_tiny_terms_are_dropped(only_y_missing):
+    """The empty equation is a candidate for every state, and the parsimony rule drops a term whose
+    contribution to the trajectory is below the noise: x' gets nothing, y' exactly x*y."""
+    base, known, data = only_y_missing
+    assert base.kept()["x"] and "y^3" in base.kept()["y"]  # what the regression alone says
+    sel = select_by_simulation(base, known, data, max_terms=2)
+    assert sel.discovery.kept() == {"x": (), "y": ("x*y",)}
+    assert sel.discovery.as_dict()["y"]["x*y"] == pytest.approx(0.8, rel=0.02)
+    assert any(r["terms"]["x"] == [] for r in sel.table)
+
+
+def test_pruned_joint_candidates_choose_as_the_full_product(only_y_missing):
+    """Past ``max_joint`` the states' candidates are screened one state at a time and only each
+    state's best ``keep_per_state`` are joined: fewer refits, the same choice."""
+    base, known, data = only_y_missing
+    full = select_by_simulation(base, known, data, max_terms=2)
+    pruned = select_by_simulation(base, known, data, max_terms=2, max_joint=1, keep_per_state=2)
+    assert len(pruned.table) == 4 < len(full.table)
+    assert pruned.discovery.kept() == full.discovery.kept()
+    np.testing.assert_allclose(pruned.discovery.coefficients, full.discovery.coefficients)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -48,6 +47,7 @@ from ..model import partition
 from ..physics import AbstractPhysics
 from ..solve import SolverOptions, solve_data
 from ..train import LearnedInitialStates
+from .candidates import best_subsets, candidates, models_of, screening
 from .discover import Discovery
 from .discovered import DiscoveredModel
 from .selection import aicc
@@ -63,70 +63,6 @@ __all__ = [
     "state_weights",
     "candidate_table_text",
 ]
-
-
-def _normalised(Theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    norms = np.linalg.norm(Theta, axis=0)
-    norms = np.where(norms > 0, norms, 1.0)
-    return Theta / norms, norms
-
-
-def _rss(Theta_n: np.ndarray, u: np.ndarray, subsets: np.ndarray) -> np.ndarray:
-    """Least-squares residual sum of squares of ``u`` on each subset of columns (batched QR)."""
-    A = np.moveaxis(Theta_n[:, subsets], 1, 0)  # (subsets, n, k)
-    Q, R = np.linalg.qr(A)
-    proj = np.einsum("snk,n->sk", Q, u)
-    rss = float(u @ u) - np.sum(proj**2, axis=1)
-    # a rank-deficient subset (duplicate or zero columns) is no candidate
-    diag = np.abs(np.diagonal(R, axis1=1, axis2=2))
-    rss = np.where(diag.min(axis=1) > 1e-10 * max(1.0, diag.max()), rss, np.inf)
-    return np.maximum(rss, 0.0)
-
-
-def best_subsets(
-    Theta, u, max_terms: int = 3, *, top=1, max_subsets: int = 50_000
-) -> list[tuple[tuple[int, ...], float]]:
-    """The ``top`` best column subsets of each size ``1 … max_terms`` for ``u ≈ Θ·w`` (``top``: an
-    int, or one int per size, e.g. ``(3, 1, 1)``).
-
-    Exhaustive while ``C(terms, k) <= max_subsets``; beyond that, greedy forward selection (each
-    of the previous size's best subsets extended by one column). Returns ``[(columns, rss), ...]``
-    ordered by size, then residual.
-    """
-    Theta = np.asarray(Theta, float)
-    u = np.asarray(u, float)
-    if Theta.ndim != 2 or u.shape != (Theta.shape[0],):
-        raise ValueError(
-            f"best_subsets: Theta must be (n, terms) and u (n,), got {Theta.shape}, {u.shape}"
-        )
-    if not isinstance(max_terms, int) or max_terms < 1:
-        raise ValueError(f"best_subsets: max_terms must be a positive integer, got {max_terms!r}")
-    tops = [top] * max_terms if isinstance(top, int) else list(top)
-    tops += tops[-1:] * (max_terms - len(tops))
-    if not tops or any(not isinstance(t, int) or t < 1 for t in tops):
-        raise ValueError(
-            f"best_subsets: top must be a positive int or {max_terms} of them, got {top!r}"
-        )
-    Tn, _ = _normalised(Theta)
-    m = Theta.shape[1]
-    out: list[tuple[tuple[int, ...], float]] = []
-    prev: list[tuple[int, ...]] = []
-    for k in range(1, min(max_terms, m) + 1):
-        if k == 1 or math.comb(m, k) <= max_subsets:
-            subsets = np.asarray(list(itertools.combinations(range(m), k)), int)
-        else:
-            grown = {tuple(sorted((*s, c))) for s in prev for c in range(m) if c not in s}
-            subsets = np.asarray(sorted(grown), int)
-        rss = _rss(Tn, u, subsets)
-        order = np.argsort(rss, kind="stable")
-        best = [
-            (tuple(int(c) for c in subsets[i]), float(rss[i]))
-            for i in order[: tops[k - 1]]
-            if np.isfinite(rss[i])
-        ]
-        out += best
-        prev = [s for s, _ in best] or prev
-    return out
 
 
 def state_weights(data, weights="scale") -> np.ndarray:
@@ -190,43 +126,6 @@ class SimulationSelection:
     table: list[dict]
 
 
-def _candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[tuple[int, ...]]]:
-    per_state = []
-    for j, s in enumerate(discovery.states):
-        col = discovery.state_names.index(s)
-        cands = [c for c, _ in best_subsets(Theta, discovery.targets[:, j], max_terms, top=top)]
-        own = tuple(int(i) for i in np.flatnonzero(discovery.mask[:, col]))
-        if 0 < len(own) <= max_terms and own not in cands:
-            cands.append(own)
-        per_state.append(cands)
-    return per_state
-
-
-def _candidate_models(
-    discovery: Discovery, known, max_terms: int, top: int | Sequence[int], max_candidates: int
-):
-    Theta = np.asarray(discovery.theta())
-    joint = list(itertools.product(*_candidates(discovery, Theta, max_terms, top)))
-    if len(joint) > max_candidates:
-        raise ValueError(
-            f"select_by_simulation: {len(joint)} joint candidates exceed "
-            f"max_candidates = {max_candidates}; lower max_terms or top"
-        )
-    shape = (len(discovery.names), len(discovery.state_names))
-    models, masks = [], []
-    for combo in joint:
-        xi = np.zeros(shape)
-        mask = np.zeros(shape, bool)
-        for j, (s, cols) in enumerate(zip(discovery.states, combo, strict=True)):
-            c = discovery.state_names.index(s)
-            cols = list(cols)
-            xi[cols, c] = np.linalg.lstsq(Theta[:, cols], discovery.targets[:, j], rcond=None)[0]
-            mask[cols, c] = True
-        models.append(DiscoveredModel(known, discovery.library, xi, mask))
-        masks.append(mask)
-    return models, masks
-
-
 def select_by_simulation(
     discovery: Discovery,
     known: AbstractPhysics | Callable | None,
@@ -242,6 +141,8 @@ def select_by_simulation(
     max_steps: int = 100,
     rtol: float = 1e-8,
     max_candidates: int = 256,
+    max_joint: int = 64,
+    keep_per_state: int = 3,
 ) -> SimulationSelection:
     """Choose the discovered support by refitting candidates through the ODE (see the module doc).
 
@@ -261,6 +162,10 @@ def select_by_simulation(
             most); the adjoint is replaced by forward mode (the Jacobian is built by JVPs).
         max_steps, rtol: Levenberg–Marquardt iterations and relative tolerance.
         max_candidates: refuse more joint candidates than this (lower ``max_terms`` or ``top``).
+        max_joint, keep_per_state: when the product of the states' candidates exceeds
+            ``max_joint`` (3 states and more), it is pruned first: each state's candidates are
+            refitted with the other equations held at the regression's pick, and only each
+            state's ``keep_per_state`` best are joined.
     """
     return select_many(
         [discovery],
@@ -276,6 +181,8 @@ def select_by_simulation(
         max_steps=max_steps,
         rtol=rtol,
         max_candidates=max_candidates,
+        max_joint=max_joint,
+        keep_per_state=keep_per_state,
     )[0]
 
 
@@ -339,6 +246,8 @@ def select_many(
     max_steps: int = 100,
     rtol: float = 1e-8,
     max_candidates: int = 256,
+    max_joint: int = 64,
+    keep_per_state: int = 3,
 ) -> list[SimulationSelection]:
     """:func:`select_by_simulation` for many discoveries at once (e.g. the runs of a noise sweep):
     every candidate of every discovery is refitted in one vmapped, jitted program.
@@ -361,39 +270,67 @@ def select_many(
     if stacked and data.ys.shape[0] != n:
         raise ValueError(f"select_many: data has {data.ys.shape[0]} members, {n} discoveries given")
     datas = [member(data, i) if stacked else data for i in range(n)]
-    models, masks, owner, weight_list = [], [], [], []
-    for i, (d, di) in enumerate(zip(discoveries, datas, strict=True)):
-        ms, ks = _candidate_models(d, known, max_terms, top, max_candidates)
-        models += ms
-        masks += ks
-        owner += [i] * len(ms)
-        weight_list.append(state_weights(di, weights))
-    owner = np.asarray(owner)
+    weight_list = [state_weights(di, weights) for di in datas]
     opts = options or SolverOptions("tsit5", rtol=1e-8, atol=1e-8, max_steps=1024)
     opts = dataclasses.replace(opts, adjoint="forward")
-    member_data = stack([datas[i] for i in owner])
-    y0s = jnp.stack([initial_states(datas[i]) for i in owner])
-    w = jnp.asarray(np.stack([weight_list[i] for i in owner]))
-    k_max = max(int(m.sum()) for m in masks)
-    index = np.zeros((len(masks), k_max), np.int32)
-    valid = np.zeros((len(masks), k_max), bool)
-    for b, m in enumerate(masks):
-        flat = np.flatnonzero(m.reshape(-1))
-        index[b, : len(flat)] = flat
-        valid[b, : len(flat)] = True
-    fitted, y0_fit, sse_all, steps = _refit_all(
-        stack(models),
-        jnp.asarray(index),
-        jnp.asarray(valid),
-        y0s,
-        member_data,
-        w,
-        opts,
-        bool(learn_y0),
-        int(max_steps),
-        rtol,
-    )
-    sse_all = np.asarray(sse_all, float)
+
+    def refit(combos_of):  # {discovery: [joint candidate, ...]} -> every candidate refitted
+        models, masks, owner = [], [], []
+        for i, combos in combos_of.items():
+            ms, ks = models_of(discoveries[i], known, combos)
+            models += ms
+            masks += ks
+            owner += [i] * len(ms)
+        owner = np.asarray(owner)
+        y0s = jnp.stack([initial_states(datas[i]) for i in owner])
+        w = jnp.asarray(np.stack([weight_list[i] for i in owner]))
+        k_max = max(1, max(int(m.sum()) for m in masks))
+        index = np.zeros((len(masks), k_max), np.int32)
+        valid = np.zeros((len(masks), k_max), bool)
+        for b, m in enumerate(masks):
+            flat = np.flatnonzero(m.reshape(-1))
+            index[b, : len(flat)] = flat
+            valid[b, : len(flat)] = True
+        fitted, y0_fit, sse, steps = _refit_all(
+            stack(models),
+            jnp.asarray(index),
+            jnp.asarray(valid),
+            y0s,
+            stack([datas[i] for i in owner]),
+            w,
+            opts,
+            bool(learn_y0),
+            int(max_steps),
+            rtol,
+        )
+        return masks, owner, fitted, y0_fit, np.asarray(sse, float), steps
+
+    per = [candidates(d, np.asarray(d.theta()), max_terms, top) for d in discoveries]
+    joint = {i: list(itertools.product(*per[i])) for i in range(n)}
+    big = [i for i in range(n) if len(joint[i]) > max_joint]
+    if big:  # prune per state first: vary one equation at a time, keep each state's best few
+        screens = {i: screening(discoveries[i], per[i]) for i in big}
+        s_masks, s_owner, _, _, s_sse, _ = refit({i: screens[i][1] for i in big})
+        for i in big:
+            base, combos = screens[i]
+            idx = np.flatnonzero(s_owner == i)
+            n_obs = int(np.asarray(datas[i].mask).sum())
+            k = np.asarray([s_masks[b].sum() for b in idx])
+            at = dict(zip(combos, SCORES[score](s_sse[idx], n_obs, k), strict=True))
+            kept = []
+            for j, cands in enumerate(per[i]):
+                ranked = sorted(
+                    cands, key=lambda c, j=j: (at[(*base[:j], c, *base[j + 1 :])], len(c))
+                )
+                kept.append(ranked[:keep_per_state])
+            joint[i] = list(itertools.product(*kept))
+    for i in range(n):
+        if len(joint[i]) > max_candidates:
+            raise ValueError(
+                f"select_by_simulation: {len(joint[i])} joint candidates exceed "
+                f"max_candidates = {max_candidates}; lower max_terms or top"
+            )
+    masks, owner, fitted, y0_fit, sse_all, steps = refit(joint)
 
     out = []
     for i, (d, di) in enumerate(zip(discoveries, datas, strict=True)):
