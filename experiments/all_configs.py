@@ -28,6 +28,9 @@ def summarise(metrics: dict) -> dict:
     return {
         "final_loss": metrics.get("final_loss"),
         "noise_floor": metrics.get("noise_floor"),
+        "fit_status": (metrics.get("fit") or {}).get("status"),
+        "loss_to_floor": (metrics.get("fit") or {}).get("loss_to_floor"),
+        "floor_source": (metrics.get("fit") or {}).get("floor_source"),
         "refit_loss": metrics.get("refit_loss"),
         "equations": metrics.get("equations"),
         "parameters": metrics.get("refit_parameters") or metrics.get("parameters"),

@@ -205,6 +205,19 @@ def build(out: Path = OUT, root: Path = common.ROOT) -> str:
 START, END = "<!-- results:start (written by experiments/report.py) -->", "<!-- results:end -->"
 
 
+def _fit_text(r: dict) -> str:
+    """The quality gate's verdict on a config's fit: ``ok (0.56×)``; a floor estimated from the
+    data is marked (``est.``)."""
+    status = r.get("fit_status")
+    if status is None:
+        return "—"
+    ratio = r.get("loss_to_floor")
+    if ratio is None:
+        return status
+    est = ", est." if r.get("floor_source") == "data" else ""
+    return f"{'**underfit**' if status == 'underfit' else status} ({ratio:.2g}×{est})"
+
+
 def _coefficient_error(r: dict) -> str:
     """The largest relative error of a discovered coefficient, and whether the support is the
     true one (— without a simulated truth in the library)."""
@@ -280,13 +293,13 @@ def readme_results(out: Path = OUT) -> str:
     if ac:
         lines += [
             "",
-            "| config | final loss | noise floor | discovered (refitted) | coefficient error "
-            "| extrapolation RMSE | wall |",
-            "|---|---:|---:|---|---:|---:|---:|",
+            "| config | final loss | noise floor | fit (loss / floor) | discovered (refitted) "
+            "| coefficient error | extrapolation RMSE | wall |",
+            "|---|---:|---:|---|---|---:|---:|---:|",
         ]
         for name, r in sorted(ac.items()):
             if not r.get("ok"):
-                lines.append(f"| `{name}` | failed: {r.get('error', '')[:80]} | | | | | |")
+                lines.append(f"| `{name}` | failed: {r.get('error', '')[:80]} | | | | | | |")
                 continue
             eq = "<br>".join(r.get("equations") or []) or "—"
             ext = r.get("extrapolation_rmse")
@@ -299,7 +312,8 @@ def readme_results(out: Path = OUT) -> str:
             if r.get("held_out_rmse"):
                 ext = _held_out_text(r)
             lines.append(
-                f"| `{name}` | {_f(r.get('final_loss'))} | {_f(r.get('noise_floor'))} | {eq} | "
+                f"| `{name}` | {_f(r.get('final_loss'))} | {_f(r.get('noise_floor'))} | "
+                f"{_fit_text(r)} | {eq} | "
                 f"{_coefficient_error(r)} | {ext} | "
                 f"{r['wall_seconds']:.0f} s |"
             )

@@ -130,17 +130,21 @@ def fit_quality(
 
 def underfit_message(quality: dict) -> str:
     """The warning printed on an underfit run: the ratio, and what to try."""
-    src = (
-        "known from the truth" if quality["floor_source"] == "truth" else "estimated from the data"
-    )
+    truth = quality["floor_source"] == "truth"
+    src = "known from the truth" if truth else "estimated from the data"
+    what = "what is discovered from it is not to be trusted"
+    if quality.get("refit_to_floor") is not None:
+        what = (
+            "the equations discovered from it were refitted to "
+            f"{quality['refit_to_floor']:.3g}× the floor, so check them, not the network"
+        )
     return (
         f"warning: the fit is underfit: its final loss is {quality['loss_to_floor']:.3g}× the "
-        f"noise floor {quality['floor']:.4g} ({src}; the gate is {quality['max_ratio']:g}×), so "
-        "the model does not explain the data and what is discovered from it is not to be "
-        "trusted. Try: a collocation pre-fit (train.pretrain), multiple shooting "
-        "(train.strategy.kind: multiple_shooting) or learned initial states, more steps or an "
-        "L-BFGS polish (train.polish), a wider network. --allow-underfit keeps exit status 0; "
-        "train.underfit_ratio sets the gate (null: off)."
+        f"noise floor {quality['floor']:.4g} ({src}; the gate is {quality['max_ratio']:g}×): the "
+        f"network does not explain the data, and {what}. Try: a collocation pre-fit "
+        "(train.pretrain), multiple shooting (train.strategy.kind: multiple_shooting) or learned "
+        "initial states, more steps or an L-BFGS polish (train.polish), a wider network. "
+        "--allow-underfit keeps exit status 0; train.underfit_ratio sets the gate (null: off)."
     )
 
 

@@ -110,11 +110,12 @@ def fit_quality(cfg: ExperimentConfig, train, metrics: dict) -> dict:
 
 def _caution(metrics: dict) -> str:
     """What to say of equations discovered from an underfit fit: whether their own refit explains
-    the data any better."""
+    the data any better (then ``fit.refit_to_floor`` records its ratio)."""
     q, refit = metrics["fit"], metrics.get("refit_loss")
     text = "discovered from an underfit fit (the network did not explain the data)"
     if refit is not None and q["floor"] and refit <= q["max_ratio"] * q["floor"]:
-        return f"{text}; their own refit does: loss {refit / q['floor']:.3g}× the noise floor"
+        q["refit_to_floor"] = refit / q["floor"]
+        return f"{text}; their own refit does: loss {q['refit_to_floor']:.3g}× the noise floor"
     return f"{text}: these equations are not to be trusted"
 
 
