@@ -533,3 +533,18 @@ def test_refit_reduces_loss_and_keeps_dropped_terms_zero(known):
     assert got["y"]["x*y"] == pytest.approx(0.8, rel=1e-3)
     xi_after = np.asarray(res.model.xi)
     assert np.all(xi_after[~np.asarray(start.mask)] == 0.0)
+
+
+def test_fewer_regression_samples_than_terms_warn():
+    """An underdetermined regression (5 samples, 23 terms) warns, naming both counts; as many
+    samples as terms does not."""
+    lib = paper_library(("x", "y"))
+    rng = np.random.default_rng(0)
+    Y = rng.uniform(0.5, 2.0, (5, 2))
+    U = np.concatenate([-Y[:, :1] * Y[:, 1:], Y[:, :1] * Y[:, 1:]], axis=1)
+    with pytest.warns(UserWarning, match="5 regression samples for a library of 23 terms"):
+        regress(lib, Y, U, STLSQ(threshold=0.1), criterion="aicc")
+    Y = rng.uniform(0.5, 2.0, (23, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        regress(lib, Y, Y[:, :1] * Y, STLSQ(threshold=0.1), criterion="aicc")

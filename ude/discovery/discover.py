@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -422,6 +423,15 @@ def regress(
             f"regress: targets must have shape ({Y.shape[0]}, {len(states)}), got {U.shape}"
         )
     Theta = np.asarray(library(jnp.asarray(_variables(library, state_names, Y, names, V))))
+    if Theta.shape[0] < Theta.shape[1]:
+        warnings.warn(
+            f"discover: {Theta.shape[0]} regression samples for a library of {Theta.shape[1]} "
+            "terms: the regression is underdetermined and any sparse pick is arbitrary; sample "
+            "the trajectory more finely (a smaller dt, discovery.dt in a config) or use a smaller "
+            "library",
+            UserWarning,
+            stacklevel=2,
+        )
     if not (np.all(np.isfinite(Theta)) and np.all(np.isfinite(U))):
         raise ValueError("regress: the library or the targets are not finite on the samples")
 
