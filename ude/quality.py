@@ -70,7 +70,7 @@ def estimate_noise_sd(data) -> np.ndarray:
     fewer than 3 samples in every experiment."""
     ts = np.asarray(data.times, float)
     ys = np.asarray(data.ys, float)
-    mask = np.asarray(data.mask, bool) & np.asarray(data.time_mask, bool)[:, :, None]
+    mask = np.asarray(data.mask, bool)  # padding is never observed (a Dataset refuses it)
     num = np.zeros(data.n_states)
     den = np.zeros(data.n_states)
     for i in range(data.n_traj):
@@ -91,7 +91,7 @@ def estimate_noise_floor(data, reduction: str = "sse", weights=None) -> float | 
     :func:`estimate_noise_sd`: ``Σ_s w_s N_s sd_s²`` (divided by ``Σ N_s`` for ``"mse"``). None when
     some observed state has too few samples to estimate its noise."""
     sd = estimate_noise_sd(data)
-    mask = np.asarray(data.mask, bool) & np.asarray(data.time_mask, bool)[:, :, None]
+    mask = np.asarray(data.mask, bool)
     counts = mask.sum(axis=(0, 1))
     seen = counts > 0
     if not seen.any() or not np.all(np.isfinite(sd[seen])):

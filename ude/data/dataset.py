@@ -93,7 +93,7 @@ class Dataset(eqx.Module):
         mask = as_mask(mask, ys, concrete)
         if lengths is not None and concrete:
             pad = np.arange(ys.shape[1])[None, :] >= np.asarray(lengths)[:, None]
-            if concrete and bool((np.asarray(mask) & pad[:, :, None]).any()):
+            if bool((np.asarray(mask) & pad[:, :, None]).any()):
                 i = int(np.argwhere((np.asarray(mask) & pad[:, :, None]).any(axis=(1, 2)))[0, 0])
                 raise ValueError(
                     f"Dataset: experiment {i} is observed after its last time "

@@ -79,15 +79,20 @@ def best_subsets(
     return out
 
 
+def _own_pick(discovery: Discovery, state: str) -> tuple[int, ...]:
+    """The columns the regression itself kept for ``state``."""
+    col = discovery.state_names.index(state)
+    return tuple(int(i) for i in np.flatnonzero(discovery.mask[:, col]))
+
+
 def candidates(discovery: Discovery, Theta, max_terms: int, top) -> list[list[tuple[int, ...]]]:
     """Per regressed state: the empty equation (the network may have learned nothing there), the
     best subsets of each size and the regression's own pick."""
     per_state = []
     for j, s in enumerate(discovery.states):
-        col = discovery.state_names.index(s)
         cands = [()]
         cands += [c for c, _ in best_subsets(Theta, discovery.targets[:, j], max_terms, top=top)]
-        own = tuple(int(i) for i in np.flatnonzero(discovery.mask[:, col]))
+        own = _own_pick(discovery, s)
         if 0 < len(own) <= max_terms and own not in cands:
             cands.append(own)
         per_state.append(cands)
@@ -100,9 +105,7 @@ def screening(discovery: Discovery, per_state) -> tuple[tuple, list[tuple]]:
     whole. Returns ``(base, combos)``."""
     base = []
     for j, s in enumerate(discovery.states):
-        own = tuple(
-            int(i) for i in np.flatnonzero(discovery.mask[:, discovery.state_names.index(s)])
-        )
+        own = _own_pick(discovery, s)
         base.append(own if own in per_state[j] and own else per_state[j][1 % len(per_state[j])])
     combos = []
     for j, cands in enumerate(per_state):
@@ -113,10 +116,9 @@ def screening(discovery: Discovery, per_state) -> tuple[tuple, list[tuple]]:
     return tuple(base), combos
 
 
-def models_of(discovery: Discovery, known, combos):
+def models_of(discovery: Discovery, Theta, known, combos):
     """The :class:`DiscoveredModel` of every joint candidate (least-squares coefficients on the
-    regression samples) and its support mask."""
-    Theta = np.asarray(discovery.theta())
+    regression samples, whose library values are ``Theta``) and its support mask."""
     shape = (len(discovery.names), len(discovery.state_names))
     models, masks = [], []
     for combo in combos:

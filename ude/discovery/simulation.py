@@ -277,7 +277,7 @@ def select_many(
     def refit(combos_of):  # {discovery: [joint candidate, ...]} -> every candidate refitted
         models, masks, owner = [], [], []
         for i, combos in combos_of.items():
-            ms, ks = models_of(discoveries[i], known, combos)
+            ms, ks = models_of(discoveries[i], thetas[i], known, combos)
             models += ms
             masks += ks
             owner += [i] * len(ms)
@@ -305,7 +305,8 @@ def select_many(
         )
         return masks, owner, fitted, y0_fit, np.asarray(sse, float), steps
 
-    per = [candidates(d, np.asarray(d.theta()), max_terms, top) for d in discoveries]
+    thetas = [np.asarray(d.theta()) for d in discoveries]
+    per = [candidates(d, th, max_terms, top) for d, th in zip(discoveries, thetas, strict=True)]
     joint = {i: list(itertools.product(*per[i])) for i in range(n)}
     big = [i for i in range(n) if len(joint[i]) > max_joint]
     if big:  # prune per state first: vary one equation at a time, keep each state's best few

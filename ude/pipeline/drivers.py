@@ -26,14 +26,7 @@ from .fit import FitOutcome, fit_model
 from .progress import Log
 from .rundir import FILES, check_new_dir, load_run, locked_run_dir
 
-__all__ = [
-    "fit_quality",
-    "run_experiment",
-    "run_simulate",
-    "run_discovery",
-    "run_figures",
-    "run_is_finished",
-]
+__all__ = ["run_experiment", "run_simulate", "run_discovery", "run_figures", "run_is_finished"]
 
 
 def run_is_finished(out_dir) -> bool:
@@ -79,7 +72,7 @@ def _finish(
         metrics = evaluate_experiments(cfg, out, data, train, fitted, found, log=log).metrics
     else:
         metrics = evaluate_run(cfg, out, data, train, held, fitted, found, log=log).metrics
-    metrics["fit"].update(fit_quality(cfg, train, metrics))
+    metrics["fit"].update(_verdict(cfg, train, metrics))
     if found is not None and metrics["fit"]["status"] == "underfit":
         metrics["discovery_caution"] = _caution(metrics)
     if cfg.output.figures:
@@ -93,7 +86,7 @@ def _finish(
     return json_safe(metrics)
 
 
-def fit_quality(cfg: ExperimentConfig, train, metrics: dict) -> dict:
+def _verdict(cfg: ExperimentConfig, train, metrics: dict) -> dict:
     """The quality gate's verdict (:func:`ude.quality.fit_quality`) on a run's fit: its final loss
     against the known noise floor (simulated data) or one estimated from the training data."""
     floor, source = metrics.get("noise_floor"), "truth"
